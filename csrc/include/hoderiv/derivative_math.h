@@ -1,0 +1,354 @@
+// The one source of truth for the derivative math of hoderiv_ext.
+//
+// Everything here is __host__ __device__ and header-only: the CPU kernels
+// (csrc/cpu), the CUDA kernels (csrc/cuda) and the C++ test
+// (csrc/tests/test_derivative_math.cpp) all include this file, so the three
+// can never disagree about a formula.
+//
+// Method: truncated Taylor arithmetic. For a function phi and a point x we
+// compute the normalised Taylor coefficients c_k = phi^(k)(x) / k! for
+// k = 0..K from the ODE each function satisfies (tanh' = 1 - tanh^2,
+// phi_gauss' = -x phi_gauss, ...), then scale by k! to get derivatives.
+// Every recurrence is written so that no coefficient of order >= 1 is formed
+// by cancellation of O(1) quantities: for |x| large, derivatives that are
+// tiny stay accurate to a few ulp instead of collapsing to 0 or NaN. The
+// order-0 terms use the numerically stable forms (sigmoid through exp(-|x|),
+// 1 + tanh(u) through 2*sigmoid(2u), softplus through log1p(exp(-|z|))).
+//
+// At the kinks of piecewise functions (relu, leaky_relu, elu at 0, softplus
+// at its threshold) derivatives follow torch's autograd conventions exactly,
+// so the kernel and autograd paths agree everywhere.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define HODERIV_HD __host__ __device__ __forceinline__
+#else
+#define HODERIV_HD inline
+#endif
+
+// Loop unrolling hint understood by both nvcc and gcc (plain `HODERIV_UNROLL`
+// makes gcc warn).
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define HODERIV_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__) && !defined(__clang__)
+#define HODERIV_UNROLL _Pragma("GCC unroll 16")
+#elif defined(__clang__)
+#define HODERIV_UNROLL _Pragma("unroll")
+#else
+#define HODERIV_UNROLL
+#endif
+
+namespace hoderiv {
+namespace math {
+
+// Highest derivative order the compiled kernels serve. The backward of an
+// order-k result needs order k+1, so results up to kMaxOrder - 1 are
+// differentiable through the kernels; beyond that the Python layer refuses.
+constexpr int kMaxOrder = 8;
+
+// Elementwise functions served by the kernels. The numbering is internal;
+// the Python layer and the op schemas speak in names (see function_names.h).
+enum class Function : int32_t {
+  kIdentity = 0,
+  kTanh = 1,
+  kSigmoid = 2,
+  kSoftplus = 3,   // params: beta, threshold (as torch.nn.Softplus)
+  kSin = 4,
+  kCos = 5,
+  kExp = 6,
+  kSiLU = 7,
+  kGeluErf = 8,    // GELU(approximate='none')
+  kGeluTanh = 9,   // GELU(approximate='tanh')
+  kReLU = 10,
+  kLeakyReLU = 11, // params: negative_slope
+  kELU = 12,       // params: alpha
+  kNumFunctions = 13,
+};
+
+// Scalar parameters of a function (unused entries are ignored).
+struct FunctionParams {
+  double p0 = 0.0;
+  double p1 = 0.0;
+};
+
+// ---------------------------------------------------------------------------
+// Stable scalar building blocks.
+// ---------------------------------------------------------------------------
+
+// sigmoid(x) = 1 / (1 + exp(-x)) without overflow for either sign.
+template <typename T>
+HODERIV_HD T stable_sigmoid(T x) {
+  if (x >= T(0)) {
+    const T e = std::exp(-x);
+    return T(1) / (T(1) + e);
+  }
+  const T e = std::exp(x);
+  return e / (T(1) + e);
+}
+
+// sech^2(x) = 1 - tanh^2(x), computed as 4 e / (1 + e)^2 with e = exp(-2|x|):
+// accurate to a few ulp for every x, where 1 - tanh^2 loses all digits once
+// |x| exceeds a few units.
+template <typename T>
+HODERIV_HD T sech_squared(T x) {
+  const T e = std::exp(T(-2) * std::fabs(x));
+  const T one_plus_e = T(1) + e;
+  return T(4) * e / (one_plus_e * one_plus_e);
+}
+
+// softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)).
+template <typename T>
+HODERIV_HD T stable_softplus(T z) {
+  return (z > T(0) ? z : T(0)) + std::log1p(std::exp(-std::fabs(z)));
+}
+
+// Standard normal CDF and density.
+template <typename T>
+HODERIV_HD T normal_cdf(T x) {
+  return T(0.5) * std::erfc(-x * T(0.70710678118654752440));
+}
+template <typename T>
+HODERIV_HD T normal_pdf(T x) {
+  return T(0.39894228040143267794) * std::exp(T(-0.5) * x * x);
+}
+
+// ---------------------------------------------------------------------------
+// Taylor-coefficient recurrences. Arrays hold normalised coefficients
+// c[k] = f^(k)(x) / k!, k = 0..K.
+// ---------------------------------------------------------------------------
+
+// tanh of a polynomial input series u (degree <= 3, u[0] the point itself):
+//   g = tanh(u), s = 1 - g^2,  g' = s u'  =>  k g_k = sum_j j u_j s_{k-j},
+//   s_0 = sech^2(u_0) (stable),  s_k = -sum_{j=0}^{k} g_j g_{k-j}  (k >= 1).
+template <typename T, int K>
+HODERIV_HD void tanh_series(const T (&u)[4], T (&g)[K + 1]) {
+  T s[K + 1];
+  g[0] = std::tanh(u[0]);
+  s[0] = sech_squared(u[0]);
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) {
+    T acc = T(0);
+HODERIV_UNROLL
+    for (int j = 1; j <= 3; ++j) {
+      if (j <= k) acc += T(j) * u[j] * s[k - j];
+    }
+    g[k] = acc / T(k);
+    T sk = T(0);
+HODERIV_UNROLL
+    for (int j = 0; j <= K; ++j) {
+      if (j <= k) sk -= g[j] * g[k - j];
+    }
+    s[k] = sk;
+  }
+}
+
+// sigmoid(x + h) = (1 + tanh(x/2 + h/2)) / 2; the order-0 term is computed
+// directly because 1 + tanh cancels for x << 0.
+template <typename T, int K>
+HODERIV_HD void sigmoid_series(T x, T (&c)[K + 1]) {
+  const T u[4] = {T(0.5) * x, T(0.5), T(0), T(0)};
+  tanh_series<T, K>(u, c);
+  c[0] = stable_sigmoid(x);
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) c[k] *= T(0.5);
+}
+
+// The Gaussian density's series: p = pdf, p' = -(x + h) p
+//   => k p_k = -(x p_{k-1} + p_{k-2}).
+template <typename T, int K>
+HODERIV_HD void normal_pdf_series(T x, T (&p)[K + 1]) {
+  p[0] = normal_pdf(x);
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) {
+    T acc = x * p[k - 1];
+    if (k >= 2) acc += p[k - 2];
+    p[k] = -acc / T(k);
+  }
+}
+
+// Normalised Taylor coefficients of `fn` at x, k = 0..K.
+template <typename T, int K>
+HODERIV_HD void taylor_coefficients(Function fn, const FunctionParams& params, T x,
+                                    T (&c)[K + 1]) {
+HODERIV_UNROLL
+  for (int k = 0; k <= K; ++k) c[k] = T(0);
+  switch (fn) {
+    case Function::kIdentity: {
+      c[0] = x;
+      if (K >= 1) c[1] = T(1);
+      break;
+    }
+    case Function::kTanh: {
+      const T u[4] = {x, T(1), T(0), T(0)};
+      tanh_series<T, K>(u, c);
+      break;
+    }
+    case Function::kSigmoid: {
+      sigmoid_series<T, K>(x, c);
+      break;
+    }
+    case Function::kSoftplus: {
+      // y(x) = softplus(beta x) / beta, linear above the threshold exactly as
+      // torch.nn.Softplus: y^(k)(x) = beta^(k-1) sigmoid^(k-1)(beta x).
+      const T beta = T(params.p0);
+      const T threshold = T(params.p1);
+      const T z = beta * x;
+      if (z > threshold) {
+        c[0] = x;
+        if (K >= 1) c[1] = T(1);
+        break;
+      }
+      T sig[K + 1];
+      sigmoid_series<T, K>(z, sig);
+      c[0] = stable_softplus(z) / beta;
+      // At the kink z == threshold torch's autograd takes the smooth branch
+      // for the first derivative but 0 for the second and beyond (its double
+      // backward masks with z < threshold); mirror it so both paths agree.
+      const int highest = z < threshold ? K : 1;
+      T beta_power = T(1);  // beta^(k-1)
+HODERIV_UNROLL
+      for (int k = 1; k <= K; ++k) {
+        if (k <= highest) c[k] = beta_power * sig[k - 1] / T(k);
+        beta_power *= beta;
+      }
+      break;
+    }
+    case Function::kSin:
+    case Function::kCos: {
+      const T s = std::sin(x);
+      const T co = std::cos(x);
+      // sin: s, c, -s, -c, ...   cos: c, -s, -c, s, ...
+      const T cycle[4] = {s, co, -s, -co};
+      const int offset = fn == Function::kSin ? 0 : 1;
+      T inverse_factorial = T(1);
+HODERIV_UNROLL
+      for (int k = 0; k <= K; ++k) {
+        if (k > 0) inverse_factorial /= T(k);
+        c[k] = cycle[(k + offset) & 3] * inverse_factorial;
+      }
+      break;
+    }
+    case Function::kExp: {
+      const T e = std::exp(x);
+      T inverse_factorial = T(1);
+HODERIV_UNROLL
+      for (int k = 0; k <= K; ++k) {
+        if (k > 0) inverse_factorial /= T(k);
+        c[k] = e * inverse_factorial;
+      }
+      break;
+    }
+    case Function::kSiLU: {
+      // (x + h) sigmoid(x + h): y_k = x s_k + s_{k-1}.
+      T sig[K + 1];
+      sigmoid_series<T, K>(x, sig);
+      c[0] = x * sig[0];
+HODERIV_UNROLL
+      for (int k = 1; k <= K; ++k) c[k] = x * sig[k] + sig[k - 1];
+      break;
+    }
+    case Function::kGeluErf: {
+      // (x + h) Phi(x + h), Phi_k = p_{k-1} / k.
+      T p[K + 1];
+      normal_pdf_series<T, K>(x, p);
+      T cdf[K + 1];
+      cdf[0] = normal_cdf(x);
+HODERIV_UNROLL
+      for (int k = 1; k <= K; ++k) cdf[k] = p[k - 1] / T(k);
+      c[0] = x * cdf[0];
+HODERIV_UNROLL
+      for (int k = 1; k <= K; ++k) c[k] = x * cdf[k] + cdf[k - 1];
+      break;
+    }
+    case Function::kGeluTanh: {
+      // 0.5 (x + h) (1 + tanh(u(x + h))), u(x) = b (x + a x^3).
+      const T a = T(0.044715);
+      const T b = T(0.79788456080286535588);  // sqrt(2 / pi)
+      const T x2 = x * x;
+      const T u[4] = {b * (x + a * x2 * x), b * (T(1) + T(3) * a * x2), T(3) * a * b * x, a * b};
+      T w[K + 1];
+      tanh_series<T, K>(u, w);
+      w[0] = T(2) * stable_sigmoid(T(2) * u[0]);  // 1 + tanh(u0) without cancellation
+      c[0] = T(0.5) * x * w[0];
+HODERIV_UNROLL
+      for (int k = 1; k <= K; ++k) c[k] = T(0.5) * (x * w[k] + w[k - 1]);
+      break;
+    }
+    case Function::kReLU: {
+      // Derivatives as torch defines them: relu'(0) = 0.
+      if (x > T(0)) {
+        c[0] = x;
+        if (K >= 1) c[1] = T(1);
+      }
+      break;
+    }
+    case Function::kLeakyReLU: {
+      const T slope = x > T(0) ? T(1) : T(params.p0);
+      c[0] = slope * x;
+      if (K >= 1) c[1] = slope;
+      break;
+    }
+    case Function::kELU: {
+      if (x > T(0)) {
+        c[0] = x;
+        if (K >= 1) c[1] = T(1);
+        break;
+      }
+      const T alpha = T(params.p0);
+      const T e = std::exp(x);
+      c[0] = alpha * std::expm1(x);
+      // At x == 0 torch's autograd gives elu'(0) = alpha but elu''(0) = 0
+      // (its double backward masks with x < 0); mirror it.
+      const int highest = x < T(0) ? K : 1;
+      T inverse_factorial = T(1);
+HODERIV_UNROLL
+      for (int k = 1; k <= K; ++k) {
+        inverse_factorial /= T(k);
+        if (k <= highest) c[k] = alpha * e * inverse_factorial;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+// Derivatives phi^(k)(x), k = 0..K (the coefficients scaled by k!).
+template <typename T, int K>
+HODERIV_HD void derivatives(Function fn, const FunctionParams& params, T x, T (&d)[K + 1]) {
+  taylor_coefficients<T, K>(fn, params, x, d);
+  T factorial = T(1);
+HODERIV_UNROLL
+  for (int k = 2; k <= K; ++k) {
+    factorial *= T(k);
+    d[k] *= factorial;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Polynomials p(x) = sum_j a_j x^j (ascending coefficients).
+// p^(k)(x) = sum_{j >= k} a_j j!/(j-k)! x^(j-k), evaluated by Horner's rule.
+// ---------------------------------------------------------------------------
+
+// j (j-1) ... (j-k+1): the falling factorial, 1 for k = 0.
+template <typename T>
+HODERIV_HD T falling_factorial(int64_t j, int k) {
+  T result = T(1);
+  for (int i = 0; i < k; ++i) result *= T(j - i);
+  return result;
+}
+
+template <typename T>
+HODERIV_HD T polynomial_derivative(const T* coefficients, int64_t num_coefficients, int k, T x) {
+  T acc = T(0);
+  for (int64_t j = num_coefficients - 1; j >= k; --j) {
+    acc = acc * x + coefficients[j] * falling_factorial<T>(j, k);
+  }
+  return acc;
+}
+
+}  // namespace math
+}  // namespace hoderiv

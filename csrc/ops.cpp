@@ -1,0 +1,134 @@
+// Op schemas of hoderiv_ext (one TORCH_LIBRARY block) and the host-side
+// argument checks every device implementation shares.
+//
+// Schemas:
+//   elementwise_derivatives(x, function, params, order) -> (order+1, *x.shape)
+//       out[k] = phi^(k)(x)
+//   elementwise_derivatives_backward(grad, x, function, params, shift) -> x.shape
+//       out = sum_k grad[k] * phi^(k+shift)(x)     (grad: (m+1, *x.shape))
+//   polynomial_derivatives / polynomial_derivatives_backward: the same for
+//       p(x) = sum_j coefficients[j] x^j.
+// The backward ops are their own ops with their own autograd formulas
+// (registered in hoderiv_ext/_ops.py), so every backward is differentiable.
+#include "ops.h"
+
+#include <torch/library.h>
+
+#include <array>
+#include <sstream>
+
+namespace hoderiv {
+
+namespace {
+
+struct FunctionEntry {
+  const char* name;
+  math::Function function;
+  int num_params;
+  const char* param_names;
+};
+
+constexpr std::array<FunctionEntry, 13> kFunctions = {{
+    {"identity", math::Function::kIdentity, 0, ""},
+    {"tanh", math::Function::kTanh, 0, ""},
+    {"sigmoid", math::Function::kSigmoid, 0, ""},
+    {"softplus", math::Function::kSoftplus, 2, "beta, threshold"},
+    {"sin", math::Function::kSin, 0, ""},
+    {"cos", math::Function::kCos, 0, ""},
+    {"exp", math::Function::kExp, 0, ""},
+    {"silu", math::Function::kSiLU, 0, ""},
+    {"gelu", math::Function::kGeluErf, 0, ""},
+    {"gelu_tanh", math::Function::kGeluTanh, 0, ""},
+    {"relu", math::Function::kReLU, 0, ""},
+    {"leaky_relu", math::Function::kLeakyReLU, 1, "negative_slope"},
+    {"elu", math::Function::kELU, 1, "alpha"},
+}};
+
+}  // namespace
+
+std::string supported_function_names() {
+  std::ostringstream out;
+  for (size_t i = 0; i < kFunctions.size(); ++i) {
+    if (i) out << ", ";
+    out << kFunctions[i].name;
+  }
+  return out.str();
+}
+
+ParsedFunction parse_function(std::string_view name, c10::ArrayRef<double> params) {
+  for (const auto& entry : kFunctions) {
+    if (name != entry.name) continue;
+    TORCH_CHECK(static_cast<int>(params.size()) == entry.num_params, "hoderiv_ext: function '",
+                entry.name, "' takes ", entry.num_params, " parameter(s) (", entry.param_names,
+                "), got params of length ", params.size());
+    ParsedFunction parsed{entry.function, {}};
+    if (entry.num_params >= 1) parsed.params.p0 = params[0];
+    if (entry.num_params >= 2) parsed.params.p1 = params[1];
+    if (entry.function == math::Function::kSoftplus) {
+      TORCH_CHECK(params[0] != 0.0, "hoderiv_ext: softplus parameter beta must be non-zero, got ",
+                  params[0]);
+    }
+    return parsed;
+  }
+  TORCH_CHECK(false, "hoderiv_ext: unknown function '", std::string(name),
+              "'; the kernels serve: ", supported_function_names());
+}
+
+void check_elementwise_input(const at::Tensor& x, int64_t order, const char* order_name) {
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
+              "hoderiv_ext: x must be a float32 or float64 tensor, got ", x.scalar_type());
+  TORCH_CHECK(order >= 0 && order <= math::kMaxOrder, "hoderiv_ext: ", order_name,
+              " must be in [0, ", math::kMaxOrder, "] for the compiled kernels, got ", order);
+}
+
+int64_t check_backward_grad(const at::Tensor& grad, const at::Tensor& x, int64_t shift) {
+  TORCH_CHECK(shift >= 0, "hoderiv_ext: shift must be non-negative, got ", shift);
+  TORCH_CHECK(grad.dim() == x.dim() + 1, "hoderiv_ext: grad must have shape (m+1, *x.shape) = (m+1, ",
+              x.sizes(), "), got ", grad.sizes());
+  TORCH_CHECK(grad.sizes().slice(1) == x.sizes(), "hoderiv_ext: grad must have shape (m+1, ",
+              x.sizes(), "), got ", grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == x.scalar_type(), "hoderiv_ext: grad must have x's dtype ",
+              x.scalar_type(), ", got ", grad.scalar_type());
+  TORCH_CHECK(grad.device() == x.device(), "hoderiv_ext: grad must be on x's device ", x.device(),
+              ", got ", grad.device());
+  const int64_t m = grad.size(0) - 1;
+  TORCH_CHECK(m >= 0, "hoderiv_ext: grad must hold at least one derivative slice, got shape ",
+              grad.sizes());
+  TORCH_CHECK(m + shift <= math::kMaxOrder,
+              "hoderiv_ext: differentiating this result needs derivatives of order ", m + shift,
+              " but the compiled kernels serve up to order ", math::kMaxOrder,
+              "; use backend='autograd' for higher orders");
+  return m;
+}
+
+void check_coefficients(const at::Tensor& coefficients, const at::Tensor& x) {
+  TORCH_CHECK(coefficients.dim() == 1 && coefficients.numel() >= 1,
+              "hoderiv_ext: coefficients must be a non-empty 1-D tensor (ascending powers), got shape ",
+              coefficients.sizes());
+  TORCH_CHECK(coefficients.scalar_type() == x.scalar_type(),
+              "hoderiv_ext: coefficients must have x's dtype ", x.scalar_type(), ", got ",
+              coefficients.scalar_type());
+  TORCH_CHECK(coefficients.device() == x.device(), "hoderiv_ext: coefficients must be on x's device ",
+              x.device(), ", got ", coefficients.device());
+}
+
+std::vector<int64_t> stacked_shape(const at::Tensor& x, int64_t order) {
+  std::vector<int64_t> shape;
+  shape.reserve(x.dim() + 1);
+  shape.push_back(order + 1);
+  for (auto size : x.sizes()) shape.push_back(size);
+  return shape;
+}
+
+}  // namespace hoderiv
+
+TORCH_LIBRARY(hoderiv_ext, m) {
+  m.def("elementwise_derivatives(Tensor x, str function, float[] params, int order) -> Tensor");
+  m.def(
+      "elementwise_derivatives_backward(Tensor grad, Tensor x, str function, float[] params, "
+      "int shift) -> Tensor");
+  m.def("polynomial_derivatives(Tensor x, Tensor coefficients, int order) -> Tensor");
+  m.def(
+      "polynomial_derivatives_backward(Tensor grad, Tensor x, Tensor coefficients, int shift) -> "
+      "Tensor");
+}

@@ -1,0 +1,168 @@
+// C++ test of the shared derivative math (csrc/include/hoderiv/derivative_math.h),
+// run by ctest. Needs no torch: the header is plain C++ on the host.
+//
+// Independent references, so the recurrences are not checked against
+// themselves:
+//   * order 0 against closed forms written directly with <cmath> in long double;
+//   * order k against a central finite difference of order k-1 computed in
+//     long double (64-bit mantissa): by induction every order is checked;
+//   * stability: float and double results finite for |x| <= 1e4 wherever the
+//     true value is finite;
+//   * kink conventions (relu, leaky_relu, elu at 0; softplus at threshold).
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "hoderiv/derivative_math.h"
+
+using hoderiv::math::Function;
+using hoderiv::math::FunctionParams;
+
+namespace {
+
+int failures = 0;
+int checks = 0;
+
+void expect(bool ok, const std::string& what) {
+  ++checks;
+  if (!ok) {
+    ++failures;
+    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
+  }
+}
+
+struct Case {
+  const char* name;
+  Function function;
+  FunctionParams params;
+  std::function<long double(long double)> value;  // closed form of order 0
+  std::vector<long double> kinks;                 // points where FD is skipped
+};
+
+long double sigmoid_ld(long double x) { return 1.0L / (1.0L + std::exp(-x)); }
+
+std::vector<Case> cases() {
+  const long double sqrt_2_over_pi = std::sqrt(2.0L / std::acos(-1.0L));
+  return {
+      {"identity", Function::kIdentity, {}, [](long double x) { return x; }, {}},
+      {"tanh", Function::kTanh, {}, [](long double x) { return std::tanh(x); }, {}},
+      {"sigmoid", Function::kSigmoid, {}, sigmoid_ld, {}},
+      {"softplus", Function::kSoftplus, {2.0, 20.0},
+       [](long double x) { return x * 2.0L > 20.0L ? x : std::log1p(std::exp(2.0L * x)) / 2.0L; }, {10.0L}},
+      {"sin", Function::kSin, {}, [](long double x) { return std::sin(x); }, {}},
+      {"cos", Function::kCos, {}, [](long double x) { return std::cos(x); }, {}},
+      {"exp", Function::kExp, {}, [](long double x) { return std::exp(x); }, {}},
+      {"silu", Function::kSiLU, {}, [](long double x) { return x * sigmoid_ld(x); }, {}},
+      {"gelu", Function::kGeluErf, {},
+       [](long double x) { return 0.5L * x * std::erfc(-x / std::sqrt(2.0L)); }, {}},
+      {"gelu_tanh", Function::kGeluTanh, {},
+       [sqrt_2_over_pi](long double x) {
+         return 0.5L * x * (1.0L + std::tanh(sqrt_2_over_pi * (x + 0.044715L * x * x * x)));
+       },
+       {}},
+      {"relu", Function::kReLU, {}, [](long double x) { return x > 0 ? x : 0.0L; }, {0.0L}},
+      {"leaky_relu", Function::kLeakyReLU, {0.2, 0.0}, [](long double x) { return x > 0 ? x : 0.2L * x; },
+       {0.0L}},
+      {"elu", Function::kELU, {0.7, 0.0}, [](long double x) { return x > 0 ? x : 0.7L * std::expm1(x); },
+       {0.0L}},
+  };
+}
+
+constexpr int K = hoderiv::math::kMaxOrder;
+
+void test_values_and_finite_differences() {
+  const std::vector<long double> points = {-7.5L, -3.0L, -1.25L, -0.3L, 0.0L, 0.4L, 1.0L, 2.5L, 6.0L};
+  for (const Case& c : cases()) {
+    for (long double x : points) {
+      double d[K + 1];
+      hoderiv::math::derivatives<double, K>(c.function, c.params, static_cast<double>(x), d);
+      const long double expected = c.value(x);
+      expect(std::fabs(d[0] - expected) <= 1e-14L * (1.0L + std::fabs(expected)),
+             std::string(c.name) + " value at " + std::to_string(static_cast<double>(x)));
+      bool near_kink = false;
+      for (long double kink : c.kinks) near_kink |= std::fabs(x - kink) < 1e-3L;
+      if (near_kink) continue;
+      const long double h = 1e-5L;
+      long double plus[K + 1], minus[K + 1];
+      hoderiv::math::derivatives<long double, K>(c.function, c.params, x + h, plus);
+      hoderiv::math::derivatives<long double, K>(c.function, c.params, x - h, minus);
+      for (int k = 1; k <= K; ++k) {
+        const long double fd = (plus[k - 1] - minus[k - 1]) / (2.0L * h);
+        // O(h^2) truncation (scaled by the next derivative) plus rounding.
+        const long double tolerance = 1e-8L * (1.0L + std::fabs(fd)) * (1.0L + std::fabs(d[std::min(k + 1, K)]));
+        expect(std::fabs(d[k] - fd) <= tolerance,
+               std::string(c.name) + " order " + std::to_string(k) + " at " + std::to_string(static_cast<double>(x)) +
+                   ": got " + std::to_string(d[k]) + ", finite difference " + std::to_string(static_cast<double>(fd)));
+      }
+    }
+  }
+}
+
+template <typename T>
+void test_stable(const char* type_name) {
+  const std::vector<T> points = {T(-1e4), T(-500), T(-80), T(-30), T(-10), T(10), T(30), T(80), T(500), T(1e4)};
+  for (const Case& c : cases()) {
+    if (c.function == Function::kExp) continue;  // e^x overflows where the true value does
+    for (T x : points) {
+      T d[K + 1];
+      hoderiv::math::derivatives<T, K>(c.function, c.params, x, d);
+      for (int k = 0; k <= 4; ++k) {
+        // gelu's higher derivatives grow like x^k * pdf(x): finite; sin/cos bounded;
+        // polynomial-like functions (identity, relu...) are finite.
+        expect(std::isfinite(static_cast<double>(d[k])),
+               std::string(c.name) + " " + type_name + " order " + std::to_string(k) + " finite at " +
+                   std::to_string(static_cast<double>(x)));
+      }
+    }
+  }
+  // Tails keep relative accuracy: tanh'(20) = sech^2(20) ~ 1.7e-17, not 0.
+  T d[K + 1];
+  hoderiv::math::derivatives<T, K>(Function::kTanh, {}, T(20), d);
+  const long double expected = 1.0L / (std::cosh(20.0L) * std::cosh(20.0L));
+  expect(std::fabs(d[1] - expected) <= 1e-5L * expected, std::string("tanh'(20) relative accuracy ") + type_name);
+  hoderiv::math::derivatives<T, K>(Function::kSigmoid, {}, T(-30), d);
+  expect(std::fabs(d[0] - sigmoid_ld(-30.0L)) <= 1e-5L * sigmoid_ld(-30.0L),
+         std::string("sigmoid(-30) relative accuracy ") + type_name);
+}
+
+void test_kinks() {
+  double d[K + 1];
+  hoderiv::math::derivatives<double, K>(Function::kReLU, {}, 0.0, d);
+  expect(d[0] == 0.0 && d[1] == 0.0 && d[2] == 0.0, "relu at 0: 0, 0, 0");
+  hoderiv::math::derivatives<double, K>(Function::kLeakyReLU, {0.2, 0.0}, 0.0, d);
+  expect(d[1] == 0.2 && d[2] == 0.0, "leaky_relu at 0: slope, 0");
+  hoderiv::math::derivatives<double, K>(Function::kELU, {0.5, 0.0}, 0.0, d);
+  expect(d[0] == 0.0 && d[1] == 0.5 && d[2] == 0.0 && d[3] == 0.0, "elu at 0: 0, alpha, 0, 0");
+  hoderiv::math::derivatives<double, K>(Function::kSoftplus, {1.0, 20.0}, 20.0, d);
+  expect(std::fabs(d[1] - 0.9999999979388464) < 1e-15 && d[2] == 0.0, "softplus at threshold: sigmoid, 0");
+  hoderiv::math::derivatives<double, K>(Function::kSoftplus, {1.0, 20.0}, 25.0, d);
+  expect(d[0] == 25.0 && d[1] == 1.0 && d[2] == 0.0, "softplus above threshold is linear");
+}
+
+void test_polynomial() {
+  // p(x) = 3 + 2x - x^2 + 0.5 x^4
+  const double coefficients[] = {3.0, 2.0, -1.0, 0.0, 0.5};
+  for (double x : {-2.0, -0.5, 0.0, 1.5, 3.0}) {
+    const double expected[] = {3 + 2 * x - x * x + 0.5 * x * x * x * x, 2 - 2 * x + 2 * x * x * x, -2 + 6 * x * x,
+                               12 * x, 12.0, 0.0, 0.0};
+    for (int k = 0; k <= 6; ++k) {
+      const double got = hoderiv::math::polynomial_derivative<double>(coefficients, 5, k, x);
+      expect(std::fabs(got - expected[k]) <= 1e-12 * (1 + std::fabs(expected[k])),
+             "polynomial order " + std::to_string(k) + " at " + std::to_string(x));
+    }
+  }
+}
+
+}  // namespace
+
+int main() {
+  test_values_and_finite_differences();
+  test_stable<float>("float");
+  test_stable<double>("double");
+  test_kinks();
+  test_polynomial();
+  std::printf("derivative_math: %d checks, %d failures\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}

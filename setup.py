@@ -1,0 +1,164 @@
+"""Build script for hoderiv_ext and its compiled extension hoderiv_ext._C.
+
+Install with ``pip install --no-build-isolation .`` (the extension is built
+against the torch already installed). Switches, all environment variables:
+
+  FORCE_CUDA=1            build the CUDA kernels even if torch sees no GPU
+                          (needs a CUDA build of torch and a CUDA toolkit).
+  HODERIV_CPU_ONLY=1      never build the CUDA kernels (also FORCE_ONLY_CPU=1).
+  TORCH_CUDA_ARCH_LIST    CUDA architectures, e.g. "9.0" or "8.0;9.0+PTX".
+                          Default: the visible GPUs' archs; with no GPU visible
+                          "7.5;8.0;9.0;10.0;12.0+PTX".
+  HODERIV_DEBUG=1         -O0 -g host code, -G device code, no -DNDEBUG.
+  CUDA_HOME               the CUDA toolkit; default: $CUDA_PATH, then
+                          /usr/local/cuda, then the directory above `nvcc`.
+  MAX_JOBS                parallel compile jobs (ninja).
+
+CUDA kernels are built by default when torch is a CUDA build and a toolkit
+(nvcc) is found. Headers that torch's CUDA headers include (cusparse.h,
+cublas_v2.h, ...) are also looked up in pip-installed NVIDIA packages
+(nvidia/cu13/include, nvidia/*/include) when the toolkit lacks them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).resolve().parent
+DEFAULT_ARCH_LIST_WITHOUT_GPU = "7.5;8.0;9.0;10.0;12.0+PTX"
+# Headers torch's ATen/cuda headers include that a bare toolkit may lack.
+CUDA_LIBRARY_HEADERS = ("cusparse.h", "cublas_v2.h", "cublasLt.h", "cusolverDn.h", "curand.h")
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _find_cuda_home() -> str | None:
+    """The CUDA toolkit root: one that really holds bin/nvcc and include/."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        # Follow wrappers: /usr/local/bin/nvcc may be a script that execs the
+        # real one, so its parent is not a toolkit root.
+        candidates.append(str(Path(os.path.realpath(nvcc)).parent.parent))
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "bin" / "nvcc").exists() and (Path(candidate) / "include").is_dir():
+            return str(Path(candidate).resolve())
+    return None
+
+
+# torch.utils.cpp_extension reads CUDA_HOME when it is imported; its own guess
+# (the parent of the first `nvcc` on PATH) is wrong where nvcc is a wrapper.
+_CUDA_HOME = _find_cuda_home()
+if _CUDA_HOME and not os.environ.get("CUDA_HOME"):
+    os.environ["CUDA_HOME"] = _CUDA_HOME
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
+def _pip_cuda_include_dirs(cuda_home: str) -> list[str]:
+    """Include dirs of pip-installed NVIDIA packages holding headers the toolkit lacks."""
+    toolkit_include = Path(cuda_home) / "include"
+    missing = [h for h in CUDA_LIBRARY_HEADERS if not (toolkit_include / h).exists()]
+    if not missing:
+        return []
+    dirs: list[str] = []
+    for site_dir in sys.path:
+        if not site_dir or not os.path.isdir(os.path.join(site_dir, "nvidia")):
+            continue
+        for include_dir in sorted(glob.glob(os.path.join(site_dir, "nvidia", "*", "include"))):
+            if any(os.path.exists(os.path.join(include_dir, h)) for h in missing) and include_dir not in dirs:
+                dirs.append(include_dir)
+    still_missing = [h for h in missing if not any(os.path.exists(os.path.join(d, h)) for d in dirs)]
+    if still_missing:
+        print(f"hoderiv_ext setup: warning: CUDA headers not found anywhere: {still_missing}", file=sys.stderr)
+    return dirs
+
+
+def _visible_gpu_archs() -> list[str]:
+    try:
+        count = torch.cuda.device_count()
+    except Exception:  # pragma: no cover - driver problems
+        count = 0
+    return sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(count)})
+
+
+def _want_cuda() -> bool:
+    if _flag("HODERIV_CPU_ONLY") or _flag("FORCE_ONLY_CPU"):
+        return False
+    if torch.version.cuda is None:
+        if _flag("FORCE_CUDA"):
+            raise RuntimeError("FORCE_CUDA=1 but the installed torch is a CPU-only build")
+        return False
+    if _CUDA_HOME is None:
+        if _flag("FORCE_CUDA"):
+            raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
+        return False
+    return True
+
+
+def _extensions():
+    debug = _flag("HODERIV_DEBUG")
+    with_cuda = _want_cuda()
+    csrc = ROOT / "csrc"
+    sources = [csrc / "python_module.cpp", csrc / "ops.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
+    define_macros = [("HODERIV_TORCH_VERSION", f'"{torch.__version__}"')]
+    cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+    nvcc_flags = ["-O0", "-G", "-g"] if debug else ["-O3", "-lineinfo"]
+    include_dirs = [str(csrc / "include"), str(csrc)]
+    if debug:
+        define_macros.append(("HODERIV_DEBUG", "1"))
+        cxx_flags.append("-UNDEBUG")
+
+    if not with_cuda:
+        return [
+            CppExtension(
+                "hoderiv_ext._C",
+                [str(s.relative_to(ROOT)) for s in sources],
+                include_dirs=include_dirs,
+                define_macros=define_macros,
+                extra_compile_args={"cxx": cxx_flags},
+            )
+        ]
+
+    arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+    if not arch_list or arch_list == "native":
+        visible = _visible_gpu_archs()
+        arch_list = ";".join(visible[:-1] + [visible[-1] + "+PTX"]) if visible else DEFAULT_ARCH_LIST_WITHOUT_GPU
+        os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
+    print(f"hoderiv_ext setup: CUDA kernels for archs {arch_list} (CUDA_HOME={_CUDA_HOME})", file=sys.stderr)
+    sources += sorted((csrc / "cuda").glob("*.cu"))
+    define_macros += [
+        ("HODERIV_WITH_CUDA", "1"),
+        ("HODERIV_CUDA_ARCHS", f'"{arch_list}"'),
+        ("HODERIV_CUDA_VERSION", f'"{torch.version.cuda}"'),
+    ]
+    # Searched after every -I and system directory, so the toolkit's own
+    # headers always win over the pip packages' copies.
+    for include_dir in _pip_cuda_include_dirs(_CUDA_HOME):
+        cxx_flags += ["-idirafter", include_dir]
+        nvcc_flags.append(f"-Xcompiler=-idirafter,{include_dir}")  # nvcc preprocesses with the host compiler
+    return [
+        CUDAExtension(
+            "hoderiv_ext._C",
+            [str(s.relative_to(ROOT)) for s in sources],
+            include_dirs=include_dirs,
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+        )
+    ]
+
+
+setup(
+    packages=find_packages(include=["hoderiv_ext", "hoderiv_ext.*"]),
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+)

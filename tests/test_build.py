@@ -1,0 +1,81 @@
+"""What was compiled in, and the package's behaviour when the extension is missing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+import hoderiv_ext
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_build_info_describes_the_build():
+    info = hoderiv_ext.build_info()
+    expected_keys = {
+        "compiled", "cpu_kernels", "cuda_kernels", "cuda_archs", "cuda_version_built", "torch_version_built",
+        "torch_version", "max_kernel_order", "debug", "load_error",
+    }
+    assert expected_keys <= set(info)
+    assert info["compiled"] and info["cpu_kernels"], info["load_error"]
+    assert info["load_error"] is None
+    assert info["max_kernel_order"] == 8
+    assert info["torch_version_built"] == torch.__version__
+    assert info["cuda_kernels"] == bool(info["cuda_archs"])
+
+
+def test_cuda_kernels_compiled_when_ci_asks_for_them():
+    """CI builds with FORCE_CUDA=1 and sets HODERIV_EXPECT_CUDA_KERNELS=1: compile + link + import proven."""
+    if os.environ.get("HODERIV_EXPECT_CUDA_KERNELS") != "1":
+        import pytest
+
+        pytest.skip("set HODERIV_EXPECT_CUDA_KERNELS=1 when the build must contain the CUDA kernels")
+    info = hoderiv_ext.build_info()
+    assert info["cuda_kernels"] and info["cuda_archs"], info
+    # The CUDA implementations are registered with the dispatcher.
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("hoderiv_ext::elementwise_derivatives", "CUDA")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("hoderiv_ext::polynomial_derivatives", "CUDA")
+
+
+def test_every_op_has_cpu_kernel_and_fake_and_autograd():
+    for name in ["elementwise_derivatives", "elementwise_derivatives_backward", "polynomial_derivatives",
+                 "polynomial_derivatives_backward"]:
+        qualified = f"hoderiv_ext::{name}"
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CPU"), name
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Autograd"), name
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Meta") or \
+            torch._library.simple_registry.singleton.find(qualified).fake_impl.kernel is not None, name
+
+
+def test_missing_extension_warns_once_and_falls_back_to_autograd():
+    script = textwrap.dedent(
+        """
+        import sys, warnings
+        sys.modules["hoderiv_ext._C"] = None  # makes `from hoderiv_ext import _C` raise ImportError
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import hoderiv_ext
+            import torch
+            y, dy, d2y = hoderiv_ext.elementwise_derivatives("tanh", torch.tensor([0.5]), 2)
+        messages = [str(w.message) for w in caught if "hoderiv_ext" in str(w.message)]
+        assert len(messages) == 1, messages
+        assert "falls back to the autograd engine" in messages[0], messages
+        assert abs(dy.item() - (1 - torch.tanh(torch.tensor(0.5)).item() ** 2)) < 1e-6
+        info = hoderiv_ext.build_info()
+        assert info["compiled"] is False and "hoderiv_ext._C" in info["load_error"], info
+        try:
+            hoderiv_ext.elementwise_derivatives("tanh", torch.tensor([0.5]), 2, backend="kernel")
+        except RuntimeError as error:
+            assert "not loaded" in str(error)
+        else:
+            raise AssertionError("kernel backend must refuse without the extension")
+        print("fallback ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "fallback ok" in result.stdout
