@@ -29,12 +29,15 @@ at::Tensor elementwise_derivatives_cpu(const at::Tensor& x, c10::string_view fun
     scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
     dispatch_taylor_order(static_cast<int>(order), [&](auto order_tag) {
       constexpr int K = decltype(order_tag)::value;
-      at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          scalar_t d[K + 1];
-          math::derivatives<scalar_t, K>(parsed.function, parsed.params, in_ptr[i], d);
-          for (int64_t k = 0; k <= order; ++k) out_ptr[k * n + i] = d[k];
-        }
+      dispatch_function(parsed.function, [&](auto function_tag) {
+        constexpr math::Function function = decltype(function_tag)::value;
+        at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            scalar_t d[K + 1];
+            math::derivatives<scalar_t, K>(function, parsed.params, in_ptr[i], d);
+            for (int64_t k = 0; k <= order; ++k) out_ptr[k * n + i] = d[k];
+          }
+        });
       });
     });
   });
@@ -58,14 +61,17 @@ at::Tensor elementwise_derivatives_backward_cpu(const at::Tensor& grad, const at
     scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
     dispatch_taylor_order(static_cast<int>(m + shift), [&](auto order_tag) {
       constexpr int K = decltype(order_tag)::value;
-      at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          scalar_t d[K + 1];
-          math::derivatives<scalar_t, K>(parsed.function, parsed.params, in_ptr[i], d);
-          scalar_t acc = scalar_t(0);
-          for (int64_t k = 0; k <= m; ++k) acc += w_ptr[k * n + i] * d[k + shift];
-          out_ptr[i] = acc;
-        }
+      dispatch_function(parsed.function, [&](auto function_tag) {
+        constexpr math::Function function = decltype(function_tag)::value;
+        at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
+          for (int64_t i = begin; i < end; ++i) {
+            scalar_t d[K + 1];
+            math::derivatives<scalar_t, K>(function, parsed.params, in_ptr[i], d);
+            scalar_t acc = scalar_t(0);
+            for (int64_t k = 0; k <= m; ++k) acc += w_ptr[k * n + i] * d[k + shift];
+            out_ptr[i] = acc;
+          }
+        });
       });
     });
   });

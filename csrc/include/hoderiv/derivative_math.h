@@ -25,6 +25,10 @@
 
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define HODERIV_HD __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+// Force inlining on the host so a compile-time function (see
+// dispatch_function in order_dispatch.h) folds the switch in every loop.
+#define HODERIV_HD inline __attribute__((always_inline))
 #else
 #define HODERIV_HD inline
 #endif
@@ -99,6 +103,47 @@ HODERIV_HD T sech_squared(T x) {
   return T(4) * e / (one_plus_e * one_plus_e);
 }
 
+// tanh(u), sech^2(u) and e = exp(-2|u|) from one transcendental:
+//   tanh(|u|) = (1 - e) / (1 + e),  sech^2(u) = 4 e / (1 + e)^2.
+// For |u| < 0.55, 1 - e would cancel: there e - 1 comes from expm1 instead.
+// sigmoid(2u) = 1 / (1 + e) for u >= 0 and e / (1 + e) otherwise, so the
+// sigmoid-based functions reuse e as well.
+template <typename T>
+struct TanhParts {
+  T tanh;
+  T sech_squared;
+  T e;  // exp(-2|u|)
+};
+
+template <typename T>
+HODERIV_HD TanhParts<T> tanh_parts(T u) {
+  const T au = std::fabs(u);
+  T e, one_minus_e;
+  if (au < T(0.55)) {
+#if defined(__CUDA_ARCH__)
+    const T em1 = std::expm1(T(-2) * au);
+#else
+    // glibc's expm1f is ~4x slower than its double expm1; the double result
+    // rounded to T is as accurate.
+    const T em1 = static_cast<T>(std::expm1(-2.0 * static_cast<double>(au)));
+#endif
+    e = T(1) + em1;
+    one_minus_e = -em1;
+  } else {
+    e = std::exp(T(-2) * au);
+    one_minus_e = T(1) - e;
+  }
+  const T one_plus_e = T(1) + e;
+  const T magnitude = one_minus_e / one_plus_e;
+  return {u < T(0) ? -magnitude : magnitude, T(4) * e / (one_plus_e * one_plus_e), e};
+}
+
+// sigmoid(2u) from tanh_parts(u).e.
+template <typename T>
+HODERIV_HD T sigmoid_of_double(T u, T e) {
+  return u >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+
 // softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)).
 template <typename T>
 HODERIV_HD T stable_softplus(T z) {
@@ -123,11 +168,13 @@ HODERIV_HD T normal_pdf(T x) {
 // tanh of a polynomial input series u (degree <= 3, u[0] the point itself):
 //   g = tanh(u), s = 1 - g^2,  g' = s u'  =>  k g_k = sum_j j u_j s_{k-j},
 //   s_0 = sech^2(u_0) (stable),  s_k = -sum_{j=0}^{k} g_j g_{k-j}  (k >= 1).
+// Returns e = exp(-2|u[0]|) for callers that need sigmoid(2 u[0]).
 template <typename T, int K>
-HODERIV_HD void tanh_series(const T (&u)[4], T (&g)[K + 1]) {
+HODERIV_HD T tanh_series(const T (&u)[4], T (&g)[K + 1]) {
   T s[K + 1];
-  g[0] = std::tanh(u[0]);
-  s[0] = sech_squared(u[0]);
+  const TanhParts<T> parts = tanh_parts(u[0]);
+  g[0] = parts.tanh;
+  s[0] = parts.sech_squared;
 HODERIV_UNROLL
   for (int k = 1; k <= K; ++k) {
     T acc = T(0);
@@ -143,6 +190,7 @@ HODERIV_UNROLL
     }
     s[k] = sk;
   }
+  return parts.e;
 }
 
 // sigmoid(x + h) = (1 + tanh(x/2 + h/2)) / 2; the order-0 term is computed
@@ -150,8 +198,8 @@ HODERIV_UNROLL
 template <typename T, int K>
 HODERIV_HD void sigmoid_series(T x, T (&c)[K + 1]) {
   const T u[4] = {T(0.5) * x, T(0.5), T(0), T(0)};
-  tanh_series<T, K>(u, c);
-  c[0] = stable_sigmoid(x);
+  const T e = tanh_series<T, K>(u, c);
+  c[0] = sigmoid_of_double(u[0], e);
 HODERIV_UNROLL
   for (int k = 1; k <= K; ++k) c[k] *= T(0.5);
 }
@@ -270,8 +318,8 @@ HODERIV_UNROLL
       const T x2 = x * x;
       const T u[4] = {b * (x + a * x2 * x), b * (T(1) + T(3) * a * x2), T(3) * a * b * x, a * b};
       T w[K + 1];
-      tanh_series<T, K>(u, w);
-      w[0] = T(2) * stable_sigmoid(T(2) * u[0]);  // 1 + tanh(u0) without cancellation
+      const T e = tanh_series<T, K>(u, w);
+      w[0] = T(2) * sigmoid_of_double(u[0], e);  // 1 + tanh(u0) without cancellation
       c[0] = T(0.5) * x * w[0];
 HODERIV_UNROLL
       for (int k = 1; k <= K; ++k) c[k] = T(0.5) * (x * w[k] + w[k - 1]);
