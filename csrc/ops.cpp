@@ -8,8 +8,13 @@
 //       out = sum_k grad[k] * phi^(k+shift)(x)     (grad: (m+1, *x.shape))
 //   polynomial_derivatives / polynomial_derivatives_backward: the same for
 //       p(x) = sum_j coefficients[j] x^j.
+//   jet_activation(jet, bias, function, params, pair_i, pair_j, d, collapsed)
+//       the activation step of a second-order jet (N, S, m), bias added to
+//       slot 0 first; jet_activation_backward its gradient with respect to
+//       the jet; jet_activation_first the first layer's step from the
+//       preactivation (N, m) and the weight (m, d). Math: hoderiv/jet_math.h.
 // The backward ops are their own ops with their own autograd formulas
-// (registered in hoderiv_ext/_ops.py), so every backward is differentiable.
+// (registered in hoderiv_ext/_ops.py and hoderiv_ext/_jet_ops.py).
 #include "ops.h"
 
 #include <torch/library.h>
@@ -120,6 +125,47 @@ std::vector<int64_t> stacked_shape(const at::Tensor& x, int64_t order) {
   return shape;
 }
 
+int64_t check_jet_layout(const at::Tensor& jet, const char* jet_name, const at::Tensor& pair_i,
+                         const at::Tensor& pair_j, int64_t num_inputs, bool collapsed) {
+  TORCH_CHECK(jet.dim() == 3, "hoderiv_ext: ", jet_name, " must be a (N, S, m) jet, got shape ", jet.sizes());
+  TORCH_CHECK(jet.scalar_type() == at::kFloat || jet.scalar_type() == at::kDouble, "hoderiv_ext: ", jet_name,
+              " must be float32 or float64, got ", jet.scalar_type());
+  TORCH_CHECK(num_inputs >= 1, "hoderiv_ext: num_inputs must be >= 1, got ", num_inputs);
+  TORCH_CHECK(pair_i.dim() == 1 && pair_j.dim() == 1 && pair_i.numel() == pair_j.numel(),
+              "hoderiv_ext: pair_i and pair_j must be 1-D of equal length, got shapes ", pair_i.sizes(), " and ",
+              pair_j.sizes());
+  TORCH_CHECK(pair_i.scalar_type() == at::kLong && pair_j.scalar_type() == at::kLong,
+              "hoderiv_ext: pair_i and pair_j must be int64, got ", pair_i.scalar_type(), " and ",
+              pair_j.scalar_type());
+  TORCH_CHECK(pair_i.device() == jet.device() && pair_j.device() == jet.device(),
+              "hoderiv_ext: pair_i and pair_j must be on the jet's device ", jet.device());
+  const int64_t num_second = collapsed ? 1 : pair_i.numel();
+  TORCH_CHECK(jet.size(1) == 1 + num_inputs + num_second, "hoderiv_ext: ", jet_name, " must have S = 1 + d + s = ",
+              1 + num_inputs + num_second, " slots (d = ", num_inputs, ", s = ", num_second,
+              collapsed ? ", collapsed Laplacian" : "", "), got shape ", jet.sizes());
+  if (!collapsed && pair_i.device().is_cpu()) {
+    const at::Tensor pi = pair_i.contiguous();
+    const at::Tensor pj = pair_j.contiguous();
+    const int64_t* a = pi.const_data_ptr<int64_t>();
+    const int64_t* b = pj.const_data_ptr<int64_t>();
+    for (int64_t s = 0; s < num_second; ++s) {
+      TORCH_CHECK(a[s] >= 0 && a[s] < num_inputs && b[s] >= 0 && b[s] < num_inputs, "hoderiv_ext: pair ", s, " = (",
+                  a[s], ", ", b[s], ") out of range for d = ", num_inputs);
+    }
+  }
+  return num_second;
+}
+
+void check_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& jet) {
+  if (!bias.has_value()) return;
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == jet.size(2), "hoderiv_ext: bias must have shape (m,) = (",
+              jet.size(2), ",), got ", bias->sizes());
+  TORCH_CHECK(bias->scalar_type() == jet.scalar_type(), "hoderiv_ext: bias must have the jet's dtype ",
+              jet.scalar_type(), ", got ", bias->scalar_type());
+  TORCH_CHECK(bias->device() == jet.device(), "hoderiv_ext: bias must be on the jet's device ", jet.device(),
+              ", got ", bias->device());
+}
+
 }  // namespace hoderiv
 
 TORCH_LIBRARY(hoderiv_ext, m) {
@@ -131,4 +177,15 @@ TORCH_LIBRARY(hoderiv_ext, m) {
   m.def(
       "polynomial_derivatives_backward(Tensor grad, Tensor x, Tensor coefficients, int shift) -> "
       "Tensor");
+  // Taylor-mode activation step on a jet (N, S, m); see hoderiv/jet_math.h.
+  m.def(
+      "jet_activation(Tensor jet, Tensor? bias, str function, float[] params, Tensor pair_i, Tensor pair_j, "
+      "int num_inputs, bool collapsed) -> Tensor");
+  m.def(
+      "jet_activation_backward(Tensor grad, Tensor jet, Tensor? bias, str function, float[] params, "
+      "Tensor pair_i, Tensor pair_j, int num_inputs, bool collapsed) -> Tensor");
+  // First layer: tangents are the weight's columns for every sample, Q = 0.
+  m.def(
+      "jet_activation_first(Tensor preactivation, Tensor weight, str function, float[] params, Tensor pair_i, "
+      "Tensor pair_j, bool collapsed) -> Tensor");
 }

@@ -40,4 +40,14 @@ void check_coefficients(const at::Tensor& coefficients, const at::Tensor& x);
 // Output shape (order + 1, *x.shape).
 std::vector<int64_t> stacked_shape(const at::Tensor& x, int64_t order);
 
+// Checks a jet (N, S, m) against its slot layout: S = 1 + d + s (s pairs) or
+// 2 + d (collapsed); pair_i, pair_j int64 1-D of length s on the jet's device.
+// Returns s. Pair values are checked on CPU tensors (device tensors are
+// built by hoderiv_ext.taylor, which checks them when it builds them).
+int64_t check_jet_layout(const at::Tensor& jet, const char* jet_name, const at::Tensor& pair_i,
+                         const at::Tensor& pair_j, int64_t num_inputs, bool collapsed);
+
+// Checks an optional bias: 1-D of length m, the jet's dtype and device.
+void check_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& jet);
+
 }  // namespace hoderiv

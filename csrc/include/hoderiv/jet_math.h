@@ -1,0 +1,188 @@
+// The activation step of a second-order jet, forward and backward, for one
+// column (one sample n, one unit j): shared by the CPU and CUDA kernels.
+//
+// A jet carries, per sample and unit, S = 1 + d + s slots laid out with a
+// stride of m elements (the layer width) between slots:
+//   slot 0           value v
+//   slots 1..d       tangents T_i = dv/dx_i
+//   slots 1+d..S-1   second-order slots Q_s = d2v/dx_{i_s}dx_{j_s}, or one
+//                    collapsed slot Q = sum_i d2v/dx_i^2 (the Laplacian)
+//
+// With a = v + bias and phi^(k) = phi^(k)(a) (from derivative_math.h):
+// forward
+//   v' = phi(a);  T'_i = phi' T_i
+//   Q'_s = phi' Q_s + phi'' T_{i_s} T_{j_s}       collapsed: phi' Q + phi'' sum_i T_i^2
+// backward (given gv', gT', gQ')
+//   gQ_s = phi' gQ'_s
+//   gT_k = phi' gT'_k + phi'' sum_s gQ'_s (delta_{i_s k} T_{j_s} + delta_{j_s k} T_{i_s})
+//                                                   collapsed: + 2 phi'' gQ' T_k
+//   ga   = phi' gv' + phi'' sum_i gT'_i T_i + phi'' sum_s gQ'_s Q_s
+//          + phi''' sum_s gQ'_s T_{i_s} T_{j_s}     collapsed: phi''' gQ' sum_i T_i^2
+// The first layer's tangents are the same for every sample (T_i = W[j, i],
+// Q = 0), so the first-layer forward reads them from the weight instead.
+//
+// Each function handles `width` adjacent columns (units j .. j+width-1 of one
+// sample) with the loops over columns innermost: the CPU kernels pass a whole
+// row (contiguous, vectorisable), each CUDA thread passes width 1.
+#pragma once
+
+#include <cstdint>
+
+#include "hoderiv/derivative_math.h"
+
+namespace hoderiv {
+namespace jet {
+
+// Second-order slot layout: `num_second` pairs (pair_i[s], pair_j[s]), or one
+// collapsed Laplacian slot when `collapsed` is true (pairs unused).
+struct SlotLayout {
+  int64_t num_inputs;   // d
+  int64_t num_second;   // s (1 when collapsed)
+  bool collapsed;
+  const int64_t* pair_i;
+  const int64_t* pair_j;
+};
+
+// phi^(k)(a) for `width` adjacent columns: phi[k * width + c], k = 0..K.
+template <typename T, int K>
+HODERIV_HD void activation_derivatives(const T* a, int64_t a_stride, const T* bias, int64_t width,
+                                       math::Function function, const math::FunctionParams& params, T* phi) {
+  for (int64_t c = 0; c < width; ++c) {
+    T d[K + 1];
+    math::derivatives<T, K>(function, params, a[c * a_stride] + (bias ? bias[c] : T(0)), d);
+    HODERIV_UNROLL
+    for (int k = 0; k <= K; ++k) phi[k * width + c] = d[k];
+  }
+}
+
+// Forward step for `width` adjacent columns (slot stride `stride`), given
+// phi[k * width + c], k = 0..2. Inner loops run over c, contiguous in memory.
+template <typename T>
+HODERIV_HD void forward_columns(const T* __restrict__ in, T* __restrict__ out, int64_t stride, int64_t width,
+                                const T* __restrict__ phi, const SlotLayout& layout) {
+  const int64_t d = layout.num_inputs;
+  const T* phi0 = phi;
+  const T* phi1 = phi + width;
+  const T* phi2 = phi + 2 * width;
+  const T* tangents = in + stride;
+  const T* second = in + (1 + d) * stride;
+  T* out_tangents = out + stride;
+  T* out_second = out + (1 + d) * stride;
+  for (int64_t c = 0; c < width; ++c) out[c] = phi0[c];
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t c = 0; c < width; ++c) out_tangents[i * stride + c] = phi1[c] * tangents[i * stride + c];
+  }
+  if (layout.collapsed) {
+    for (int64_t c = 0; c < width; ++c) out_second[c] = phi1[c] * second[c];
+    for (int64_t i = 0; i < d; ++i) {
+      for (int64_t c = 0; c < width; ++c) {
+        const T t = tangents[i * stride + c];
+        out_second[c] += phi2[c] * t * t;
+      }
+    }
+    return;
+  }
+  for (int64_t s = 0; s < layout.num_second; ++s) {
+    const T* ti = tangents + layout.pair_i[s] * stride;
+    const T* tj = tangents + layout.pair_j[s] * stride;
+    for (int64_t c = 0; c < width; ++c) {
+      out_second[s * stride + c] = phi1[c] * second[s * stride + c] + phi2[c] * ti[c] * tj[c];
+    }
+  }
+}
+
+// First layer for `width` adjacent columns: T_i = weight_t[i * weight_stride + c]
+// (the weight's transpose, (d, m)), Q = 0.
+template <typename T>
+HODERIV_HD void first_forward_columns(const T* __restrict__ weight_t, int64_t weight_stride, T* __restrict__ out,
+                                      int64_t stride, int64_t width, const T* __restrict__ phi,
+                                      const SlotLayout& layout) {
+  const int64_t d = layout.num_inputs;
+  const T* phi0 = phi;
+  const T* phi1 = phi + width;
+  const T* phi2 = phi + 2 * width;
+  T* out_tangents = out + stride;
+  T* out_second = out + (1 + d) * stride;
+  for (int64_t c = 0; c < width; ++c) out[c] = phi0[c];
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t c = 0; c < width; ++c) out_tangents[i * stride + c] = phi1[c] * weight_t[i * weight_stride + c];
+  }
+  if (layout.collapsed) {
+    for (int64_t c = 0; c < width; ++c) out_second[c] = T(0);
+    for (int64_t i = 0; i < d; ++i) {
+      for (int64_t c = 0; c < width; ++c) {
+        const T w = weight_t[i * weight_stride + c];
+        out_second[c] += phi2[c] * w * w;
+      }
+    }
+    return;
+  }
+  for (int64_t s = 0; s < layout.num_second; ++s) {
+    const T* wi = weight_t + layout.pair_i[s] * weight_stride;
+    const T* wj = weight_t + layout.pair_j[s] * weight_stride;
+    for (int64_t c = 0; c < width; ++c) out_second[s * stride + c] = phi2[c] * wi[c] * wj[c];
+  }
+}
+
+// Gradient with respect to the input jet for `width` adjacent columns, given
+// phi[k * width + c], k = 0..3. Slot 0 of grad_in is the gradient with
+// respect to a (the bias gradient's summand).
+template <typename T>
+HODERIV_HD void backward_columns(const T* __restrict__ grad_out, const T* __restrict__ in, T* __restrict__ grad_in,
+                                 int64_t stride, int64_t width, const T* __restrict__ phi, const SlotLayout& layout) {
+  const int64_t d = layout.num_inputs;
+  const T* phi1 = phi + width;
+  const T* phi2 = phi + 2 * width;
+  const T* phi3 = phi + 3 * width;
+  const T* tangents = in + stride;
+  const T* second = in + (1 + d) * stride;
+  const T* g_tangents = grad_out + stride;
+  const T* g_second = grad_out + (1 + d) * stride;
+  T* gi_tangents = grad_in + stride;
+  T* gi_second = grad_in + (1 + d) * stride;
+
+  // grad_a = phi' gv' + phi'' sum_i gT'_i T_i + ..., accumulated in slot 0.
+  for (int64_t c = 0; c < width; ++c) grad_in[c] = phi1[c] * grad_out[c];
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t c = 0; c < width; ++c) {
+      const T gt = g_tangents[i * stride + c];
+      grad_in[c] += phi2[c] * gt * tangents[i * stride + c];
+      gi_tangents[i * stride + c] = phi1[c] * gt;
+    }
+  }
+  if (layout.collapsed) {
+    for (int64_t c = 0; c < width; ++c) {
+      gi_second[c] = phi1[c] * g_second[c];
+      grad_in[c] += phi2[c] * g_second[c] * second[c];
+    }
+    for (int64_t i = 0; i < d; ++i) {
+      for (int64_t c = 0; c < width; ++c) {
+        const T t = tangents[i * stride + c];
+        const T gq = g_second[c];
+        gi_tangents[i * stride + c] += T(2) * phi2[c] * gq * t;
+        grad_in[c] += phi3[c] * gq * t * t;
+      }
+    }
+    return;
+  }
+  for (int64_t s = 0; s < layout.num_second; ++s) {
+    const int64_t i = layout.pair_i[s];
+    const int64_t j = layout.pair_j[s];
+    const T* ti = tangents + i * stride;
+    const T* tj = tangents + j * stride;
+    T* gti = gi_tangents + i * stride;
+    T* gtj = gi_tangents + j * stride;
+    for (int64_t c = 0; c < width; ++c) {
+      const T gq = g_second[s * stride + c];
+      gi_second[s * stride + c] = phi1[c] * gq;
+      grad_in[c] += phi2[c] * gq * second[s * stride + c] + phi3[c] * gq * ti[c] * tj[c];
+      const T scaled = phi2[c] * gq;
+      const T ti_c = ti[c];
+      gti[c] += scaled * tj[c];
+      gtj[c] += scaled * ti_c;
+    }
+  }
+}
+
+}  // namespace jet
+}  // namespace hoderiv
