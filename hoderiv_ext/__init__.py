@@ -8,9 +8,25 @@ Public API:
 
 from hoderiv_ext._extension import build_info
 from hoderiv_ext import _ops  # noqa: F401  (registers fake kernels and autograd formulas)
+from hoderiv_ext import _jet_ops  # noqa: F401  (the same for the Taylor activation-step ops)
 from hoderiv_ext.elementwise import elementwise_derivatives
 from hoderiv_ext.functions import KERNEL_FUNCTION_NAMES, Polynomial
+from hoderiv_ext.derivatives import derivatives
+from hoderiv_ext.parameters import hessian_rows, newton_step
+from hoderiv_ext.requests import HessianRequest
+from hoderiv_ext.results import Derivatives
 
 __version__ = "0.1.0"
 
-__all__ = ["build_info", "elementwise_derivatives", "Polynomial", "KERNEL_FUNCTION_NAMES", "__version__"]
+__all__ = [
+    "build_info",
+    "elementwise_derivatives",
+    "Polynomial",
+    "KERNEL_FUNCTION_NAMES",
+    "derivatives",
+    "Derivatives",
+    "hessian_rows",
+    "newton_step",
+    "HessianRequest",
+    "__version__",
+]

@@ -1,0 +1,154 @@
+"""Checking ``x`` and ``f``'s output, and reading ``x`` into the canonical ``(N, d)`` batch.
+
+Accepted ``x`` (a floating-point tensor):
+
+* ``(N, d)``: N samples of d inputs;
+* ``(d,)``: one point of R^d (results drop the N axis);
+* ``(N,)``: N scalar inputs of a map with one input, d = 1 (results drop
+  the d axes);
+* ``()``: one scalar input (results drop both).
+
+A 1-D ``x`` of length L is read as L scalar inputs when ``f`` takes one input
+(a 1-1 or 1-o map) and as one point of R^L otherwise. The rule that decides:
+``f`` is called on the first (up to) two entries as a column,
+``x[:2].reshape(-1, 1)``; if that call succeeds and returns one row per entry
+(shape ``(m,)`` or ``(m, o)``), x holds scalar inputs, else it is a point.
+Functions that accept any width (``torch.sin``, ``lambda x: x**3``) therefore
+read a 1-D x as scalar inputs; pass ``x[None]`` (shape ``(1, L)``) to mean one
+point of such a function, or ``x[:, None]`` to force scalar inputs while
+keeping the d axes.
+
+Accepted outputs: ``f`` called on ``(N, d)`` returns a floating-point tensor of
+shape ``(N,)``, ``(N, 1)`` or ``(N, o)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+BatchFunction = Callable[[Tensor], Tensor]
+
+
+def check_callable(f: object) -> BatchFunction:
+    if not callable(f):
+        raise TypeError(f"f must be callable (a function or an nn.Module), got {type(f).__name__}")
+    return f  # type: ignore[return-value]
+
+
+def check_x(x: object, *, max_dim: int = 2) -> Tensor:
+    """``x`` must be a real floating-point tensor with at most ``max_dim`` axes."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"x must be a floating-point tensor (derivatives need a real dtype such as float32 or float64), "
+            f"got dtype {x.dtype}; convert with x.float() or x.double()"
+        )
+    if x.dim() > max_dim:
+        allowed = "(N, d), (d,), (N,) or a 0-d scalar" if max_dim == 2 else f"at most {max_dim} axes"
+        raise ValueError(f"x must have shape {allowed}, got shape {tuple(x.shape)}")
+    return x
+
+
+@contextlib.contextmanager
+def preserved_rng(device: torch.device) -> Iterator[None]:
+    """Run a probe call of ``f`` without advancing the random number generators."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+def check_output(y: object, n: int, *, call: str = "f(x)") -> Tensor:
+    """Check ``f``'s output for a batch of ``n`` samples and return it as ``(n, o)``.
+
+    Raises:
+        TypeError: not a tensor, or not floating point.
+        ValueError: a shape other than ``(n,)``, ``(n, 1)`` or ``(n, o)``.
+    """
+    if not isinstance(y, Tensor):
+        raise TypeError(f"f must return a torch.Tensor, but {call} returned {type(y).__name__}")
+    if not y.is_floating_point():
+        raise TypeError(f"f must return a floating-point tensor, but {call} returned dtype {y.dtype}")
+    if y.dim() not in (1, 2) or y.shape[0] != n:
+        raise ValueError(
+            f"f must map a batch x of shape (N, d) to (N,), (N, 1) or (N, o) with the same N; "
+            f"{call} with N = {n} returned shape {tuple(y.shape)}. "
+            "If f reduces over the batch (torch.sum(x**3)), reduce over the last axis instead "
+            "(x.pow(3).sum(-1, keepdim=True))."
+        )
+    if y.dim() == 2 and y.shape[1] == 0:
+        raise ValueError(f"f must return at least one output per sample, but {call} returned shape {tuple(y.shape)}")
+    return y if y.dim() == 2 else y.unsqueeze(1)
+
+
+def probe_call(f: BatchFunction, x: Tensor) -> object:
+    """Call ``f`` on a detached copy of ``x`` without keeping a graph, and without advancing the RNG.
+
+    The call runs under ``torch.no_grad()`` (cheaper); an ``f`` that
+    differentiates internally fails there with a RuntimeError and is called
+    again with grad mode on, as the engines call it.
+    """
+    with preserved_rng(x.device):
+        try:
+            with torch.no_grad():
+                y = f(x.detach())
+        except RuntimeError:
+            with torch.enable_grad():
+                y = f(x.detach())
+    return y.detach() if isinstance(y, Tensor) else y
+
+
+def _takes_a_column(f: BatchFunction, column: Tensor) -> bool:
+    """Whether ``f`` maps the (m, 1) batch ``column`` to (m,) or (m, o)."""
+    try:
+        y = probe_call(f, column)
+    except Exception:  # noqa: BLE001 - any failure means "f does not take scalar inputs"
+        return False
+    return isinstance(y, Tensor) and y.dim() in (1, 2) and y.shape[0] == column.shape[0]
+
+
+def canonical_input(f: BatchFunction, x: Tensor) -> tuple[Tensor, bool, bool]:
+    """Read ``x`` as an ``(N, d)`` batch (see the module docstring).
+
+    Returns:
+        ``(x2d, has_batch_axis, has_input_axis)``; ``x2d`` is a reshape of
+        ``x`` (it keeps x's autograd history).
+    """
+    if x.dim() == 2:
+        if x.shape[1] == 0:
+            raise ValueError(f"x must have at least one input coordinate, got shape {tuple(x.shape)}")
+        return x, True, True
+    if x.dim() == 0:
+        return x.reshape(1, 1), False, False
+    length = x.shape[0]
+    if length == 0:
+        return x.reshape(0, 1), True, False
+    if _takes_a_column(f, x[:2].reshape(-1, 1)):
+        return x.reshape(length, 1), True, False
+    return x.reshape(1, length), False, True
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What ``f`` returns: ``o`` outputs per sample; ``has_output_axis`` False for ``(N,)`` / ``(N, 1)``."""
+
+    o: int
+    has_output_axis: bool
+
+
+def output_info(f: BatchFunction, x: Tensor) -> OutputInfo:
+    """Learn ``o`` by calling ``f`` on the first (up to) two samples.
+
+    For an empty batch, ``f`` is called on one all-zero sample ``(1, d)``
+    instead (the only way to learn ``o`` without an output to look at).
+    """
+    sample = x[:2] if x.shape[0] > 0 else torch.zeros((1, x.shape[1]), dtype=x.dtype, device=x.device)
+    y = probe_call(f, sample)
+    call = "f(x[:2])" if x.shape[0] > 0 else "f(zeros(1, d)) (called to learn o for an empty batch)"
+    y2d = check_output(y, sample.shape[0], call=call)
+    return OutputInfo(o=y2d.shape[1], has_output_axis=(y.dim() == 2 and y.shape[1] != 1))  # type: ignore[union-attr]

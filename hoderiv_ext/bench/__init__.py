@@ -1,0 +1,16 @@
+"""Benchmarks of hoderiv_ext against baselines measured in the same run.
+
+The suite behind ``python -m hoderiv_ext bench`` (one job per module):
+
+  workloads.py    what is computed, at which sizes, by which methods; the float64 reference
+  methods.py      input-derivative methods for MLPs (kernel path, autograd engine, nested, torch.func)
+  elementwise.py  (y, y', y'') methods, and the older single-function elementwise benchmark
+  newton.py       the seeds' parameter-space Newton solve, three ways
+  runner.py       check against the reference, then time (interleaved rounds); OOM and failures contained
+  memory.py       peak memory per call (CUDA allocator stats; a live-storage dispatch mode on CPU), FLOPs
+  report.py       the terminal table, the JSON file, the PNG plot
+  environment.py  device, versions, build, date
+  progress.py     the progress bar
+  cli.py          the command line
+  traffic.py      memory traffic counted at the dispatcher (elementwise traffic bound)
+"""
