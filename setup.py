@@ -112,6 +112,13 @@ def _extensions():
     sources = [csrc / "python_module.cpp", csrc / "ops.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
     define_macros = [("HODERIV_TORCH_VERSION", f'"{torch.__version__}"')]
     cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+    link_flags: list[str] = []
+    if sys.platform.startswith("linux"):
+        # at::parallel_for is header-inlined and runs serially unless the
+        # extension itself is compiled with OpenMP (torch's Linux wheels use
+        # OpenMP and ship libgomp.so.1, which the extension then shares).
+        cxx_flags.append("-fopenmp")
+        link_flags.append("-fopenmp")
     nvcc_flags = ["-O0", "-G", "-g"] if debug else ["-O3", "-lineinfo"]
     include_dirs = [str(csrc / "include"), str(csrc)]
     if debug:
@@ -126,6 +133,7 @@ def _extensions():
                 include_dirs=include_dirs,
                 define_macros=define_macros,
                 extra_compile_args={"cxx": cxx_flags},
+                extra_link_args=link_flags,
             )
         ]
 
@@ -153,6 +161,7 @@ def _extensions():
             include_dirs=include_dirs,
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+            extra_link_args=link_flags,
         )
     ]
 
