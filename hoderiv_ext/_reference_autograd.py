@@ -11,14 +11,17 @@ For a batch x (N, d) and y = f(x) (N, o), with samples independent:
 The passes over outputs / rows are run as one batched backward
 (``torch.autograd.grad(..., is_grads_batched=True)``, a vmap over the
 cotangents) when ``batched=True``; if that fails for some operation in ``f``,
-they are run one after the other (``batched=False`` always does that). Either
-way there is no loop over samples. This mechanism works for every ``f``
+they are run one after the other (``batched=False`` always does that;
+``batched`` may also be a rule ``passes -> bool`` applied to each group of
+passes). Either way there is no loop over samples. This mechanism works for every ``f``
 autograd can differentiate, including modules torch.func cannot transform.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
+from typing import Union
 
 import torch
 from torch import Tensor
@@ -29,39 +32,63 @@ from hoderiv_ext.requests import HessianRequest
 Canonical = tuple[Tensor, Tensor, "Tensor | None"]
 
 
+BatchRule = Union[bool, Callable[[int], bool]]
+
+
 def _vector_jacobian_products(
-    outputs: Tensor, inputs: Tensor, cotangents: Tensor, *, create_graph: bool, batched: bool
+    outputs: Tensor, inputs: Tensor, cotangents: Tensor, *, create_graph: bool, batched: BatchRule
 ) -> Tensor:
     """``cotangents[b] . d outputs / d inputs`` for every b, shape ``(B, *inputs.shape)``.
 
-    ``cotangents`` has shape ``(B, *outputs.shape)``. Outputs that do not
-    depend on ``inputs`` give zeros.
+    ``cotangents`` has shape ``(B, *outputs.shape)``. ``batched``: run the B
+    passes as one batched pass (True), one after the other (False), or ask
+    ``batched(B)``. Outputs that do not depend on ``inputs`` give zeros.
     """
     count = cotangents.shape[0]
-    zeros = torch.zeros((count, *inputs.shape), dtype=inputs.dtype, device=inputs.device)
+    if callable(batched):
+        batched = batched(count)
+
+    def zeros() -> Tensor:  # outputs that do not depend on inputs
+        return torch.zeros((count, *inputs.shape), dtype=inputs.dtype, device=inputs.device)
+
     if not outputs.requires_grad:
-        return zeros
+        return zeros()
     options = dict(retain_graph=True, create_graph=create_graph, allow_unused=True)
     if batched and count > 1:
         try:
             (products,) = torch.autograd.grad(outputs, inputs, cotangents, is_grads_batched=True, **options)
-            return zeros if products is None else products  # None: outputs do not depend on inputs
+            return zeros() if products is None else products
         except RuntimeError:
             pass  # an operation without a batching rule: one pass per cotangent below
-    products = [torch.autograd.grad(outputs, inputs, cotangent, **options)[0] for cotangent in cotangents]
-    return zeros if products[0] is None else torch.stack(products)
+    rows = [torch.autograd.grad(outputs, inputs, cotangent, **options)[0] for cotangent in cotangents]
+    if rows[0] is None:
+        return zeros()
+    return rows[0].unsqueeze(0) if count == 1 else torch.stack(rows)
 
 
-def jacobian_of_batch(y: Tensor, inputs: Tensor, *, create_graph: bool, batched: bool) -> Tensor:
+@functools.lru_cache(maxsize=128)
+def _selector(o: int, rows: tuple[int, ...], d: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """One-hot cotangents (o * k, 1, o, d): entry (a * k + m) picks output a, input ``rows[m]``.
+
+    Cached: small, read-only (callers only expand it).
+    """
+    k = len(rows)
+    selector = torch.zeros((o * k, o * d), dtype=dtype)
+    flat_positions = [(a * k + m, a * d + r) for a in range(o) for m, r in enumerate(rows)]
+    selector[[p for p, _ in flat_positions], [c for _, c in flat_positions]] = 1
+    return selector.reshape(o * k, 1, o, d).to(device)
+
+
+def jacobian_of_batch(y: Tensor, inputs: Tensor, *, create_graph: bool, batched: BatchRule) -> Tensor:
     """Per-sample Jacobian ``(N, o, d)`` of ``y = f(inputs)`` (N, o) by one backward pass per output."""
     n, o = y.shape
-    one_hot_outputs = torch.eye(o, dtype=y.dtype, device=y.device).unsqueeze(1).expand(o, n, o)
+    one_hot_outputs = _selector(o, (0,), 1, y.dtype, y.device).reshape(o, 1, o).expand(o, n, o)
     products = _vector_jacobian_products(y, inputs, one_hot_outputs, create_graph=create_graph, batched=batched)
     return products.permute(1, 0, 2)  # (o, N, d) -> (N, o, d)
 
 
 def hessian_rows_of_batch(
-    jacobian: Tensor, inputs: Tensor, rows: Sequence[int], *, create_graph: bool, batched: bool
+    jacobian: Tensor, inputs: Tensor, rows: Sequence[int], *, create_graph: bool, batched: BatchRule
 ) -> Tensor:
     """Rows ``H[:, a, r, :]`` for every output a and r in ``rows``: shape ``(N, o, k, d)``.
 
@@ -70,12 +97,7 @@ def hessian_rows_of_batch(
     """
     n, o, d = jacobian.shape
     k = len(rows)
-    selector = torch.zeros((o, k, o, d), dtype=jacobian.dtype, device=jacobian.device)
-    output_index = torch.arange(o, device=jacobian.device)[:, None].expand(o, k)
-    row_position = torch.arange(k, device=jacobian.device)[None, :].expand(o, k)
-    row_index = torch.as_tensor(list(rows), device=jacobian.device)[None, :].expand(o, k)
-    selector[output_index, row_position, output_index, row_index] = 1
-    cotangents = selector.reshape(o * k, 1, o, d).expand(o * k, n, o, d)
+    cotangents = _selector(o, tuple(rows), d, jacobian.dtype, jacobian.device).expand(o * k, n, o, d)
     products = _vector_jacobian_products(jacobian, inputs, cotangents, create_graph=create_graph, batched=batched)
     return products.reshape(o, k, n, d).permute(2, 0, 1, 3)
 
@@ -91,7 +113,7 @@ def reduce_rows(rows_tensor: Tensor, request: HessianRequest) -> Tensor | None:
 
 
 def autograd_derivatives(
-    f: BatchFunction, x: Tensor, request: HessianRequest, *, create_graph: bool, batched: bool = True
+    f: BatchFunction, x: Tensor, request: HessianRequest, *, create_graph: bool, batched: BatchRule = True
 ) -> Canonical:
     """Canonical ``(value (N, o), jacobian (N, o, d), second)`` by nested ``torch.autograd.grad``."""
     n, d = x.shape

@@ -1,10 +1,11 @@
 """The public entry point: ``derivatives(f, x, hessian=...)``.
 
 It reads ``x`` into the canonical batch (N, d) (:mod:`hoderiv_ext._validation`),
-parses ``hessian=`` (:mod:`hoderiv_ext.requests`), enforces the sample
-independence rule (:mod:`hoderiv_ext.independence`), lets
+parses ``hessian=`` (:mod:`hoderiv_ext.requests`), refuses batch-statistics
+layers (:mod:`hoderiv_ext.independence`), lets
 :func:`hoderiv_ext._backend.select_engine` pick the Taylor engine or the
-autograd reference engine, and shapes the result (:mod:`hoderiv_ext.results`).
+autograd reference engine, probes the reference engine's ``f(x)`` for samples
+that interact, and shapes the result (:mod:`hoderiv_ext.results`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from hoderiv_ext import taylor
 from hoderiv_ext._backend import check_backend, select_engine
 from hoderiv_ext._reference_autograd import Canonical
 from hoderiv_ext._validation import BatchFunction, canonical_input, check_callable, check_x, output_info
-from hoderiv_ext.independence import check_sample_independence
+from hoderiv_ext.independence import probe_independence, static_independence_check
 from hoderiv_ext.reference import reference_derivatives
 from hoderiv_ext.requests import HessianRequest, parse_hessian_request
 from hoderiv_ext.results import Derivatives, Layout, empty_canonical, finalize
@@ -45,7 +46,8 @@ def _choose_engine(f: BatchFunction, x: Tensor, backend: str) -> tuple[str, obje
     plan = taylor.plan(f)
     reason = plan if isinstance(plan, str) else None
     engine = select_engine(backend, x.device, x.dtype, unsupported=reason)
-    if engine == "autograd" and backend == "auto" and x.device.type == "cuda" and isinstance(f, nn.Module) and reason:
+    not_served = engine == "autograd" and reason is not None and isinstance(f, nn.Module)
+    if not_served and backend == "auto" and x.device.type == "cuda":
         _warn_once_not_served(reason)
     return engine, plan
 
@@ -92,8 +94,9 @@ def derivatives(
             returns detached results and saves the memory of the graph.
         check_independence: enforce the sample-independence rule (see
             :mod:`hoderiv_ext.independence`): refuse batch-norm layers in
-            training mode and probe ``f`` on the first two samples. The probe
-            calls ``f`` three times on one or two samples.
+            training mode, and compare rows 0 and 1 of ``f(x)`` with ``f``
+            called on those samples alone (two extra calls of ``f`` on one
+            sample each, without a graph).
 
     Returns:
         A :class:`~hoderiv_ext.results.Derivatives`; for x (N, d) and scalar
@@ -122,16 +125,17 @@ def derivatives(
     x2d, has_batch_axis, has_input_axis = canonical_input(f, x)
     n, d = x2d.shape
     request = parse_hessian_request(hessian, d)
-    if check_independence:
-        check_sample_independence(f, x2d)
+    probe = check_independence and static_independence_check(f)
     engine, plan = _choose_engine(f, x2d, backend)
 
-    if n == 0:
-        value, jacobian, second = _empty_batch(f, x2d, request, bool(create_graph))
-    elif engine == "kernel":
+    if engine == "kernel":  # the Taylor kernels handle N = 0 themselves
         value, jacobian, second = taylor.run(plan, x2d, request, bool(create_graph))  # type: ignore[arg-type]
+    elif n == 0:  # the reference engine on the empty batch, or zeros when f rejects one
+        value, jacobian, second = _empty_batch(f, x2d, request, bool(create_graph))
     else:
         value, jacobian, second = reference_derivatives(f, x2d, request, create_graph=bool(create_graph))
+        if probe and n >= 2:  # the Taylor engine serves per-sample layers only: nothing to probe there
+            probe_independence(f, x2d, value)
 
     o = value.shape[1] if isinstance(value, Tensor) and value.dim() == 2 else 0
     layout = Layout(has_batch_axis=has_batch_axis, has_input_axis=has_input_axis, has_output_axis=o > 1)

@@ -21,16 +21,21 @@ The checks
    method's owner, closure variables, globals the function body names, the
    arguments of a ``functools.partial``, a few levels deep) is searched for
    batch-norm layers that use batch statistics: a ``ValueError`` names the layer.
-2. Probe, for ``N >= 2``: ``f`` is called on ``x[:2]``, ``x[:1]`` and
-   ``x[1:2]`` and the rows are compared; a difference beyond a dtype-aware
-   tolerance (``sqrt(eps)`` relative to ``max(1, |f|)``) raises a ``ValueError``.
-   The probe is skipped when a reachable module is random in training mode
-   (dropout, RReLU), since two calls would differ anyway; the RNG state is
-   restored after the probe.
+2. Probe, for ``N >= 2``, after the engine has evaluated ``f(x)`` on the whole
+   batch: ``f`` is called on the first two samples alone, ``f(x[0:1])`` and
+   ``f(x[1:2])``, and compared with rows 0 and 1 of ``f(x)``; a difference
+   beyond a dtype-aware tolerance (``sqrt(eps)`` relative to ``max(1, |f|)``)
+   raises a ``ValueError``. Since rows 0 and 1 of the batch call see every
+   other sample, mixing with any sample of the batch shows. The probe costs
+   two calls of ``f`` on one sample, without a graph (grad mode is turned on
+   only for an ``f`` that fails without it) and without advancing the RNG. It
+   is skipped when a reachable module is random in training mode (dropout,
+   RReLU), since two calls would differ anyway, and for the Taylor engine,
+   which serves only layers that act on each sample alone.
 
-Limits: the probe sees only the first two samples and only mixing that
-changes those outputs by more than the tolerance; modules hidden where the
-search does not look (deep inside other objects) escape the static check;
+Limits: the probe looks at two output rows only, and only at mixing that
+changes them by more than the tolerance; modules hidden where the search does
+not look (deep inside other objects) escape the static check;
 ``F.dropout(..., training=True)`` inside a plain function makes the probe
 fail spuriously -- pass ``check_independence=False`` in that case.
 """
@@ -150,29 +155,34 @@ def _max_difference(a: Tensor, b: Tensor) -> float:
     return float("inf") if bool(difference.isnan().any()) else float(difference.max())
 
 
-def probe_independence(f: BatchFunction, x: Tensor) -> None:
-    """Compare ``f(x[:2])`` row by row with ``f(x[:1])`` and ``f(x[1:2])``; raise ``ValueError`` on a mismatch."""
+def probe_independence(f: BatchFunction, x: Tensor, batch_value: Tensor) -> None:
+    """Compare rows 0 and 1 of ``f(x)`` with ``f(x[0:1])`` and ``f(x[1:2])``; raise ``ValueError`` on a mismatch.
+
+    Args:
+        f: the batched function.
+        x: the canonical batch (N, d), N >= 2 (smaller batches are not probed).
+        batch_value: ``f(x)`` as the engine computed it, canonical (N, o).
+    """
     if x.shape[0] < 2:
         return
-    pair = check_output(probe_call(f, x[:2]), 2, call="f(x[:2])")
-    alone = [
-        check_output(probe_call(f, x[:1]), 1, call="f(x[:1])"),
-        check_output(probe_call(f, x[1:2]), 1, call="f(x[1:2])"),
-    ]
-    if alone[0].shape[1] != pair.shape[1] or alone[1].shape[1] != pair.shape[1]:
+    batch_rows = batch_value[:2].detach()
+    alone = [check_output(probe_call(f, x[n : n + 1]), 1, call=f"f(x[{n}:{n + 1}])") for n in range(2)]
+    if any(single.shape[1] != batch_rows.shape[1] for single in alone):
         raise ValueError(
             "f mixes samples: its number of outputs per sample changes with the batch size "
-            f"({pair.shape[1]} for 2 samples, {alone[0].shape[1]} for 1)."
+            f"({batch_rows.shape[1]} for {x.shape[0]} samples, {alone[0].shape[1]} for 1)."
         )
-    finite = pair[pair.isfinite()]
-    scale = max(1.0, float(finite.abs().max())) if finite.numel() else 1.0
+    alone_rows = torch.cat(alone).to(batch_rows.dtype)
+    scale = max(1.0, float(batch_rows.abs().nan_to_num(0.0, 0.0, 0.0).max()))  # largest finite |f|
     limit = mixing_tolerance(x.dtype, x.device) * scale
+    if bool(torch.isclose(batch_rows, alone_rows, rtol=0.0, atol=limit, equal_nan=True).all()):
+        return
     for n in range(2):
-        difference = _max_difference(pair[n], alone[n][0])
+        difference = _max_difference(batch_rows[n], alone_rows[n])
         if difference > limit:
             raise ValueError(
-                f"f mixes samples: its output for sample {n} changes when the other sample is in the batch "
-                f"(f(x[:2])[{n}] and f(x[{n}:{n + 1}])[0] differ by {difference:.3g}, tolerance {limit:.3g}). "
+                f"f mixes samples: its output for sample {n} changes when the other samples are in the batch "
+                f"(f(x)[{n}] and f(x[{n}:{n + 1}])[0] differ by {difference:.3g}, tolerance {limit:.3g}). "
                 "Per-sample derivatives need each output row to be computed from its own input row alone. "
                 "A reduction over the batch breaks that: write x.pow(3).sum(-1, keepdim=True) instead of "
                 "torch.sum(x**3); batch normalisation in training mode and attention across the batch break it "
@@ -181,10 +191,18 @@ def probe_independence(f: BatchFunction, x: Tensor) -> None:
             )
 
 
-def check_sample_independence(f: BatchFunction, x: Tensor) -> None:
-    """Apply both checks of the module docstring to ``f`` on the canonical batch ``x`` (N, d)."""
+def static_independence_check(f: BatchFunction) -> bool:
+    """Check 1 of the module docstring; returns whether the probe (check 2) is meaningful for ``f``.
+
+    Raises ``ValueError`` for a batch-norm layer using batch statistics; returns
+    False when a reachable module is random in training mode.
+    """
     modules = reachable_modules(f)
     check_no_batch_statistics(modules)
-    if any(is_random_in_training(m) for root in modules for m in root.modules()):
-        return
-    probe_independence(f, x)
+    return not any(is_random_in_training(m) for root in modules for m in root.modules())
+
+
+def check_sample_independence(f: BatchFunction, x: Tensor, batch_value: Tensor) -> None:
+    """Both checks of the module docstring for ``f`` on the canonical batch ``x`` (N, d) with ``f(x)`` (N, o)."""
+    if static_independence_check(f):
+        probe_independence(f, x, batch_value)

@@ -324,6 +324,29 @@ def test_hessian_rows_cost_grows_with_rows_not_inputs(monkeypatch: pytest.Monkey
     assert calls == [False, True]  # the gradient, then all rows in one batched pass
 
 
+@pytest.mark.parametrize(
+    "n, d, expected_calls",
+    [(64, 8, [False, True]), (64, 2, [False, False, False]), (4096, 8, [False] * 9)],
+)
+def test_auto_batches_the_row_passes_only_where_measured_faster(
+    monkeypatch: pytest.MonkeyPatch, n: int, d: int, expected_calls: list[bool]
+) -> None:
+    calls: list[bool] = []
+    original = torch.autograd.grad
+
+    def counting_grad(*args, **kwargs):
+        calls.append(bool(kwargs.get("is_grads_batched", False)))
+        return original(*args, **kwargs)
+
+    f = mlp(d, 1, dtype=torch.float32)
+    x = torch.randn(n, d)
+    expected_method = "autograd" if any(expected_calls) else "autograd_loop"
+    assert reference_module.choose_method(x, HessianRequest("laplacian")) == expected_method
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    reference_derivatives(f, x, HessianRequest("laplacian"), create_graph=False)
+    assert calls == expected_calls
+
+
 def test_batched_autograd_falls_back_to_a_loop_over_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     original = torch.autograd.grad
 
@@ -495,7 +518,9 @@ def test_probes_do_not_consume_random_numbers() -> None:
 
     x = torch.randn(4, 3, dtype=torch.float64)
     torch.manual_seed(123)
-    check_sample_independence(draws_noise, x)
+    batch_value = draws_noise(x)[:, None]
+    torch.manual_seed(123)
+    check_sample_independence(draws_noise, x, batch_value)
     canonical_input(draws_noise, x[0])
     after_probes = torch.rand(3)
     torch.manual_seed(123)
