@@ -25,41 +25,46 @@ Every mechanism's cost grows with the number of Hessian rows asked for
 What "auto" picks, and why
 --------------------------
 Measured with ``benchmarks/bench_reference_methods.py`` (tanh MLP, width 128,
-depth 4, float32, one output; 2-core CPU, torch 2.14.1, 2026-11-22; times
-relative to the fastest mechanism of the row, Laplacian request, which needs
-d Hessian rows; docs/benchmarks.md has the full table):
+depth 4, float32, one output; 2-core CPU, torch 2.14.1, 2026-11-22; each time
+relative to the fastest mechanism of its row; the Laplacian needs all d
+Hessian rows; docs/benchmarks.md has the full table):
 
 =====  ===  ==========  ==========  =============  ==========
 N      d    func        autograd    autograd_loop  fastest
 =====  ===  ==========  ==========  =============  ==========
-64     8    1.67-1.86   1.00        1.02-1.15      batched
-64     32   1.36-1.40   1.00        1.26-1.32      batched
-256    4    1.64-1.72   1.00-1.07   1.00-1.04      even
-256    16   1.27-1.31   1.00-1.04   1.00-1.09      even
-1024   16   1.71-1.90   1.13-1.36   1.00           loop
-4096   8    1.14-1.56   1.13-1.16   1.00           loop
-4096   32   1.38-3.04   1.37-2.38   1.00           loop
+64     2    3.1-3.8     1.06-1.25   1.00           loop
+64     8    1.9-2.2     1.00        1.40-1.43      batched
+64     32   1.5         1.00        1.38-1.52      batched
+256    4    1.6-1.7     1.00-1.07   1.00-1.04      even
+256    16   1.3         1.00-1.04   1.00-1.09      even
+1024   16   1.7-1.9     1.13-1.36   1.00           loop
+4096   2    1.4-1.7     1.06-1.25   1.00           loop
+4096   8    1.1         1.00-1.09   1.00-1.02      even
+4096   32   1.9-2.7     1.96-2.12   1.00           loop
 =====  ===  ==========  ==========  =============  ==========
 
-(ranges: create_graph True / False). With one requested row the two
-autograd mechanisms run the same code, and func is 1.6-6x slower.
+(ranges: create_graph True / False; the N = 256 and 1024 rows come from a
+second run, ``--n 256 1024 --dims 4 16``). With one requested row the two
+autograd mechanisms run the same code; func is 1.6-6x slower there.
 
-So on CPU: torch.func is never the fastest (vmap over samples of batch-of-one
-calls costs more than the batched calls autograd makes); batching the passes
-over rows pays while the batch is small (N < 256: the passes are
-overhead-bound) and costs at large N (k copies of every intermediate no longer
-fit in cache). ``auto`` therefore picks ``"autograd"`` for N < 256 and
-``"autograd_loop"`` from N = 256 on, which at large N is the seeds' algorithm
-(one backward pass per row) without their per-sample loops. On CUDA nothing
-was measured yet (no GPU in that session): ``auto`` batches the passes while
-N times the number of passes stays below 2^20 elements, on the grounds that
-GPU passes of that size are launch-bound; replace this with a measurement.
+So on CPU torch.func is never the fastest (vmap over batch-of-one calls costs
+more than the batched calls autograd makes). Batching the passes over rows
+pays while the batch is small and there are several passes (N < 256 and at
+least 4 passes: the passes are overhead-bound) and costs at large N (k copies
+of every intermediate no longer fit in cache). ``auto`` therefore picks
+``"autograd"`` for N < 256 with at least 4 passes (outputs x rows), and
+``"autograd_loop"`` otherwise -- at large N the seeds' algorithm (one backward
+pass per row), without their per-sample loops. On CUDA nothing was measured
+(no GPU in that session): ``auto`` batches the passes while N times the number
+of passes stays below 2^20 rows of work, on the grounds that GPU passes of that
+size are launch-bound; replace this with a measurement.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from hoderiv_ext._reference_autograd import Canonical, autograd_derivatives
@@ -71,19 +76,32 @@ Method = Literal["auto", "func", "autograd", "autograd_loop"]
 METHODS: tuple[str, ...] = ("auto", "func", "autograd", "autograd_loop")
 
 
-# Below this many samples, batching the backward passes over rows pays on CPU (module docstring).
+# On CPU, batching the backward passes pays below this many samples, from this many passes (module docstring).
 CPU_BATCHED_BELOW_N = 256
+CPU_BATCHED_FROM_PASSES = 4
 # On CUDA (not measured yet): batch while samples x passes stay below this many rows of work.
 CUDA_BATCHED_BELOW_WORK = 1 << 20
 
 
-def choose_method(x: Tensor, request: HessianRequest) -> Literal["func", "autograd", "autograd_loop"]:
-    """The mechanism ``method="auto"`` uses for the batch ``x`` (N, d) and ``request`` (see the module docstring)."""
+def batch_the_passes(device: torch.device, n: int, passes: int) -> bool:
+    """Whether ``passes`` backward passes over a batch of ``n`` samples run faster as one batched pass."""
+    if device.type == "cuda":
+        return n * passes < CUDA_BATCHED_BELOW_WORK
+    return n < CPU_BATCHED_BELOW_N and passes >= CPU_BATCHED_FROM_PASSES
+
+
+def choose_method(
+    x: Tensor, request: HessianRequest, outputs: int = 1
+) -> Literal["func", "autograd", "autograd_loop"]:
+    """The mechanism ``method="auto"`` uses for the batch ``x`` (N, d), ``request`` and ``outputs`` o.
+
+    See the module docstring for the measurements behind it. (Inside a call,
+    "auto" applies :func:`batch_the_passes` to each group of passes once o is
+    known: the o passes of the Jacobian, the o * k passes of the rows.)
+    """
     n, d = x.shape
-    if x.device.type == "cuda":
-        passes = max(1, len(request.hessian_rows_needed(d)))
-        return "autograd" if n * passes < CUDA_BATCHED_BELOW_WORK else "autograd_loop"
-    return "autograd" if n < CPU_BATCHED_BELOW_N else "autograd_loop"
+    passes = max(1, len(request.hessian_rows_needed(d))) * outputs
+    return "autograd" if batch_the_passes(x.device, n, passes) else "autograd_loop"
 
 
 def _check_request(request: object, d: int) -> HessianRequest:
@@ -142,10 +160,12 @@ def reference_derivatives(
     if method == "autograd_loop":
         return autograd_derivatives(f, x, request, create_graph=create_graph, batched=False)
 
-    chosen = choose_method(x, request)
-    if chosen == "func":
+    if choose_method(x, request) == "func":
         try:
             return func_derivatives(f, x, request, create_graph=create_graph)
         except Exception:  # noqa: BLE001 - torch.func cannot transform f: the autograd path can
-            chosen = "autograd"
-    return autograd_derivatives(f, x, request, create_graph=create_graph, batched=(chosen == "autograd"))
+            pass
+    n = x.shape[0]
+    return autograd_derivatives(
+        f, x, request, create_graph=create_graph, batched=lambda passes: batch_the_passes(x.device, n, passes)
+    )
