@@ -21,7 +21,7 @@ from hoderiv_ext.bench import runner, workloads
 from hoderiv_ext.bench.memory import LiveTensorBytes, measure
 from hoderiv_ext.bench.progress import Progress
 from hoderiv_ext.bench.report import SCHEMA, write_plot
-from hoderiv_ext.bench.runner import Options, is_oom, max_error, run_suite, run_workload
+from hoderiv_ext.bench.runner import MethodResult, Options, WorkloadResult, is_oom, max_error, run_suite, run_workload
 from hoderiv_ext.bench.workloads import QUICK, Workload, select, suite, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
@@ -307,6 +307,17 @@ def test_live_tensor_bytes_tracks_the_peak_of_live_storage() -> None:
     with LiveTensorBytes(count_flops=True) as meter:
         torch.ones(4, 8) @ torch.ones(8, 2)
     assert meter.flops == 2 * 4 * 8 * 2
+
+
+def test_timing_noise_is_the_upper_quartile_of_the_relative_spread() -> None:
+    from hoderiv_ext.bench.cli import _timing_noise
+
+    result = WorkloadResult(TANH)
+    for index, spread in enumerate([0.0, 0.1, 0.2, 0.5, 0.05]):
+        result.methods[f"m{index}"] = MethodResult(f"m{index}", "baseline", seconds=2.0, iqr_seconds=spread * 2.0)
+    result.methods["wrong"] = MethodResult("wrong", "baseline", status="wrong")
+    assert _timing_noise([result]) == pytest.approx(0.2)
+    assert _timing_noise([WorkloadResult(TANH)]) is None
 
 
 def test_progress_writes_one_line_per_workload_off_a_terminal() -> None:

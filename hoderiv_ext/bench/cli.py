@@ -165,6 +165,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     }
     memory_method = CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD
     env["load_average_end"] = _load_average()
+    noise = _timing_noise(results)
+    settings["timing_noise"] = noise
     data = payload(results, env, settings, memory_method, options.peaks, total)
     write_json(data, output)
     print(text_report(results, data))
@@ -172,7 +174,12 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if device.type == "cpu" and busy is not None and busy >= max(1.0, 0.5 * (env.get("cpu_count") or 1)):
         print(f"\nWARNING: the 1-minute load average was {busy:.2f} on {env.get('cpu_count')} CPUs before the run: "
               "other processes compete for the cores, and multi-threaded torch ops slow down far more than "
-              "single-threaded ones when they do. Re-run on a quiet machine, or with --threads 1.")
+              "single-threaded ones when they do. Re-run on a quiet machine"
+              + (", or with --threads 1." if torch.get_num_threads() > 1 else "."))
+    if noise is not None and noise > NOISY:
+        print(f"\nWARNING: timings are noisy: the interquartile range over rounds is {100 * noise:.0f}% of the median "
+              "or more for a quarter of the timed methods. Compare ratios with care, or re-run "
+              "(a quieter machine, more --rounds" + (", --threads 1)." if torch.get_num_threads() > 1 else ")."))
     print(f"\nwrote {output} ({len(results)} workloads, {total:.1f} s)")
     if not args.no_plot:
         plot_path = output.with_suffix(".png")
@@ -186,6 +193,18 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
               + "; ".join(wrong[:5]), file=sys.stderr)
         return 1
     return 0
+
+
+NOISY = 0.3
+
+
+def _timing_noise(results) -> float | None:
+    """The 75th percentile over timed methods of IQR / median across rounds (None if nothing was timed)."""
+    spreads = sorted(m.iqr_seconds / m.seconds for r in results for m in r.methods.values()
+                     if m.status == "ok" and m.seconds and m.iqr_seconds is not None)
+    if not spreads:
+        return None
+    return spreads[min(len(spreads) - 1, (3 * len(spreads)) // 4)]
 
 
 def _load_average() -> float | None:
