@@ -166,6 +166,26 @@ void check_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& jet) {
               ", got ", bias->device());
 }
 
+void check_jet_grad(const at::Tensor& grad, const at::Tensor& jet) {
+  TORCH_CHECK(grad.sizes() == jet.sizes(), "hoderiv_ext: grad must have the jet's shape ", jet.sizes(), ", got ",
+              grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == jet.scalar_type() && grad.device() == jet.device(),
+              "hoderiv_ext: grad must have the jet's dtype and device (", jet.scalar_type(), ", ", jet.device(),
+              "), got ", grad.scalar_type(), ", ", grad.device());
+}
+
+std::vector<int64_t> check_first_layer(const at::Tensor& preactivation, const at::Tensor& weight,
+                                       const at::Tensor& pair_i, bool collapsed) {
+  TORCH_CHECK(preactivation.dim() == 2, "hoderiv_ext: preactivation must be (N, m), got shape ",
+              preactivation.sizes());
+  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == preactivation.size(1),
+              "hoderiv_ext: weight must be (m, d) with m = ", preactivation.size(1), ", got shape ", weight.sizes());
+  TORCH_CHECK(weight.scalar_type() == preactivation.scalar_type() && weight.device() == preactivation.device(),
+              "hoderiv_ext: weight must have the preactivation's dtype and device");
+  const int64_t num_second = collapsed ? 1 : pair_i.numel();
+  return {preactivation.size(0), 1 + weight.size(1) + num_second, preactivation.size(1)};
+}
+
 }  // namespace hoderiv
 
 TORCH_LIBRARY(hoderiv_ext, m) {

@@ -50,4 +50,12 @@ int64_t check_jet_layout(const at::Tensor& jet, const char* jet_name, const at::
 // Checks an optional bias: 1-D of length m, the jet's dtype and device.
 void check_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& jet);
 
+// Checks a jet backward's incoming gradient: the jet's shape, dtype and device.
+void check_jet_grad(const at::Tensor& grad, const at::Tensor& jet);
+
+// Checks the first-layer step's arguments: preactivation (N, m), weight (m, d),
+// same dtype and device. Returns the output jet's shape (N, 1 + d + s, m).
+std::vector<int64_t> check_first_layer(const at::Tensor& preactivation, const at::Tensor& weight,
+                                       const at::Tensor& pair_i, bool collapsed);
+
 }  // namespace hoderiv

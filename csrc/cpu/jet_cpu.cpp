@@ -69,10 +69,7 @@ at::Tensor jet_activation_backward_cpu(const at::Tensor& grad, const at::Tensor&
                                        c10::ArrayRef<double> params, const at::Tensor& pair_i,
                                        const at::Tensor& pair_j, int64_t num_inputs, bool collapsed) {
   const int64_t num_second = check_jet_layout(jet, "jet", pair_i, pair_j, num_inputs, collapsed);
-  TORCH_CHECK(grad.sizes() == jet.sizes(), "hoderiv_ext: grad must have the jet's shape ", jet.sizes(), ", got ",
-              grad.sizes());
-  TORCH_CHECK(grad.scalar_type() == jet.scalar_type() && grad.device() == jet.device(),
-              "hoderiv_ext: grad must have the jet's dtype and device");
+  check_jet_grad(grad, jet);
   check_bias(bias, jet);
   const ParsedFunction parsed = parse_function(std::string_view(function.data(), function.size()), params);
   const at::Tensor input = jet.contiguous();
@@ -103,16 +100,10 @@ at::Tensor jet_activation_backward_cpu(const at::Tensor& grad, const at::Tensor&
 at::Tensor jet_activation_first_cpu(const at::Tensor& preactivation, const at::Tensor& weight,
                                     c10::string_view function, c10::ArrayRef<double> params,
                                     const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed) {
-  TORCH_CHECK(preactivation.dim() == 2, "hoderiv_ext: preactivation must be (N, m), got shape ",
-              preactivation.sizes());
-  TORCH_CHECK(weight.dim() == 2 && weight.size(0) == preactivation.size(1),
-              "hoderiv_ext: weight must be (m, d) with m = ", preactivation.size(1), ", got shape ", weight.sizes());
-  TORCH_CHECK(weight.scalar_type() == preactivation.scalar_type() && weight.device() == preactivation.device(),
-              "hoderiv_ext: weight must have the preactivation's dtype and device");
-  const int64_t n = preactivation.size(0), m = preactivation.size(1), d = weight.size(1);
-  const int64_t num_second = collapsed ? 1 : pair_i.numel();
-  at::Tensor out = at::empty({n, 1 + d + num_second, m}, preactivation.options());
-  check_jet_layout(out, "the output jet", pair_i, pair_j, d, collapsed);
+  const std::vector<int64_t> out_shape = check_first_layer(preactivation, weight, pair_i, collapsed);
+  at::Tensor out = at::empty(out_shape, preactivation.options());
+  const int64_t n = out_shape[0], m = out_shape[2], d = weight.size(1);
+  const int64_t num_second = check_jet_layout(out, "the output jet", pair_i, pair_j, d, collapsed);
   if (out.numel() == 0) return out;
   const ParsedFunction parsed = parse_function(std::string_view(function.data(), function.size()), params);
   const at::Tensor pre = preactivation.contiguous();
