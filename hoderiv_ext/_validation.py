@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -133,22 +132,12 @@ def canonical_input(f: BatchFunction, x: Tensor) -> tuple[Tensor, bool, bool]:
     return x.reshape(1, length), False, True
 
 
-@dataclass(frozen=True)
-class OutputInfo:
-    """What ``f`` returns: ``o`` outputs per sample; ``has_output_axis`` False for ``(N,)`` / ``(N, 1)``."""
-
-    o: int
-    has_output_axis: bool
-
-
-def output_info(f: BatchFunction, x: Tensor) -> OutputInfo:
-    """Learn ``o`` by calling ``f`` on the first (up to) two samples.
+def output_width(f: BatchFunction, x: Tensor) -> int:
+    """Learn the number of outputs o by calling ``f`` on the first (up to) two samples.
 
     For an empty batch, ``f`` is called on one all-zero sample ``(1, d)``
     instead (the only way to learn ``o`` without an output to look at).
     """
     sample = x[:2] if x.shape[0] > 0 else torch.zeros((1, x.shape[1]), dtype=x.dtype, device=x.device)
-    y = probe_call(f, sample)
     call = "f(x[:2])" if x.shape[0] > 0 else "f(zeros(1, d)) (called to learn o for an empty batch)"
-    y2d = check_output(y, sample.shape[0], call=call)
-    return OutputInfo(o=y2d.shape[1], has_output_axis=(y.dim() == 2 and y.shape[1] != 1))  # type: ignore[union-attr]
+    return check_output(probe_call(f, sample), sample.shape[0], call=call).shape[1]

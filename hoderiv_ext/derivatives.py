@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from hoderiv_ext import taylor
 from hoderiv_ext._backend import check_backend, select_engine
 from hoderiv_ext._reference_autograd import Canonical
-from hoderiv_ext._validation import BatchFunction, canonical_input, check_callable, check_x, output_info
+from hoderiv_ext._validation import BatchFunction, canonical_input, check_callable, check_x, output_width
 from hoderiv_ext.independence import probe_independence, static_independence_check
 from hoderiv_ext.reference import reference_derivatives
 from hoderiv_ext.requests import HessianRequest, parse_hessian_request
@@ -57,7 +57,7 @@ def _empty_batch(f: BatchFunction, x: Tensor, request: HessianRequest, create_gr
     try:
         return reference_derivatives(f, x, request, create_graph=create_graph, method="autograd")
     except Exception:  # noqa: BLE001 - f rejects an empty batch; learn o from one zero sample instead
-        o = output_info(f, x).o
+        o = output_width(f, x)
         return empty_canonical(request, o, x.shape[1], dtype=x.dtype, device=x.device)
 
 

@@ -9,7 +9,9 @@ sample-independence rule; bad input; empty batches.
 
 from __future__ import annotations
 
+import importlib
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -26,6 +28,8 @@ from hoderiv_ext.independence import check_sample_independence
 from hoderiv_ext.reference import METHODS, reference_derivatives
 from hoderiv_ext.requests import parse_hessian_request
 from hoderiv_ext.results import Layout, finalize
+
+from conftest import needs_cuda
 
 MECHANISMS = [m for m in METHODS if m != "auto"]
 REQUESTS = [None, "full", [2, 0], "diagonal", "laplacian"]
@@ -636,3 +640,24 @@ def test_probes_work_for_f_that_differentiates_internally() -> None:
     x = torch.randn(4, 3, dtype=torch.float64)
     result = derivatives(score, x, "laplacian")
     torch.testing.assert_close(result.laplacian, 6 * x.sum(-1))
+
+
+def test_not_served_warning_is_given_once_per_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    derivatives_module = importlib.import_module("hoderiv_ext.derivatives")  # the attribute is the function
+
+    monkeypatch.setattr(derivatives_module, "_WARNED_REASONS", set())
+    with pytest.warns(RuntimeWarning, match="cannot serve this module \\(reason A\\)"):
+        derivatives_module._warn_once_not_served("reason A")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        derivatives_module._warn_once_not_served("reason A")  # the same reason again: silent
+    with pytest.warns(RuntimeWarning, match="reason B"):
+        derivatives_module._warn_once_not_served("reason B")
+
+
+@needs_cuda
+def test_auto_on_cuda_warns_for_a_module_the_taylor_engine_does_not_serve() -> None:
+    net = nn.Sequential(nn.Linear(2, 8), nn.LayerNorm(8), nn.Linear(8, 1)).cuda()
+    with pytest.warns(RuntimeWarning, match="LayerNorm"):
+        result = derivatives(net, torch.randn(4, 2, device="cuda"), "laplacian")
+    assert result.engine == "autograd"
