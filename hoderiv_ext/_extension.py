@@ -12,6 +12,10 @@ from typing import Any
 
 import torch
 
+# Highest derivative order the compiled kernels serve: hoderiv::math::kMaxOrder
+# in csrc/include/hoderiv/derivative_math.h (tests/test_build.py checks they match).
+MAX_KERNEL_ORDER = 8
+
 _C: Any = None
 _LOAD_ERROR: str | None = None
 

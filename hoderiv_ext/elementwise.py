@@ -6,10 +6,11 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext._backend import select_engine
+from hoderiv_ext._extension import MAX_KERNEL_ORDER
 from hoderiv_ext.functions import KernelFunction, Polynomial, describe, resolve_elementwise
 
 
-def _check_order(order: object, max_order: int | None = None) -> int:
+def _check_order(order: object) -> int:
     if isinstance(order, bool) or not isinstance(order, int):
         raise TypeError(f"order must be an int, got {type(order).__name__}")
     if order < 0:
@@ -84,8 +85,8 @@ def elementwise_derivatives(fn, x: Tensor, order: int = 2, *, backend: str = "au
     unsupported = None
     if not isinstance(spec, (KernelFunction, Polynomial)):
         unsupported = f"fn {describe(spec)} is not a function the kernels know (see hoderiv_ext.functions)"
-    elif order > 8:
-        unsupported = f"order {order} exceeds the kernels' highest order 8"
+    elif order > MAX_KERNEL_ORDER:
+        unsupported = f"order {order} exceeds the kernels' highest order {MAX_KERNEL_ORDER}"
     engine = select_engine(backend, x.device, x.dtype, unsupported)
     if engine == "autograd":
         return autograd_elementwise_derivatives(spec, x, order)
