@@ -7,14 +7,62 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
+#include <algorithm>
+
 #include "hoderiv/derivative_math.h"
 #include "hoderiv/order_dispatch.h"
 #include "ops.h"
+#include "simd.h"
 
 namespace hoderiv {
 namespace {
 
 constexpr int64_t kGrainSize = 4096;
+// Elements per block: the derivatives of a block are computed into a small
+// buffer by a loop with nothing but arithmetic in it (vectorised), then the
+// orders asked for are copied out.
+constexpr int64_t kBlock = 256;
+
+// y^(k) for k = 0..order of elements [begin, end) into planes of n elements.
+template <typename scalar_t, int K, math::Function F>
+HODERIV_CPU_CLONES void derivative_planes(const scalar_t* in, scalar_t* out, int64_t n, int64_t order,
+                                          math::FunctionParams params, int64_t begin, int64_t end) {
+  scalar_t block[K + 1][kBlock];
+  for (int64_t start = begin; start < end; start += kBlock) {
+    const int64_t count = std::min(kBlock, end - start);
+    for (int64_t i = 0; i < count; ++i) {
+      scalar_t d[K + 1];
+      math::derivatives<scalar_t, K>(F, params, in[start + i], d);
+      for (int k = 0; k <= K; ++k) block[k][i] = d[k];
+    }
+    for (int64_t k = 0; k <= order; ++k) {
+      for (int64_t i = 0; i < count; ++i) out[k * n + start + i] = block[k][i];
+    }
+  }
+}
+
+// sum_k weights[k] y^(k + shift) of elements [begin, end), weights in planes of n elements.
+template <typename scalar_t, int K, math::Function F>
+HODERIV_CPU_CLONES void weighted_derivatives(const scalar_t* in, const scalar_t* weights, scalar_t* out, int64_t n,
+                                             int64_t num_weights, int64_t shift, math::FunctionParams params,
+                                             int64_t begin, int64_t end) {
+  scalar_t block[K + 1][kBlock];
+  for (int64_t start = begin; start < end; start += kBlock) {
+    const int64_t count = std::min(kBlock, end - start);
+    for (int64_t i = 0; i < count; ++i) {
+      scalar_t d[K + 1];
+      math::derivatives<scalar_t, K>(F, params, in[start + i], d);
+      for (int k = 0; k <= K; ++k) block[k][i] = d[k];
+    }
+    for (int64_t i = 0; i < count; ++i) out[start + i] = scalar_t(0);
+    for (int64_t k = 0; k < num_weights; ++k) {
+      const scalar_t* w = weights + k * n + start;
+      const scalar_t* dk = block[k + shift];
+      scalar_t* o = out + start;
+      for (int64_t i = 0; i < count; ++i) o[i] += w[i] * dk[i];
+    }
+  }
+}
 
 at::Tensor elementwise_derivatives_cpu(const at::Tensor& x, c10::string_view function,
                                        c10::ArrayRef<double> params, int64_t order) {
@@ -32,11 +80,7 @@ at::Tensor elementwise_derivatives_cpu(const at::Tensor& x, c10::string_view fun
       dispatch_function(parsed.function, [&](auto function_tag) {
         constexpr math::Function function = decltype(function_tag)::value;
         at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
-            scalar_t d[K + 1];
-            math::derivatives<scalar_t, K>(function, parsed.params, in_ptr[i], d);
-            for (int64_t k = 0; k <= order; ++k) out_ptr[k * n + i] = d[k];
-          }
+          derivative_planes<scalar_t, K, function>(in_ptr, out_ptr, n, order, parsed.params, begin, end);
         });
       });
     });
@@ -64,13 +108,8 @@ at::Tensor elementwise_derivatives_backward_cpu(const at::Tensor& grad, const at
       dispatch_function(parsed.function, [&](auto function_tag) {
         constexpr math::Function function = decltype(function_tag)::value;
         at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-          for (int64_t i = begin; i < end; ++i) {
-            scalar_t d[K + 1];
-            math::derivatives<scalar_t, K>(function, parsed.params, in_ptr[i], d);
-            scalar_t acc = scalar_t(0);
-            for (int64_t k = 0; k <= m; ++k) acc += w_ptr[k * n + i] * d[k + shift];
-            out_ptr[i] = acc;
-          }
+          weighted_derivatives<scalar_t, K, function>(in_ptr, w_ptr, out_ptr, n, m + 1, shift, parsed.params, begin,
+                                                      end);
         });
       });
     });

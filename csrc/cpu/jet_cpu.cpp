@@ -1,4 +1,5 @@
-// CPU implementations of the Taylor-mode activation step (math: hoderiv/jet_math.h).
+// CPU implementations of the Taylor-mode activation step (math: hoderiv/jet_math.h),
+// vectorised over the units of a row and compiled for several instruction sets (simd.h).
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -11,6 +12,7 @@
 #include "hoderiv/jet_math.h"
 #include "hoderiv/order_dispatch.h"
 #include "ops.h"
+#include "simd.h"
 
 namespace hoderiv {
 namespace {
@@ -21,13 +23,55 @@ jet::SlotLayout layout_of(const at::Tensor& pair_i, const at::Tensor& pair_j, in
                          pair_j.const_data_ptr<int64_t>()};
 }
 
-// phi^(k) of one row of units with the function fixed at compile time.
-template <typename scalar_t, int K>
-void row_derivatives(const scalar_t* a, const scalar_t* bias, int64_t width, const ParsedFunction& parsed,
-                     scalar_t* phi) {
-  dispatch_function(parsed.function, [&](auto function_tag) {
-    jet::activation_derivatives<scalar_t, K>(a, 1, bias, width, decltype(function_tag)::value, parsed.params, phi);
-  });
+// One call's operands: samples are rows of `slots * width` elements.
+template <typename scalar_t>
+struct JetRows {
+  const scalar_t* jet;        // input jet (N, S, m), or the first layer's preactivation (N, m)
+  const scalar_t* bias;       // (m) or nullptr
+  const scalar_t* weight_t;   // first layer: the weight's transpose (d, m); else nullptr
+  const scalar_t* grad;       // backward: gradient of the output jet; else nullptr
+  scalar_t* out;
+  int64_t slots;
+  int64_t width;
+  jet::SlotLayout layout;
+  math::FunctionParams params;
+};
+
+// The loops over samples [begin, end), with the function F fixed at compile
+// time so phi^(k) folds to straight-line, vectorisable code. Each is compiled
+// for several instruction sets (simd.h).
+template <typename scalar_t, math::Function F>
+HODERIV_CPU_CLONES void forward_samples(const JetRows<scalar_t>& rows, int64_t begin, int64_t end) {
+  const int64_t m = rows.width;
+  std::vector<scalar_t> phi(3 * m);
+  for (int64_t sample = begin; sample < end; ++sample) {
+    const int64_t offset = sample * rows.slots * m;
+    jet::activation_derivatives<scalar_t, 2>(rows.jet + offset, rows.bias, m, F, rows.params, phi.data());
+    jet::forward_columns<scalar_t>(rows.jet + offset, rows.out + offset, m, m, phi.data(), rows.layout);
+  }
+}
+
+template <typename scalar_t, math::Function F>
+HODERIV_CPU_CLONES void backward_samples(const JetRows<scalar_t>& rows, int64_t begin, int64_t end) {
+  const int64_t m = rows.width;
+  std::vector<scalar_t> phi(4 * m);
+  for (int64_t sample = begin; sample < end; ++sample) {
+    const int64_t offset = sample * rows.slots * m;
+    jet::activation_derivatives<scalar_t, 3>(rows.jet + offset, rows.bias, m, F, rows.params, phi.data());
+    jet::backward_columns<scalar_t>(rows.grad + offset, rows.jet + offset, rows.out + offset, m, m, phi.data(),
+                                    rows.layout);
+  }
+}
+
+template <typename scalar_t, math::Function F>
+HODERIV_CPU_CLONES void first_forward_samples(const JetRows<scalar_t>& rows, int64_t begin, int64_t end) {
+  const int64_t m = rows.width;
+  std::vector<scalar_t> phi(3 * m);
+  for (int64_t sample = begin; sample < end; ++sample) {
+    jet::activation_derivatives<scalar_t, 2>(rows.jet + sample * m, nullptr, m, F, rows.params, phi.data());
+    jet::first_forward_columns<scalar_t>(rows.weight_t, m, rows.out + sample * rows.slots * m, m, m, phi.data(),
+                                         rows.layout);
+  }
 }
 
 // Samples per parallel task: enough work per task for any width.
@@ -49,16 +93,19 @@ at::Tensor jet_activation_cpu(const at::Tensor& jet, const c10::optional<at::Ten
   const at::Tensor bias_c = bias.has_value() ? bias->contiguous() : at::Tensor();
   const jet::SlotLayout layout = layout_of(pi, pj, num_inputs, collapsed, num_second);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "jet_activation_cpu", [&] {
-    const scalar_t* in_ptr = input.const_data_ptr<scalar_t>();
-    const scalar_t* bias_ptr = bias_c.defined() ? bias_c.const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, n, grain_for(m, slots), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> phi(3 * m);
-      for (int64_t sample = begin; sample < end; ++sample) {
-        const int64_t offset = sample * slots * m;
-        row_derivatives<scalar_t, 2>(in_ptr + offset, bias_ptr, m, parsed, phi.data());
-        jet::forward_columns<scalar_t>(in_ptr + offset, out_ptr + offset, m, m, phi.data(), layout);
-      }
+    const JetRows<scalar_t> rows{input.const_data_ptr<scalar_t>(),
+                                 bias_c.defined() ? bias_c.const_data_ptr<scalar_t>() : nullptr,
+                                 nullptr,
+                                 nullptr,
+                                 out.mutable_data_ptr<scalar_t>(),
+                                 slots,
+                                 m,
+                                 layout,
+                                 parsed.params};
+    dispatch_function(parsed.function, [&](auto function_tag) {
+      at::parallel_for(0, n, grain_for(m, slots), [&](int64_t begin, int64_t end) {
+        forward_samples<scalar_t, decltype(function_tag)::value>(rows, begin, end);
+      });
     });
   });
   return out;
@@ -81,17 +128,19 @@ at::Tensor jet_activation_backward_cpu(const at::Tensor& grad, const at::Tensor&
   const at::Tensor bias_c = bias.has_value() ? bias->contiguous() : at::Tensor();
   const jet::SlotLayout layout = layout_of(pi, pj, num_inputs, collapsed, num_second);
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "jet_activation_backward_cpu", [&] {
-    const scalar_t* in_ptr = input.const_data_ptr<scalar_t>();
-    const scalar_t* g_ptr = grad_out.const_data_ptr<scalar_t>();
-    const scalar_t* bias_ptr = bias_c.defined() ? bias_c.const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* gi_ptr = grad_in.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, n, grain_for(m, slots), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> phi(4 * m);
-      for (int64_t sample = begin; sample < end; ++sample) {
-        const int64_t offset = sample * slots * m;
-        row_derivatives<scalar_t, 3>(in_ptr + offset, bias_ptr, m, parsed, phi.data());
-        jet::backward_columns<scalar_t>(g_ptr + offset, in_ptr + offset, gi_ptr + offset, m, m, phi.data(), layout);
-      }
+    const JetRows<scalar_t> rows{input.const_data_ptr<scalar_t>(),
+                                 bias_c.defined() ? bias_c.const_data_ptr<scalar_t>() : nullptr,
+                                 nullptr,
+                                 grad_out.const_data_ptr<scalar_t>(),
+                                 grad_in.mutable_data_ptr<scalar_t>(),
+                                 slots,
+                                 m,
+                                 layout,
+                                 parsed.params};
+    dispatch_function(parsed.function, [&](auto function_tag) {
+      at::parallel_for(0, n, grain_for(m, slots), [&](int64_t begin, int64_t end) {
+        backward_samples<scalar_t, decltype(function_tag)::value>(rows, begin, end);
+      });
     });
   });
   return grad_in;
@@ -112,15 +161,19 @@ at::Tensor jet_activation_first_cpu(const at::Tensor& preactivation, const at::T
   const jet::SlotLayout layout = layout_of(pi, pj, d, collapsed, num_second);
   const int64_t slots = out.size(1);
   AT_DISPATCH_FLOATING_TYPES(pre.scalar_type(), "jet_activation_first_cpu", [&] {
-    const scalar_t* pre_ptr = pre.const_data_ptr<scalar_t>();
-    const scalar_t* w_ptr = weight_t.const_data_ptr<scalar_t>();
-    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, n, grain_for(m, slots), [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> phi(3 * m);
-      for (int64_t sample = begin; sample < end; ++sample) {
-        row_derivatives<scalar_t, 2>(pre_ptr + sample * m, nullptr, m, parsed, phi.data());
-        jet::first_forward_columns<scalar_t>(w_ptr, m, out_ptr + sample * slots * m, m, m, phi.data(), layout);
-      }
+    const JetRows<scalar_t> rows{pre.const_data_ptr<scalar_t>(),
+                                 nullptr,
+                                 weight_t.const_data_ptr<scalar_t>(),
+                                 nullptr,
+                                 out.mutable_data_ptr<scalar_t>(),
+                                 slots,
+                                 m,
+                                 layout,
+                                 parsed.params};
+    dispatch_function(parsed.function, [&](auto function_tag) {
+      at::parallel_for(0, n, grain_for(m, slots), [&](int64_t begin, int64_t end) {
+        first_forward_samples<scalar_t, decltype(function_tag)::value>(rows, begin, end);
+      });
     });
   });
   return out;

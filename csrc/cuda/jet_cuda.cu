@@ -29,7 +29,7 @@ __global__ void jet_forward_kernel(const scalar_t* __restrict__ in, const scalar
     const int64_t sample = c / m, j = c - sample * m;
     const int64_t offset = sample * slots * m + j;
     scalar_t phi[3];
-    jet::activation_derivatives<scalar_t, 2>(in + offset, 1, bias ? bias + j : nullptr, 1, function, params, phi);
+    jet::activation_derivatives<scalar_t, 2>(in + offset, bias ? bias + j : nullptr, 1, function, params, phi);
     jet::forward_columns<scalar_t>(in + offset, out + offset, m, 1, phi, layout);
   }
 }
@@ -45,7 +45,7 @@ __global__ void jet_backward_kernel(const scalar_t* __restrict__ grad_out, const
     const int64_t sample = c / m, j = c - sample * m;
     const int64_t offset = sample * slots * m + j;
     scalar_t phi[4];
-    jet::activation_derivatives<scalar_t, 3>(in + offset, 1, bias ? bias + j : nullptr, 1, function, params, phi);
+    jet::activation_derivatives<scalar_t, 3>(in + offset, bias ? bias + j : nullptr, 1, function, params, phi);
     jet::backward_columns<scalar_t>(grad_out + offset, in + offset, grad_in + offset, m, 1, phi, layout);
   }
 }
@@ -60,7 +60,7 @@ __global__ void jet_first_kernel(const scalar_t* __restrict__ pre, const scalar_
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < columns; c += stride) {
     const int64_t sample = c / m, j = c - sample * m;
     scalar_t phi[3];
-    jet::activation_derivatives<scalar_t, 2>(pre + c, 1, nullptr, 1, function, params, phi);
+    jet::activation_derivatives<scalar_t, 2>(pre + c, nullptr, 1, function, params, phi);
     jet::first_forward_columns<scalar_t>(weight_t + j, m, out + sample * slots * m + j, m, 1, phi, layout);
   }
 }

@@ -11,7 +11,9 @@
 //   * kink conventions (relu, leaky_relu, elu at 0; softplus at threshold).
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -127,6 +129,58 @@ void test_stable(const char* type_name) {
          std::string("sigmoid(-30) relative accuracy ") + type_name);
 }
 
+// Distance from `value` to the long-double `truth`, in units of T's spacing at truth.
+template <typename T>
+long double ulps(T value, long double truth) {
+  const T rounded = static_cast<T>(truth);
+  const long double spacing =
+      static_cast<long double>(std::nextafter(rounded, std::numeric_limits<T>::infinity())) - rounded;
+  return std::fabs(static_cast<long double>(value) - truth) / spacing;
+}
+
+// exp_nonpositive (the host's branch-free exp): exp(x) and 1 - exp(x) within
+// 2 ulp of long-double references over the whole range, subnormal results
+// rounded once, and the special values.
+template <typename T>
+void test_exp_nonpositive(const char* type_name) {
+  using hoderiv::math::exp_nonpositive;
+  const std::string name = std::string("exp_nonpositive<") + type_name + "> ";
+  const long double lowest = std::log(static_cast<long double>(std::numeric_limits<T>::min()));
+  long double worst_exp = 0, worst_complement = 0;
+  for (long double x = 0; x > lowest; x -= (x > -2 ? 1e-3L : 7e-2L)) {
+    const T xt = static_cast<T>(x);
+    const auto parts = exp_nonpositive(xt);
+    worst_exp = std::max(worst_exp, ulps(parts.exp, std::exp(static_cast<long double>(xt))));
+    if (xt < T(0))
+      worst_complement = std::max(worst_complement, ulps(parts.one_minus_exp, -std::expm1(static_cast<long double>(xt))));
+  }
+  expect(worst_exp <= 2, name + "exp within 2 ulp (worst " + std::to_string(static_cast<double>(worst_exp)) + ")");
+  expect(worst_complement <= 2,
+         name + "1 - exp within 2 ulp (worst " + std::to_string(static_cast<double>(worst_complement)) + ")");
+  // A subnormal result: within one subnormal spacing of the truth.
+  const T subnormal_at = static_cast<T>(lowest - 5);
+  const long double denorm = std::numeric_limits<T>::denorm_min();
+  expect(std::fabs(exp_nonpositive(subnormal_at).exp - std::exp(static_cast<long double>(subnormal_at))) <= denorm,
+         name + "subnormal result");
+  const auto zero = exp_nonpositive(T(0));
+  expect(zero.exp == T(1) && zero.one_minus_exp == T(0), name + "exp(0) = 1 exactly");
+  const auto tiny = exp_nonpositive(T(-1e-30));
+  expect(tiny.one_minus_exp == T(1e-30), name + "1 - exp(-1e-30) = 1e-30 (no cancellation)");
+  const auto minus_infinity = exp_nonpositive(-std::numeric_limits<T>::infinity());
+  expect(minus_infinity.exp == T(0) && minus_infinity.one_minus_exp == T(1), name + "exp(-inf) = 0");
+  const auto huge = exp_nonpositive(T(-1e30));
+  expect(huge.exp == T(0) && huge.one_minus_exp == T(1), name + "exp(-1e30) = 0");
+  const auto nan = exp_nonpositive(std::numeric_limits<T>::quiet_NaN());
+  expect(std::isnan(nan.exp) && std::isnan(nan.one_minus_exp), name + "NaN in, NaN out");
+  // tanh and sech^2 across |u| = 0.55, where the device switches from expm1 to exp.
+  for (long double u : {-0.56L, -0.55L, -0.549L, -1e-5L, 1e-5L, 0.3L, 0.549L, 0.55L, 0.56L, 3.0L}) {
+    const auto parts = hoderiv::math::tanh_parts(static_cast<T>(u));
+    const long double ut = static_cast<T>(u);
+    expect(ulps(parts.tanh, std::tanh(ut)) <= 4 && ulps(parts.sech_squared, 1 / (std::cosh(ut) * std::cosh(ut))) <= 4,
+           name + "tanh_parts within 4 ulp at " + std::to_string(static_cast<double>(u)));
+  }
+}
+
 void test_kinks() {
   double d[K + 1];
   hoderiv::math::derivatives<double, K>(Function::kReLU, {}, 0.0, d);
@@ -161,6 +215,8 @@ int main() {
   test_values_and_finite_differences();
   test_stable<float>("float");
   test_stable<double>("double");
+  test_exp_nonpositive<float>("float");
+  test_exp_nonpositive<double>("double");
   test_kinks();
   test_polynomial();
   std::printf("derivative_math: %d checks, %d failures\n", checks, failures);
