@@ -39,6 +39,7 @@ import torch.utils.benchmark as benchmark
 from torch import nn
 
 import hoderiv_ext
+from hoderiv_ext.bench.pairing import interleaved_samples, paired_speedups
 from hoderiv_ext.reference import reference_derivatives
 from hoderiv_ext.requests import HessianRequest
 
@@ -98,42 +99,6 @@ def check_agreement(name: str, mine: tuple[torch.Tensor, ...], reference: tuple[
         torch.testing.assert_close(
             a.detach(), b.detach(), rtol=1e-3, atol=1e-4 * scale, msg=lambda m: f"{name} {label}: {m}"
         )
-
-
-def interleaved_samples(
-    contenders: dict[str, Callable[[], object]], rounds: int, min_round_time: float
-) -> dict[str, list[float]]:
-    """Seconds per call of each contender in each round; the contenders take turns within every round."""
-    timers = {name: benchmark.Timer("fn()", globals={"fn": fn}) for name, fn in contenders.items()}
-    numbers = {}
-    for name, timer in timers.items():  # calls per round so that one round takes about min_round_time
-        once = timer.timeit(1).median
-        numbers[name] = max(1, int(min_round_time / max(once, 1e-6)))
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(rounds):
-        for name, timer in timers.items():
-            samples[name].append(timer.timeit(numbers[name]).median)
-    return samples
-
-
-def interleaved_medians(
-    contenders: dict[str, Callable[[], object]], rounds: int, min_round_time: float
-) -> dict[str, float]:
-    """Median seconds per call of each contender over interleaved rounds."""
-    samples = interleaved_samples(contenders, rounds, min_round_time)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
-def paired_speedups(samples: dict[str, list[float]], baseline: str) -> dict[str, tuple[float, float, float]]:
-    """Per contender: (median, min, max) over rounds of baseline time / contender time in the same round.
-
-    Pairing within a round cancels load that drifts from round to round.
-    """
-    result = {}
-    for name, times in samples.items():
-        ratios = sorted(b / t for b, t in zip(samples[baseline], times))
-        result[name] = (statistics.median(ratios), ratios[0], ratios[-1])
-    return result
 
 
 def run_case(kind: str, d: int, n: int, rounds: int, min_round_time: float, per_sample: bool) -> list[Row]:

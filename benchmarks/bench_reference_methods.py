@@ -20,7 +20,7 @@ import platform
 import torch
 from torch import nn
 
-from bench_reference_cpu import interleaved_medians
+from hoderiv_ext.bench.pairing import interleaved_medians
 from hoderiv_ext.reference import choose_method, reference_derivatives
 from hoderiv_ext.requests import HessianRequest
 
