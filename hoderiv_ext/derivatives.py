@@ -5,7 +5,8 @@ parses ``hessian=`` (:mod:`hoderiv_ext.requests`), refuses batch-statistics
 layers (:mod:`hoderiv_ext.independence`), lets
 :func:`hoderiv_ext._backend.select_engine` pick the Taylor engine or the
 autograd reference engine, probes the reference engine's ``f(x)`` for samples
-that interact, and shapes the result (:mod:`hoderiv_ext.results`).
+that interact (unless f is a Sequential of per-sample layers), and shapes the
+result (:mod:`hoderiv_ext.results`).
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ def _warn_once_not_served(reason: str) -> None:
     )
 
 
-def _choose_engine(f: BatchFunction, x: Tensor, backend: str) -> tuple[str, object]:
-    """``("kernel", plan)`` or ``("autograd", None)``; raises for backend='kernel' when it cannot serve."""
+def _choose_engine(f: BatchFunction, x: Tensor, backend: str, steps: object) -> tuple[str, object]:
+    """``("kernel", plan)`` or ``("autograd", None)``; raises for backend='kernel' when it cannot serve.
+
+    ``steps`` is ``taylor.layer_steps(f)``.
+    """
     if backend == "autograd":
         return "autograd", None
-    plan = taylor.plan(f)
+    plan = taylor.plan(f, steps)  # type: ignore[arg-type]
     reason = plan if isinstance(plan, str) else None
     engine = select_engine(backend, x.device, x.dtype, unsupported=reason)
     not_served = engine == "autograd" and reason is not None and isinstance(f, nn.Module)
@@ -96,7 +100,9 @@ def derivatives(
             :mod:`hoderiv_ext.independence`): refuse batch-norm layers in
             training mode, and compare rows 0 and 1 of ``f(x)`` with ``f``
             called on those samples alone (two extra calls of ``f`` on one
-            sample each, without a graph).
+            sample each, without a graph; skipped for an ``nn.Sequential``
+            of Linear layers, supported activations and no-ops, which is
+            per-sample by construction).
 
     Returns:
         A :class:`~hoderiv_ext.results.Derivatives`; for x (N, d) and scalar
@@ -125,8 +131,14 @@ def derivatives(
     x2d, has_batch_axis, has_input_axis = canonical_input(f, x)
     n, d = x2d.shape
     request = parse_hessian_request(hessian, d)
-    probe = check_independence and static_independence_check(f)
-    engine, plan = _choose_engine(f, x2d, backend)
+    steps = taylor.layer_steps(f)
+    # A Sequential of the Taylor engine's layers (Linear, activations, no-ops;
+    # no batch norm, no dropout in training, no hooks) acts on each sample
+    # alone: nothing for the independence checks to find, whichever engine
+    # serves the call. Anything else is checked (and probed, for N >= 2).
+    per_sample_layers = not isinstance(steps, str)
+    probe = check_independence and not per_sample_layers and static_independence_check(f)
+    engine, plan = _choose_engine(f, x2d, backend, steps)
 
     if engine == "kernel":  # the Taylor kernels handle N = 0 themselves
         value, jacobian, second = taylor.run(plan, x2d, request, bool(create_graph))  # type: ignore[arg-type]
@@ -134,7 +146,7 @@ def derivatives(
         value, jacobian, second = _empty_batch(f, x2d, request, bool(create_graph))
     else:
         value, jacobian, second = reference_derivatives(f, x2d, request, create_graph=bool(create_graph))
-        if probe and n >= 2:  # the Taylor engine serves per-sample layers only: nothing to probe there
+        if probe and n >= 2:
             probe_independence(f, x2d, value)
 
     o = value.shape[1] if isinstance(value, Tensor) and value.dim() == 2 else 0

@@ -30,8 +30,10 @@ The checks
    two calls of ``f`` on one sample, without a graph (grad mode is turned on
    only for an ``f`` that fails without it) and without advancing the RNG. It
    is skipped when a reachable module is random in training mode (dropout,
-   RReLU), since two calls would differ anyway, and for the Taylor engine,
-   which serves only layers that act on each sample alone.
+   RReLU), since two calls would differ anyway, and for an ``nn.Sequential``
+   of exactly the layers the Taylor engine serves (Linear, supported
+   activations, no-ops; no forward hooks: ``taylor.layer_steps``), which act
+   on each sample alone -- whichever engine serves the call.
 
 Limits: the probe looks at two output rows only, and only at mixing that
 changes them by more than the tolerance; modules hidden where the search does

@@ -79,12 +79,32 @@ def _is_noop(module: nn.Module) -> bool:
     return False
 
 
-def plan(f: object) -> "TaylorPlan | str":
-    """A plan when the Taylor engine serves ``f``, else the reason it cannot (naming the layer)."""
-    if not jet_ops_available():
-        return "the compiled Taylor kernels are not available (see hoderiv_ext.build_info())"
+def _hooked_layer(f: nn.Module) -> str | None:
+    """The name of a layer with forward (pre-)hooks, which the engine would not run ("" for f itself)."""
+    from torch.nn.modules import module as module_globals
+
+    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
+        return ""
+    for name, module in f.named_modules():
+        if module._forward_hooks or module._forward_pre_hooks:
+            return name
+    return None
+
+
+def layer_steps(f: object) -> "tuple[Step, ...] | str":
+    """``f`` as Taylor steps when it is an ``nn.Sequential`` of layers the engine serves, else the reason.
+
+    This is structure only (it does not ask whether the kernels are built):
+    every such network computes each output row from its own input row, so
+    it also tells :func:`hoderiv_ext.derivatives` that the independence probe
+    has nothing to find.
+    """
     if type(f) is not nn.Sequential:
         return f"f is a {type(f).__name__}, not an nn.Sequential of Linear layers and supported activations"
+    hooked = _hooked_layer(f)
+    if hooked is not None:
+        where = f"layer '{hooked}'" if hooked else "f (or every module, through a global hook)"
+        return f"{where} has forward hooks, which the Taylor engine would not run"
     steps: list[Step] = []
     for name, module in _flatten(f, ""):
         if type(module) is nn.Linear:
@@ -97,7 +117,19 @@ def plan(f: object) -> "TaylorPlan | str":
         if _is_noop(module):
             continue
         return f"unsupported layer '{name}' ({type(module).__name__}) for the Taylor engine"
-    return TaylorPlan(tuple(steps))
+    return tuple(steps)
+
+
+def plan(f: object, steps: "tuple[Step, ...] | str | None" = None) -> "TaylorPlan | str":
+    """A plan when the Taylor engine serves ``f``, else the reason it cannot (naming the layer).
+
+    ``steps``: ``layer_steps(f)`` when the caller has it already.
+    """
+    if not jet_ops_available():
+        return "the compiled Taylor kernels are not available (see hoderiv_ext.build_info())"
+    if steps is None:
+        steps = layer_steps(f)
+    return steps if isinstance(steps, str) else TaylorPlan(steps)
 
 
 # ----------------------------------------------------------------------------- slots

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pytest
@@ -267,6 +268,50 @@ def test_unsupported_layer_falls_back_with_one_warning_or_errors_under_kernel():
     assert isinstance(taylor.plan(lambda t: t), str)
     train_dropout = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5), nn.Tanh()).train()
     assert "Dropout" in taylor.plan(train_dropout)
+
+
+def test_forward_hooks_keep_a_network_off_the_taylor_engine():
+    """A hook can change what a layer computes; the engine would skip it, so it must not serve the net."""
+    net = make_mlp(2, [4], 1, nn.Tanh, torch.float64, "cpu")
+    x = torch.randn(5, 2, dtype=torch.float64)
+    plain = derivatives(net, x, hessian="laplacian", backend="autograd")
+    handle = net[1].register_forward_hook(lambda module, args, out: 2 * out)
+    try:
+        reason = taylor.plan(net)
+        assert isinstance(reason, str) and "layer '1' has forward hooks" in reason
+        with pytest.raises(RuntimeError, match="forward hooks"):
+            derivatives(net, x, hessian="laplacian", backend="kernel")
+        hooked = derivatives(net, x, hessian="laplacian")  # the reference engine runs the hook
+        assert not torch.allclose(hooked.value, plain.value)
+        torch.testing.assert_close(hooked.value, net(x).squeeze(-1))  # net(x) runs the hook too
+    finally:
+        handle.remove()
+    assert not isinstance(taylor.plan(net), str)
+    pre = net.register_forward_pre_hook(lambda module, args: None)
+    try:
+        assert "f (or every module" in taylor.plan(net)
+    finally:
+        pre.remove()
+    global_hook = nn.modules.module.register_module_forward_hook(lambda module, args, out: None)
+    try:
+        assert "global hook" in taylor.plan(net)
+    finally:
+        global_hook.remove()
+
+
+def test_per_sample_sequentials_skip_the_independence_probe(monkeypatch):
+    """Both engines skip the probe for the Taylor engine's layer set; any other f is probed."""
+    probed = []
+    entry_module = sys.modules["hoderiv_ext.derivatives"]  # the package's name is the function
+    monkeypatch.setattr(entry_module, "probe_independence", lambda f, x, value: probed.append(f))
+    net = make_mlp(2, [4], 1, nn.Tanh, torch.float64, "cpu")
+    x = torch.randn(5, 2, dtype=torch.float64)
+    for backend in ("auto", "autograd", "kernel"):
+        derivatives(net, x, hessian="laplacian", backend=backend)
+    assert probed == []
+    wrapped = lambda t: net(t)  # noqa: E731 - opaque to the layer check
+    derivatives(wrapped, x, hessian="laplacian")
+    assert probed == [wrapped]
 
 
 def test_auto_uses_autograd_on_cpu_and_kernel_when_asked():
