@@ -196,7 +196,7 @@ def _second_from_slots(second: Tensor, request: HessianRequest, d: int) -> Tenso
 # ----------------------------------------------------------------------------- run
 
 
-ALGORITHMS = ("auto", "taylor", "mixed")
+ALGORITHMS = ("auto", "taylor", "mixed", "forward_over_reverse")
 # Mixed mode is chosen when forward Taylor needs more than this many times the
 # GEMM columns mixed mode needs. Measured on CPU on forward passes AND training
 # steps (2026-11-22, docs/taylor.md): mixed mode's backward is plain torch ops,
@@ -207,16 +207,23 @@ MIXED_MODE_SLOT_RATIO = 2.0
 
 
 def algorithm_for(plan: TaylorPlan, request: HessianRequest, d: int) -> str:
-    """"mixed" or "taylor" for this request: the one place that picks the algorithm.
+    """"taylor", "mixed" or "forward_over_reverse" for this request: the one place that picks the algorithm.
 
     Forward Taylor carries 1 + d + s slots through every GEMM (s second-order
     slots of the request); mixed mode carries 1 + d forward plus one reverse
-    sweep. Mixed mode serves scalar outputs only.
+    sweep; forward-over-reverse carries 1 + k forward and 1 + k reverse
+    columns for k Hessian rows. The last two serve scalar outputs only.
+    Selected rows (fewer than d) always go forward-over-reverse: its cost
+    grows with k, the others' with d, and it measured 1.0-2.0x nested
+    autograd where forward Taylor and mixed mode were 0.2-0.6x
+    (docs/taylor.md).
     """
     from hoderiv_ext.mixed import output_width
 
     if request.kind == "none" or output_width(plan, d) != 1:
         return "taylor"
+    if request.kind == "rows" and len(request.rows) < d:
+        return "forward_over_reverse"
     taylor_slots = 1 + d + slot_layout(request, d).num_second
     mixed_slots = 2 + d
     return "mixed" if taylor_slots > MIXED_MODE_SLOT_RATIO * mixed_slots else "taylor"
@@ -226,13 +233,21 @@ def run(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool
     """Canonical (value (N, o), jacobian (N, o, d), second) for x (N, d); see hoderiv_ext.results.
 
     ``algorithm``: "auto" (see :func:`algorithm_for`), "taylor" (forward Taylor
-    mode, the fused jet kernels) or "mixed" (forward tangents + reverse sweep,
-    scalar outputs only).
+    mode, the fused jet kernels), "mixed" (forward tangents + reverse sweep,
+    scalar outputs only) or "forward_over_reverse" (k directional tangents +
+    reverse sweep, Hessian-rows requests of scalar-output networks only).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "auto":
         algorithm = algorithm_for(plan, request, x.shape[1])
+    if algorithm == "forward_over_reverse":
+        from hoderiv_ext.forward_over_reverse import run_forward_over_reverse
+        from hoderiv_ext.mixed import output_width
+
+        if output_width(plan, x.shape[1]) != 1:
+            raise ValueError("algorithm='forward_over_reverse' serves scalar-output networks only")
+        return run_forward_over_reverse(plan, x, request, create_graph)
     if algorithm == "mixed":
         from hoderiv_ext.mixed import output_width, run_mixed
 

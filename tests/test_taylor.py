@@ -390,9 +390,56 @@ def test_mixed_mode_matches_reference_and_taylor(activation, hessian, device):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("rows", [[0], [3, 1], [2, 0, 1]], ids=str)
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.SiLU, lambda: nn.Softplus(beta=2.0)], ids=["tanh", "silu", "softplus"])
+def test_forward_over_reverse_rows_match_the_reference(activation, rows, device):
+    """Values, and gradients of a loss on them with respect to parameters and x, against the autograd engine."""
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Linear(4, 12), activation(), nn.Linear(12, 6), nn.Linear(6, 10), activation(),
+                        nn.Linear(10, 1)).double().to(device)
+    x = torch.randn(9, 4, dtype=torch.float64, device=device, requires_grad=True)
+    request = parse_hessian_request(rows, 4)
+    plan = taylor.plan(net)
+    assert taylor.algorithm_for(plan, request, 4) == "forward_over_reverse"
+    fast = taylor.run(plan, x, request, True, algorithm="forward_over_reverse")
+    reference = hoderiv_ext.reference.reference_derivatives(net, x, request, create_graph=True)
+    for a, b in zip(fast, reference):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    wrt = list(net.parameters()) + [x]
+    loss_fast = sum((t**2).sum() for t in fast)
+    loss_reference = sum((t**2).sum() for t in reference)
+    for a, b in zip(torch.autograd.grad(loss_fast, wrt), torch.autograd.grad(loss_reference, wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_forward_over_reverse_gradgradcheck_affine_nets_and_refusals():
+    small_plan = taylor.plan(make_mlp(3, [4, 4], 1, nn.SiLU, torch.float64, "cpu"))
+    request = parse_hessian_request([2, 0], 3)
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+
+    def rows_of(t: torch.Tensor) -> torch.Tensor:
+        return taylor.run(small_plan, t, request, True, algorithm="forward_over_reverse")[2]
+
+    assert torch.autograd.gradcheck(rows_of, (x,))
+    assert torch.autograd.gradgradcheck(rows_of, (x,))
+    affine = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 1)).double()
+    value, jacobian, second = taylor.run(taylor.plan(affine), x, request, False, algorithm="forward_over_reverse")
+    torch.testing.assert_close(jacobian[:, 0], (affine[1].weight @ affine[0].weight).expand(2, 3))
+    assert second.shape == (2, 1, 2, 3) and not second.any()
+    with pytest.raises(ValueError, match="rows"):
+        taylor.run(small_plan, x, parse_hessian_request("full", 3), True, algorithm="forward_over_reverse")
+    vector_plan = taylor.plan(make_mlp(3, [4], 2, nn.Tanh, torch.float64, "cpu"))
+    assert taylor.algorithm_for(vector_plan, request, 3) == "taylor"
+    with pytest.raises(ValueError, match="scalar-output"):
+        taylor.run(vector_plan, x, request, True, algorithm="forward_over_reverse")
+
+
 def test_algorithm_choice_and_mixed_gradgradcheck():
     net = make_mlp(8, [16], 1, nn.Tanh, torch.float64, "cpu")
     plan = taylor.plan(net)
+    assert taylor.algorithm_for(plan, parse_hessian_request([3], 8), 8) == "forward_over_reverse"
+    assert taylor.algorithm_for(plan, parse_hessian_request(list(range(8)), 8), 8) == "mixed"  # all rows: full
     assert taylor.algorithm_for(plan, parse_hessian_request("full", 8), 8) == "mixed"
     assert taylor.algorithm_for(plan, parse_hessian_request("laplacian", 8), 8) == "taylor"
     assert taylor.algorithm_for(plan, parse_hessian_request(None, 8), 8) == "taylor"
