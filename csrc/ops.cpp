@@ -17,6 +17,8 @@
 // (registered in hoderiv_ext/_ops.py and hoderiv_ext/_jet_ops.py).
 #include "ops.h"
 
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <array>
@@ -125,6 +127,8 @@ std::vector<int64_t> stacked_shape(const at::Tensor& x, int64_t order) {
   return shape;
 }
 
+namespace {
+
 int64_t check_jet_layout(const at::Tensor& jet, const char* jet_name, const at::Tensor& pair_i,
                          const at::Tensor& pair_j, int64_t num_inputs, bool collapsed) {
   TORCH_CHECK(jet.dim() == 3, "hoderiv_ext: ", jet_name, " must be a (N, S, m) jet, got shape ", jet.sizes());
@@ -184,6 +188,78 @@ std::vector<int64_t> check_first_layer(const at::Tensor& preactivation, const at
               "hoderiv_ext: weight must have the preactivation's dtype and device");
   const int64_t num_second = collapsed ? 1 : pair_i.numel();
   return {preactivation.size(0), 1 + weight.size(1) + num_second, preactivation.size(1)};
+}
+
+jet::SlotLayout layout_of(const JetCall& call, int64_t num_inputs, bool collapsed, int64_t num_second) {
+  return jet::SlotLayout{num_inputs, num_second, collapsed, call.pair_i.const_data_ptr<int64_t>(),
+                         call.pair_j.const_data_ptr<int64_t>()};
+}
+
+ParsedFunction parse(c10::string_view function, c10::ArrayRef<double> params) {
+  return parse_function(std::string_view(function.data(), function.size()), params);
+}
+
+// The part the forward and backward steps share: the input jet, bias, pairs, layout and output.
+JetCall prepare_jet_step(const at::Tensor& jet, const c10::optional<at::Tensor>& bias, const at::Tensor& pair_i,
+                         const at::Tensor& pair_j, int64_t num_inputs, bool collapsed, int64_t num_second,
+                         ParsedFunction parsed) {
+  JetCall call;
+  call.parsed = parsed;
+  call.input = jet.contiguous();
+  call.pair_i = pair_i.contiguous();
+  call.pair_j = pair_j.contiguous();
+  call.out = at::empty_like(call.input);
+  call.n = call.input.size(0);
+  call.slots = call.input.size(1);
+  call.m = call.input.size(2);
+  if (call.out.numel() == 0) return call;
+  if (bias.has_value()) call.bias = bias->contiguous();
+  call.layout = layout_of(call, num_inputs, collapsed, num_second);
+  return call;
+}
+
+}  // namespace
+
+JetCall prepare_jet_activation(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                               c10::string_view function, c10::ArrayRef<double> params, const at::Tensor& pair_i,
+                               const at::Tensor& pair_j, int64_t num_inputs, bool collapsed) {
+  const int64_t num_second = check_jet_layout(jet, "jet", pair_i, pair_j, num_inputs, collapsed);
+  check_bias(bias, jet);
+  return prepare_jet_step(jet, bias, pair_i, pair_j, num_inputs, collapsed, num_second, parse(function, params));
+}
+
+JetCall prepare_jet_activation_backward(const at::Tensor& grad, const at::Tensor& jet,
+                                        const c10::optional<at::Tensor>& bias, c10::string_view function,
+                                        c10::ArrayRef<double> params, const at::Tensor& pair_i,
+                                        const at::Tensor& pair_j, int64_t num_inputs, bool collapsed) {
+  const int64_t num_second = check_jet_layout(jet, "jet", pair_i, pair_j, num_inputs, collapsed);
+  check_jet_grad(grad, jet);
+  check_bias(bias, jet);
+  JetCall call =
+      prepare_jet_step(jet, bias, pair_i, pair_j, num_inputs, collapsed, num_second, parse(function, params));
+  if (call.out.numel() != 0) call.grad = grad.contiguous();
+  return call;
+}
+
+JetCall prepare_jet_activation_first(const at::Tensor& preactivation, const at::Tensor& weight,
+                                     c10::string_view function, c10::ArrayRef<double> params,
+                                     const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed) {
+  const std::vector<int64_t> out_shape = check_first_layer(preactivation, weight, pair_i, collapsed);
+  JetCall call;
+  call.out = at::empty(out_shape, preactivation.options());
+  call.n = out_shape[0];
+  call.slots = out_shape[1];
+  call.m = out_shape[2];
+  const int64_t d = weight.size(1);
+  const int64_t num_second = check_jet_layout(call.out, "the output jet", pair_i, pair_j, d, collapsed);
+  if (call.out.numel() == 0) return call;
+  call.parsed = parse(function, params);
+  call.input = preactivation.contiguous();
+  call.weight_t = weight.t().contiguous();
+  call.pair_i = pair_i.contiguous();
+  call.pair_j = pair_j.contiguous();
+  call.layout = layout_of(call, d, collapsed, num_second);
+  return call;
 }
 
 }  // namespace hoderiv

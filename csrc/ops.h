@@ -5,12 +5,15 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
+#include <c10/util/Optional.h>
+#include <c10/util/string_view.h>
 
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "hoderiv/derivative_math.h"
+#include "hoderiv/jet_math.h"
 
 namespace hoderiv {
 
@@ -40,22 +43,39 @@ void check_coefficients(const at::Tensor& coefficients, const at::Tensor& x);
 // Output shape (order + 1, *x.shape).
 std::vector<int64_t> stacked_shape(const at::Tensor& x, int64_t order);
 
-// Checks a jet (N, S, m) against its slot layout: S = 1 + d + s (s pairs) or
-// 2 + d (collapsed); pair_i, pair_j int64 1-D of length s on the jet's device.
-// Returns s. Pair values are checked on CPU tensors (device tensors are
-// built by hoderiv_ext.taylor, which checks them when it builds them).
-int64_t check_jet_layout(const at::Tensor& jet, const char* jet_name, const at::Tensor& pair_i,
-                         const at::Tensor& pair_j, int64_t num_inputs, bool collapsed);
+// The host half of a jet activation-step call, shared by the CPU and CUDA
+// wrappers: the arguments checked, the operands made contiguous (held here,
+// so the raw pointers in `layout` stay valid), the output allocated on the
+// current device, the slot layout and the parsed function. Undefined tensors
+// are the operands the op does not have. When `out` is empty the wrapper
+// returns it as is (and, for the first layer, `parsed` is not filled in).
+struct JetCall {
+  at::Tensor input;     // the jet (N, S, m), or the first layer's preactivation (N, m)
+  at::Tensor bias;      // (m), or undefined
+  at::Tensor weight_t;  // first layer: the weight's transpose (d, m); row i holds T_i for every unit
+  at::Tensor grad;      // backward: the output jet's gradient (N, S, m)
+  at::Tensor pair_i, pair_j;
+  at::Tensor out;       // the result: a jet (N, S, m), or the gradient with respect to the input jet
+  int64_t n = 0, slots = 0, m = 0;
+  jet::SlotLayout layout{};
+  ParsedFunction parsed{};
+};
 
-// Checks an optional bias: 1-D of length m, the jet's dtype and device.
-void check_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& jet);
-
-// Checks a jet backward's incoming gradient: the jet's shape, dtype and device.
-void check_jet_grad(const at::Tensor& grad, const at::Tensor& jet);
-
-// Checks the first-layer step's arguments: preactivation (N, m), weight (m, d),
-// same dtype and device. Returns the output jet's shape (N, 1 + d + s, m).
-std::vector<int64_t> check_first_layer(const at::Tensor& preactivation, const at::Tensor& weight,
-                                       const at::Tensor& pair_i, bool collapsed);
+// Checks: the jet (N, S, m) against its slot layout (S = 1 + d + s, or 2 + d
+// collapsed; pair_i, pair_j int64 1-D of length s on the jet's device, pair
+// values checked when they are CPU tensors), the bias ((m), the jet's dtype
+// and device), the backward's grad (the jet's shape, dtype and device), the
+// first layer's preactivation (N, m) and weight (m, d). Callers on CUDA set
+// the device guard first.
+JetCall prepare_jet_activation(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                               c10::string_view function, c10::ArrayRef<double> params, const at::Tensor& pair_i,
+                               const at::Tensor& pair_j, int64_t num_inputs, bool collapsed);
+JetCall prepare_jet_activation_backward(const at::Tensor& grad, const at::Tensor& jet,
+                                        const c10::optional<at::Tensor>& bias, c10::string_view function,
+                                        c10::ArrayRef<double> params, const at::Tensor& pair_i,
+                                        const at::Tensor& pair_j, int64_t num_inputs, bool collapsed);
+JetCall prepare_jet_activation_first(const at::Tensor& preactivation, const at::Tensor& weight,
+                                     c10::string_view function, c10::ArrayRef<double> params,
+                                     const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed);
 
 }  // namespace hoderiv

@@ -23,6 +23,18 @@ constexpr int64_t kGrainSize = 4096;
 // orders asked for are copied out.
 constexpr int64_t kBlock = 256;
 
+// y^(k), k = 0..K, of `count` <= kBlock elements into block[k][i]. Inlined
+// into each multiversioned caller, so it is compiled for the caller's ISA.
+template <typename scalar_t, int K, math::Function F>
+HODERIV_HD void derivative_block(const scalar_t* __restrict__ in, int64_t count, const math::FunctionParams& params,
+                                 scalar_t (&block)[K + 1][kBlock]) {
+  for (int64_t i = 0; i < count; ++i) {
+    scalar_t d[K + 1];
+    math::derivatives<scalar_t, K>(F, params, in[i], d);
+    for (int k = 0; k <= K; ++k) block[k][i] = d[k];
+  }
+}
+
 // y^(k) for k = 0..order of elements [begin, end) into planes of n elements.
 template <typename scalar_t, int K, math::Function F>
 HODERIV_CPU_CLONES void derivative_planes(const scalar_t* in, scalar_t* out, int64_t n, int64_t order,
@@ -30,11 +42,7 @@ HODERIV_CPU_CLONES void derivative_planes(const scalar_t* in, scalar_t* out, int
   scalar_t block[K + 1][kBlock];
   for (int64_t start = begin; start < end; start += kBlock) {
     const int64_t count = std::min(kBlock, end - start);
-    for (int64_t i = 0; i < count; ++i) {
-      scalar_t d[K + 1];
-      math::derivatives<scalar_t, K>(F, params, in[start + i], d);
-      for (int k = 0; k <= K; ++k) block[k][i] = d[k];
-    }
+    derivative_block<scalar_t, K, F>(in + start, count, params, block);
     for (int64_t k = 0; k <= order; ++k) {
       for (int64_t i = 0; i < count; ++i) out[k * n + start + i] = block[k][i];
     }
@@ -49,11 +57,7 @@ HODERIV_CPU_CLONES void weighted_derivatives(const scalar_t* in, const scalar_t*
   scalar_t block[K + 1][kBlock];
   for (int64_t start = begin; start < end; start += kBlock) {
     const int64_t count = std::min(kBlock, end - start);
-    for (int64_t i = 0; i < count; ++i) {
-      scalar_t d[K + 1];
-      math::derivatives<scalar_t, K>(F, params, in[start + i], d);
-      for (int k = 0; k <= K; ++k) block[k][i] = d[k];
-    }
+    derivative_block<scalar_t, K, F>(in + start, count, params, block);
     for (int64_t i = 0; i < count; ++i) out[start + i] = scalar_t(0);
     for (int64_t k = 0; k < num_weights; ++k) {
       const scalar_t* w = weights + k * n + start;

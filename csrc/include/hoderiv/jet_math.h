@@ -19,7 +19,8 @@
 //   ga   = phi' gv' + phi'' sum_i gT'_i T_i + phi'' sum_s gQ'_s Q_s
 //          + phi''' sum_s gQ'_s T_{i_s} T_{j_s}     collapsed: phi''' gQ' sum_i T_i^2
 // The first layer's tangents are the same for every sample (T_i = W[j, i],
-// Q = 0), so the first-layer forward reads them from the weight instead.
+// Q = 0), so its forward reads them from the weight instead (forward_columns
+// with second == nullptr).
 //
 // Each function handles `width` adjacent columns (units j .. j+width-1 of one
 // sample) with the loops over columns innermost: the CPU kernels pass a whole
@@ -68,72 +69,52 @@ HODERIV_HD void activation_derivatives(const T* __restrict__ a, const T* __restr
   }
 }
 
-// Forward step for `width` adjacent columns (slot stride `stride`), given
-// phi[k * width + c], k = 0..2. Inner loops run over c, contiguous in memory.
+// Forward step for `width` adjacent columns, given phi[k * width + c],
+// k = 0..2. The input's tangent T_i of column c is tangents[i * tangent_stride + c]
+// and its second-order slot s is second[s * stride + c]; second == nullptr
+// means Q = 0 (the first layer, whose tangents are the weight's transpose,
+// tangent_stride = m). The output jet has slot stride `stride`. Inner loops
+// run over c, contiguous in memory.
 template <typename T>
-HODERIV_HD void forward_columns(const T* __restrict__ in, T* __restrict__ out, int64_t stride, int64_t width,
-                                const T* __restrict__ phi, const SlotLayout& layout) {
+HODERIV_HD void forward_columns(const T* __restrict__ tangents, int64_t tangent_stride, const T* __restrict__ second,
+                                T* __restrict__ out, int64_t stride, int64_t width, const T* __restrict__ phi,
+                                const SlotLayout& layout) {
   const int64_t d = layout.num_inputs;
   const T* phi0 = phi;
   const T* phi1 = phi + width;
   const T* phi2 = phi + 2 * width;
-  const T* tangents = in + stride;
-  const T* second = in + (1 + d) * stride;
   T* out_tangents = out + stride;
   T* out_second = out + (1 + d) * stride;
   for (int64_t c = 0; c < width; ++c) out[c] = phi0[c];
   for (int64_t i = 0; i < d; ++i) {
-    for (int64_t c = 0; c < width; ++c) out_tangents[i * stride + c] = phi1[c] * tangents[i * stride + c];
+    for (int64_t c = 0; c < width; ++c) {
+      out_tangents[i * stride + c] = phi1[c] * tangents[i * tangent_stride + c];
+    }
   }
   if (layout.collapsed) {
-    for (int64_t c = 0; c < width; ++c) out_second[c] = phi1[c] * second[c];
+    if (second != nullptr) {
+      for (int64_t c = 0; c < width; ++c) out_second[c] = phi1[c] * second[c];
+    } else {
+      for (int64_t c = 0; c < width; ++c) out_second[c] = T(0);
+    }
     for (int64_t i = 0; i < d; ++i) {
       for (int64_t c = 0; c < width; ++c) {
-        const T t = tangents[i * stride + c];
+        const T t = tangents[i * tangent_stride + c];
         out_second[c] += phi2[c] * t * t;
       }
     }
     return;
   }
   for (int64_t s = 0; s < layout.num_second; ++s) {
-    const T* ti = tangents + layout.pair_i[s] * stride;
-    const T* tj = tangents + layout.pair_j[s] * stride;
-    for (int64_t c = 0; c < width; ++c) {
-      out_second[s * stride + c] = phi1[c] * second[s * stride + c] + phi2[c] * ti[c] * tj[c];
-    }
-  }
-}
-
-// First layer for `width` adjacent columns: T_i = weight_t[i * weight_stride + c]
-// (the weight's transpose, (d, m)), Q = 0.
-template <typename T>
-HODERIV_HD void first_forward_columns(const T* __restrict__ weight_t, int64_t weight_stride, T* __restrict__ out,
-                                      int64_t stride, int64_t width, const T* __restrict__ phi,
-                                      const SlotLayout& layout) {
-  const int64_t d = layout.num_inputs;
-  const T* phi0 = phi;
-  const T* phi1 = phi + width;
-  const T* phi2 = phi + 2 * width;
-  T* out_tangents = out + stride;
-  T* out_second = out + (1 + d) * stride;
-  for (int64_t c = 0; c < width; ++c) out[c] = phi0[c];
-  for (int64_t i = 0; i < d; ++i) {
-    for (int64_t c = 0; c < width; ++c) out_tangents[i * stride + c] = phi1[c] * weight_t[i * weight_stride + c];
-  }
-  if (layout.collapsed) {
-    for (int64_t c = 0; c < width; ++c) out_second[c] = T(0);
-    for (int64_t i = 0; i < d; ++i) {
+    const T* ti = tangents + layout.pair_i[s] * tangent_stride;
+    const T* tj = tangents + layout.pair_j[s] * tangent_stride;
+    if (second != nullptr) {
       for (int64_t c = 0; c < width; ++c) {
-        const T w = weight_t[i * weight_stride + c];
-        out_second[c] += phi2[c] * w * w;
+        out_second[s * stride + c] = phi1[c] * second[s * stride + c] + phi2[c] * ti[c] * tj[c];
       }
+    } else {
+      for (int64_t c = 0; c < width; ++c) out_second[s * stride + c] = phi2[c] * ti[c] * tj[c];
     }
-    return;
-  }
-  for (int64_t s = 0; s < layout.num_second; ++s) {
-    const T* wi = weight_t + layout.pair_i[s] * weight_stride;
-    const T* wj = weight_t + layout.pair_j[s] * weight_stride;
-    for (int64_t c = 0; c < width; ++c) out_second[s * stride + c] = phi2[c] * wi[c] * wj[c];
   }
 }
 
