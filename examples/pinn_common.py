@@ -451,6 +451,16 @@ def resolve_device(choice: str) -> torch.device:
 # ----------------------------------------------------------------------------- plotting
 
 
+def _save_figure(plt, fig, path: str, title: str) -> bool:
+    """Title, save and close a figure; report where it went."""
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"plot written to {path}")
+    return True
+
+
 def plot_solution(problem: Problem, net: nn.Module, path: str, *, title: str = "", resolution: int = 101) -> bool:
     """Save a PNG of the network's solution, the exact one and the error on a 2-D slice.
 
@@ -477,12 +487,7 @@ def plot_solution(problem: Problem, net: nn.Module, path: str, *, title: str = "
         left.legend()
         right.plot(grid.cpu().numpy(), (u_net - u_true).numpy())
         right.set_title("network - exact")
-        if title:
-            fig.suptitle(title)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        print(f"plot written to {path}")
-        return True
+        return _save_figure(plt, fig, path, title)
     g1, g2 = torch.meshgrid(grid, grid, indexing="ij")
     z = torch.full((resolution * resolution, problem.input_dim), 0.5, dtype=p.dtype, device=p.device)
     z[:, 0], z[:, 1] = g1.reshape(-1), g2.reshape(-1)
@@ -503,12 +508,7 @@ def plot_solution(problem: Problem, net: nn.Module, path: str, *, title: str = "
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
         fig.colorbar(image, ax=ax, shrink=0.85)
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    print(f"plot written to {path}")
-    return True
+    return _save_figure(plt, fig, path, title)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -26,15 +26,6 @@ from hoderiv_ext.requests import HessianRequest
 from hoderiv_ext.taylor import ActivationStep, LinearStep, TaylorPlan
 
 
-def output_width(plan: TaylorPlan, d: int) -> int:
-    """Number of outputs of the planned network for d inputs."""
-    width = d
-    for step in plan.steps:
-        if isinstance(step, LinearStep):
-            width = step.weight.shape[0]
-    return width
-
-
 def run_mixed(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool) -> tuple:
     """Canonical (value (N, 1), jacobian (N, 1, d), second) for a scalar-output network."""
     with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):

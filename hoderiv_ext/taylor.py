@@ -59,6 +59,14 @@ class TaylorPlan:
 
     steps: tuple[Step, ...]
 
+    def output_width(self, d: int) -> int:
+        """Number of outputs of the planned network for d inputs."""
+        width = d
+        for step in self.steps:
+            if isinstance(step, LinearStep):
+                width = step.weight.shape[0]
+        return width
+
 
 def _flatten(module: nn.Module, prefix: str):
     for name, child in module.named_children():
@@ -218,9 +226,7 @@ def algorithm_for(plan: TaylorPlan, request: HessianRequest, d: int) -> str:
     autograd where forward Taylor and mixed mode were 0.2-0.6x
     (docs/taylor.md).
     """
-    from hoderiv_ext.mixed import output_width
-
-    if request.kind == "none" or output_width(plan, d) != 1:
+    if request.kind == "none" or plan.output_width(d) != 1:
         return "taylor"
     if request.kind == "rows" and len(request.rows) < d:
         return "forward_over_reverse"
@@ -241,19 +247,13 @@ def run(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "auto":
         algorithm = algorithm_for(plan, request, x.shape[1])
-    if algorithm == "forward_over_reverse":
-        from hoderiv_ext.forward_over_reverse import run_forward_over_reverse
-        from hoderiv_ext.mixed import output_width
+    if algorithm in ("mixed", "forward_over_reverse"):  # both need a single reverse sweep: scalar outputs
+        if plan.output_width(x.shape[1]) != 1:
+            raise ValueError(f"algorithm={algorithm!r} serves scalar-output networks only")
+        from hoderiv_ext.forward_over_reverse import run_forward_over_reverse  # they import this module
+        from hoderiv_ext.mixed import run_mixed
 
-        if output_width(plan, x.shape[1]) != 1:
-            raise ValueError("algorithm='forward_over_reverse' serves scalar-output networks only")
-        return run_forward_over_reverse(plan, x, request, create_graph)
-    if algorithm == "mixed":
-        from hoderiv_ext.mixed import output_width, run_mixed
-
-        if output_width(plan, x.shape[1]) != 1:
-            raise ValueError("algorithm='mixed' serves scalar-output networks only")
-        return run_mixed(plan, x, request, create_graph)
+        return (run_mixed if algorithm == "mixed" else run_forward_over_reverse)(plan, x, request, create_graph)
     with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
         return _run(plan, x, request)
 

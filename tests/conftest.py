@@ -22,3 +22,28 @@ DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64,
 def tolerances(dtype: torch.dtype) -> dict[str, float]:
     """rtol/atol for comparing two computations of the same derivative."""
     return {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
+
+
+def record_grad_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """From now on, record every ``torch.autograd.grad`` call: True for a batched (is_grads_batched) pass."""
+    calls: list[bool] = []
+    original = torch.autograd.grad
+
+    def counting_grad(*args, **kwargs):
+        calls.append(bool(kwargs.get("is_grads_batched", False)))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    return calls
+
+
+def refuse_batched_grads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on, make ``torch.autograd.grad(..., is_grads_batched=True)`` fail like an op without a batching rule."""
+    original = torch.autograd.grad
+
+    def no_batching(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise RuntimeError("pretend an op has no batching rule")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd, "grad", no_batching)

@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from hoderiv_ext import hessian_rows, newton_step
 
+from conftest import record_grad_calls, refuse_batched_grads
+
 
 def least_squares(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The seed's loss 0.5 * sum (a x + b - y)^2 with y = 2x + 3, x = 0..9."""
@@ -95,14 +97,7 @@ def test_rows_accept_a_tensor_and_keep_the_order() -> None:
 
 
 def test_rows_are_computed_in_one_batched_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[bool] = []
-    original = torch.autograd.grad
-
-    def counting_grad(*args, **kwargs):
-        calls.append(bool(kwargs.get("is_grads_batched", False)))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    calls = record_grad_calls(monkeypatch)
     params = make_params()
     hessian_rows(nonquadratic(params), params)
     assert calls == [False, True]  # the gradient, then all 10 rows in one batched pass
@@ -111,14 +106,7 @@ def test_rows_are_computed_in_one_batched_pass(monkeypatch: pytest.MonkeyPatch) 
 def test_rows_fall_back_to_one_pass_per_row_when_batching_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     params = make_params()
     expected = hessian_rows(nonquadratic(params), params).hessian_rows
-    original = torch.autograd.grad
-
-    def no_batching(*args, **kwargs):
-        if kwargs.get("is_grads_batched"):
-            raise RuntimeError("pretend an op has no batching rule")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "grad", no_batching)
+    refuse_batched_grads(monkeypatch)
     torch.testing.assert_close(hessian_rows(nonquadratic(params), params).hessian_rows, expected)
 
 

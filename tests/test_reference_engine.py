@@ -29,7 +29,7 @@ from hoderiv_ext.reference import METHODS, reference_derivatives
 from hoderiv_ext.requests import parse_hessian_request
 from hoderiv_ext.results import Layout, finalize
 
-from conftest import needs_cuda
+from conftest import needs_cuda, record_grad_calls, refuse_batched_grads
 
 MECHANISMS = [m for m in METHODS if m != "auto"]
 REQUESTS = [None, "full", [2, 0], "diagonal", "laplacian"]
@@ -310,14 +310,7 @@ def test_hessian_rows_keep_the_requested_order() -> None:
 
 def test_hessian_rows_cost_grows_with_rows_not_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
     """One backward pass per requested row in the loop mechanism, whatever d; two passes in all when batched."""
-    calls: list[bool] = []
-    original = torch.autograd.grad
-
-    def counting_grad(*args, **kwargs):
-        calls.append(bool(kwargs.get("is_grads_batched", False)))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    calls = record_grad_calls(monkeypatch)
     f = mlp(10, 1)
     x = torch.randn(5, 10, dtype=torch.float64)
     request = HessianRequest("rows", (7, 2))
@@ -335,34 +328,20 @@ def test_hessian_rows_cost_grows_with_rows_not_inputs(monkeypatch: pytest.Monkey
 def test_auto_batches_the_row_passes_only_where_measured_faster(
     monkeypatch: pytest.MonkeyPatch, n: int, d: int, expected_calls: list[bool]
 ) -> None:
-    calls: list[bool] = []
-    original = torch.autograd.grad
-
-    def counting_grad(*args, **kwargs):
-        calls.append(bool(kwargs.get("is_grads_batched", False)))
-        return original(*args, **kwargs)
-
     f = mlp(d, 1, dtype=torch.float32)
     x = torch.randn(n, d)
     expected_method = "autograd" if any(expected_calls) else "autograd_loop"
     assert reference_module.choose_method(x, HessianRequest("laplacian")) == expected_method
-    monkeypatch.setattr(torch.autograd, "grad", counting_grad)
+    calls = record_grad_calls(monkeypatch)
     reference_derivatives(f, x, HessianRequest("laplacian"), create_graph=False)
     assert calls == expected_calls
 
 
 def test_batched_autograd_falls_back_to_a_loop_over_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = torch.autograd.grad
-
-    def no_batching(*args, **kwargs):
-        if kwargs.get("is_grads_batched"):
-            raise RuntimeError("pretend an op has no batching rule")
-        return original(*args, **kwargs)
-
     f = THREE_TWO
     x = torch.randn(4, 3, dtype=torch.float64)
     expected = reference_derivatives(f, x, HessianRequest("full"), create_graph=False, method="autograd")
-    monkeypatch.setattr(torch.autograd, "grad", no_batching)
+    refuse_batched_grads(monkeypatch)
     fallback = reference_derivatives(f, x, HessianRequest("full"), create_graph=False, method="autograd")
     for mine, theirs in zip(expected, fallback):
         torch.testing.assert_close(mine, theirs)
