@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hoderiv_ext.requests import HessianRequest
-from hoderiv_ext.taylor import ActivationStep, LinearStep, TaylorPlan
+from hoderiv_ext.taylor import LinearStep, TaylorPlan
 
 
 def run_mixed(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool) -> tuple:

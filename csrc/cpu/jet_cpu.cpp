@@ -38,8 +38,8 @@ HODERIV_CPU_CLONES void forward_samples(const JetRows<scalar_t>& rows, int64_t b
   std::vector<scalar_t> phi(3 * m);
   for (int64_t sample = begin; sample < end; ++sample) {
     const int64_t offset = sample * rows.slots * m;
-    jet::activation_derivatives<scalar_t, 2>(rows.jet + offset, rows.bias, m, F, rows.params, phi.data());
     const scalar_t* in = rows.jet + offset;
+    jet::activation_derivatives<scalar_t, 2>(in, rows.bias, m, F, rows.params, phi.data());
     jet::forward_columns<scalar_t>(in + m, m, in + (1 + rows.layout.num_inputs) * m, rows.out + offset, m, m,
                                    phi.data(), rows.layout);
   }
