@@ -81,6 +81,8 @@ ParsedFunction parse_function(std::string_view name, c10::ArrayRef<double> param
               "'; the kernels serve: ", supported_function_names());
 }
 
+namespace {
+
 void check_elementwise_input(const at::Tensor& x, int64_t order, const char* order_name) {
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
               "hoderiv_ext: x must be a float32 or float64 tensor, got ", x.scalar_type());
@@ -127,7 +129,30 @@ std::vector<int64_t> stacked_shape(const at::Tensor& x, int64_t order) {
   return shape;
 }
 
-namespace {
+
+ParsedFunction parse(c10::string_view function, c10::ArrayRef<double> params) {
+  return parse_function(std::string_view(function.data(), function.size()), params);
+}
+
+ElementwiseCall forward_call(const at::Tensor& x, int64_t order) {
+  ElementwiseCall call;
+  call.input = x.contiguous();
+  call.out = at::empty(stacked_shape(x, order), call.input.options());
+  call.n = call.input.numel();
+  call.order = order;
+  return call;
+}
+
+ElementwiseCall backward_call(const at::Tensor& grad, const at::Tensor& x, int64_t m, int64_t shift) {
+  ElementwiseCall call;
+  call.input = x.contiguous();
+  call.weights = grad.contiguous();
+  call.out = at::empty_like(call.input);
+  call.n = call.input.numel();
+  call.order = m;
+  call.shift = shift;
+  return call;
+}
 
 int64_t check_jet_layout(const at::Tensor& jet, const char* jet_name, const at::Tensor& pair_i,
                          const at::Tensor& pair_j, int64_t num_inputs, bool collapsed) {
@@ -195,10 +220,6 @@ jet::SlotLayout layout_of(const JetCall& call, int64_t num_inputs, bool collapse
                          call.pair_j.const_data_ptr<int64_t>()};
 }
 
-ParsedFunction parse(c10::string_view function, c10::ArrayRef<double> params) {
-  return parse_function(std::string_view(function.data(), function.size()), params);
-}
-
 // The part the forward and backward steps share: the input jet, bias, pairs, layout and output.
 JetCall prepare_jet_step(const at::Tensor& jet, const c10::optional<at::Tensor>& bias, const at::Tensor& pair_i,
                          const at::Tensor& pair_j, int64_t num_inputs, bool collapsed, int64_t num_second,
@@ -219,6 +240,43 @@ JetCall prepare_jet_step(const at::Tensor& jet, const c10::optional<at::Tensor>&
 }
 
 }  // namespace
+
+ElementwiseCall prepare_elementwise(const at::Tensor& x, c10::string_view function, c10::ArrayRef<double> params,
+                                    int64_t order) {
+  check_elementwise_input(x, order, "order");
+  const ParsedFunction parsed = parse(function, params);
+  ElementwiseCall call = forward_call(x, order);
+  call.parsed = parsed;
+  return call;
+}
+
+ElementwiseCall prepare_elementwise_backward(const at::Tensor& grad, const at::Tensor& x, c10::string_view function,
+                                             c10::ArrayRef<double> params, int64_t shift) {
+  check_elementwise_input(x, 0, "order");
+  const int64_t m = check_backward_grad(grad, x, shift);
+  const ParsedFunction parsed = parse(function, params);
+  ElementwiseCall call = backward_call(grad, x, m, shift);
+  call.parsed = parsed;
+  return call;
+}
+
+ElementwiseCall prepare_polynomial(const at::Tensor& x, const at::Tensor& coefficients, int64_t order) {
+  check_elementwise_input(x, order, "order");
+  check_coefficients(coefficients, x);
+  ElementwiseCall call = forward_call(x, order);
+  call.coefficients = coefficients.contiguous();
+  return call;
+}
+
+ElementwiseCall prepare_polynomial_backward(const at::Tensor& grad, const at::Tensor& x,
+                                            const at::Tensor& coefficients, int64_t shift) {
+  check_elementwise_input(x, 0, "order");
+  const int64_t m = check_backward_grad(grad, x, shift);
+  check_coefficients(coefficients, x);
+  ElementwiseCall call = backward_call(grad, x, m, shift);
+  call.coefficients = coefficients.contiguous();
+  return call;
+}
 
 JetCall prepare_jet_activation(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                                c10::string_view function, c10::ArrayRef<double> params, const at::Tensor& pair_i,

@@ -29,19 +29,32 @@ ParsedFunction parse_function(std::string_view name, c10::ArrayRef<double> param
 // Comma-separated list of the names parse_function accepts (for messages).
 std::string supported_function_names();
 
-// Checks shared by every elementwise op: `x` floating (float32/float64),
-// `order` in [0, kMaxOrder].
-void check_elementwise_input(const at::Tensor& x, int64_t order, const char* order_name);
+// The host half of an elementwise-op call, shared by the CPU and CUDA
+// wrappers: the arguments checked (x float32/float64; order, or m + shift for
+// a backward, in [0, kMaxOrder]; grad of shape (m + 1, *x.shape); polynomial
+// coefficients 1-D, non-empty; every tensor with x's dtype and device), the
+// operands made contiguous, the output allocated on the current device and
+// the function parsed. Undefined tensors are operands the op does not have.
+// When `out` is empty the wrapper returns it as is. Callers on CUDA set the
+// device guard first.
+struct ElementwiseCall {
+  at::Tensor input;         // x, contiguous
+  at::Tensor weights;       // backward: grad (m + 1, *x.shape), plane k weighs y^(k + shift)
+  at::Tensor coefficients;  // polynomial ops: ascending powers
+  at::Tensor out;           // forward: (order + 1, *x.shape); backward: x's shape
+  int64_t n = 0;            // elements of x
+  int64_t order = 0;        // forward: the highest order; backward: m
+  int64_t shift = 0;        // backward only
+  ParsedFunction parsed{};  // elementwise_derivatives*: the function and its parameters
+};
 
-// Checks the `grad` argument of a backward op: shape (m + 1, *x.shape), same
-// dtype and device as x, and m + shift <= kMaxOrder. Returns m.
-int64_t check_backward_grad(const at::Tensor& grad, const at::Tensor& x, int64_t shift);
-
-// Checks polynomial coefficients: 1-D, non-empty, same dtype/device as x.
-void check_coefficients(const at::Tensor& coefficients, const at::Tensor& x);
-
-// Output shape (order + 1, *x.shape).
-std::vector<int64_t> stacked_shape(const at::Tensor& x, int64_t order);
+ElementwiseCall prepare_elementwise(const at::Tensor& x, c10::string_view function, c10::ArrayRef<double> params,
+                                    int64_t order);
+ElementwiseCall prepare_elementwise_backward(const at::Tensor& grad, const at::Tensor& x, c10::string_view function,
+                                             c10::ArrayRef<double> params, int64_t shift);
+ElementwiseCall prepare_polynomial(const at::Tensor& x, const at::Tensor& coefficients, int64_t order);
+ElementwiseCall prepare_polynomial_backward(const at::Tensor& grad, const at::Tensor& x,
+                                            const at::Tensor& coefficients, int64_t shift);
 
 // The host half of a jet activation-step call, shared by the CPU and CUDA
 // wrappers: the arguments checked, the operands made contiguous (held here,

@@ -1,10 +1,9 @@
 // CPU implementations of the elementwise derivative ops. The math is in
-// hoderiv/derivative_math.h, shared with the CUDA kernels.
+// hoderiv/derivative_math.h, shared with the CUDA kernels; checks, operands and
+// outputs come from prepare_* in ops.cpp, shared too.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -70,112 +69,84 @@ HODERIV_CPU_CLONES void weighted_derivatives(const scalar_t* in, const scalar_t*
 
 at::Tensor elementwise_derivatives_cpu(const at::Tensor& x, c10::string_view function,
                                        c10::ArrayRef<double> params, int64_t order) {
-  check_elementwise_input(x, order, "order");
-  const ParsedFunction parsed = parse_function(std::string_view(function.data(), function.size()), params);
-  const at::Tensor input = x.contiguous();
-  at::Tensor out = at::empty(stacked_shape(x, order), input.options());
-  const int64_t n = input.numel();
-  if (n == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "elementwise_derivatives_cpu", [&] {
-    const scalar_t* in_ptr = input.const_data_ptr<scalar_t>();
-    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
-    dispatch_taylor_order(static_cast<int>(order), [&](auto order_tag) {
+  const ElementwiseCall call = prepare_elementwise(x, function, params, order);
+  if (call.n == 0) return call.out;
+  AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "elementwise_derivatives_cpu", [&] {
+    const scalar_t* in_ptr = call.input.const_data_ptr<scalar_t>();
+    scalar_t* out_ptr = call.out.mutable_data_ptr<scalar_t>();
+    dispatch_taylor_order(static_cast<int>(call.order), [&](auto order_tag) {
       constexpr int K = decltype(order_tag)::value;
-      dispatch_function(parsed.function, [&](auto function_tag) {
+      dispatch_function(call.parsed.function, [&](auto function_tag) {
         constexpr math::Function function = decltype(function_tag)::value;
-        at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-          derivative_planes<scalar_t, K, function>(in_ptr, out_ptr, n, order, parsed.params, begin, end);
+        at::parallel_for(0, call.n, kGrainSize, [&](int64_t begin, int64_t end) {
+          derivative_planes<scalar_t, K, function>(in_ptr, out_ptr, call.n, call.order, call.parsed.params, begin,
+                                                   end);
         });
       });
     });
   });
-  return out;
+  return call.out;
 }
 
 at::Tensor elementwise_derivatives_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
                                                 c10::string_view function,
                                                 c10::ArrayRef<double> params, int64_t shift) {
-  check_elementwise_input(x, 0, "order");
-  const int64_t m = check_backward_grad(grad, x, shift);
-  const ParsedFunction parsed = parse_function(std::string_view(function.data(), function.size()), params);
-  const at::Tensor input = x.contiguous();
-  const at::Tensor weights = grad.contiguous();
-  at::Tensor out = at::empty_like(input);
-  const int64_t n = input.numel();
-  if (n == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "elementwise_derivatives_backward_cpu", [&] {
-    const scalar_t* in_ptr = input.const_data_ptr<scalar_t>();
-    const scalar_t* w_ptr = weights.const_data_ptr<scalar_t>();
-    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
-    dispatch_taylor_order(static_cast<int>(m + shift), [&](auto order_tag) {
+  const ElementwiseCall call = prepare_elementwise_backward(grad, x, function, params, shift);
+  if (call.n == 0) return call.out;
+  AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "elementwise_derivatives_backward_cpu", [&] {
+    const scalar_t* in_ptr = call.input.const_data_ptr<scalar_t>();
+    const scalar_t* w_ptr = call.weights.const_data_ptr<scalar_t>();
+    scalar_t* out_ptr = call.out.mutable_data_ptr<scalar_t>();
+    dispatch_taylor_order(static_cast<int>(call.order + call.shift), [&](auto order_tag) {
       constexpr int K = decltype(order_tag)::value;
-      dispatch_function(parsed.function, [&](auto function_tag) {
+      dispatch_function(call.parsed.function, [&](auto function_tag) {
         constexpr math::Function function = decltype(function_tag)::value;
-        at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
-          weighted_derivatives<scalar_t, K, function>(in_ptr, w_ptr, out_ptr, n, m + 1, shift, parsed.params, begin,
-                                                      end);
+        at::parallel_for(0, call.n, kGrainSize, [&](int64_t begin, int64_t end) {
+          weighted_derivatives<scalar_t, K, function>(in_ptr, w_ptr, out_ptr, call.n, call.order + 1, call.shift,
+                                                      call.parsed.params, begin, end);
         });
       });
     });
   });
-  return out;
+  return call.out;
 }
 
 at::Tensor polynomial_derivatives_cpu(const at::Tensor& x, const at::Tensor& coefficients,
                                       int64_t order) {
-  check_elementwise_input(x, order, "order");
-  check_coefficients(coefficients, x);
-  const at::Tensor input = x.contiguous();
-  const at::Tensor coef = coefficients.contiguous();
-  at::Tensor out = at::empty(stacked_shape(x, order), input.options());
-  const int64_t n = input.numel();
-  if (n == 0) return out;
-  const int64_t num_coefficients = coef.numel();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "polynomial_derivatives_cpu", [&] {
-    const scalar_t* in_ptr = input.const_data_ptr<scalar_t>();
-    const scalar_t* c_ptr = coef.const_data_ptr<scalar_t>();
-    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
+  const ElementwiseCall call = prepare_polynomial(x, coefficients, order);
+  if (call.n == 0) return call.out;
+  AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "polynomial_derivatives_cpu", [&] {
+    const scalar_t* in_ptr = call.input.const_data_ptr<scalar_t>();
+    const scalar_t* c_ptr = call.coefficients.const_data_ptr<scalar_t>();
+    scalar_t* out_ptr = call.out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, call.n, kGrainSize, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        for (int64_t k = 0; k <= order; ++k) {
-          out_ptr[k * n + i] = math::polynomial_derivative<scalar_t>(
-              c_ptr, num_coefficients, static_cast<int>(k), in_ptr[i]);
-        }
+        math::polynomial_planes_at<scalar_t>(c_ptr, call.coefficients.numel(), in_ptr, out_ptr, call.n, i,
+                                             static_cast<int>(call.order));
       }
     });
   });
-  return out;
+  return call.out;
 }
 
 at::Tensor polynomial_derivatives_backward_cpu(const at::Tensor& grad, const at::Tensor& x,
                                                const at::Tensor& coefficients, int64_t shift) {
-  check_elementwise_input(x, 0, "order");
-  const int64_t m = check_backward_grad(grad, x, shift);
-  check_coefficients(coefficients, x);
-  const at::Tensor input = x.contiguous();
-  const at::Tensor weights = grad.contiguous();
-  const at::Tensor coef = coefficients.contiguous();
-  at::Tensor out = at::empty_like(input);
-  const int64_t n = input.numel();
-  if (n == 0) return out;
-  const int64_t num_coefficients = coef.numel();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "polynomial_derivatives_backward_cpu", [&] {
-    const scalar_t* in_ptr = input.const_data_ptr<scalar_t>();
-    const scalar_t* w_ptr = weights.const_data_ptr<scalar_t>();
-    const scalar_t* c_ptr = coef.const_data_ptr<scalar_t>();
-    scalar_t* out_ptr = out.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, n, kGrainSize, [&](int64_t begin, int64_t end) {
+  const ElementwiseCall call = prepare_polynomial_backward(grad, x, coefficients, shift);
+  if (call.n == 0) return call.out;
+  AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "polynomial_derivatives_backward_cpu", [&] {
+    const scalar_t* in_ptr = call.input.const_data_ptr<scalar_t>();
+    const scalar_t* w_ptr = call.weights.const_data_ptr<scalar_t>();
+    const scalar_t* c_ptr = call.coefficients.const_data_ptr<scalar_t>();
+    scalar_t* out_ptr = call.out.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, call.n, kGrainSize, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        scalar_t acc = scalar_t(0);
-        for (int64_t k = 0; k <= m; ++k) {
-          acc += w_ptr[k * n + i] * math::polynomial_derivative<scalar_t>(
-                                        c_ptr, num_coefficients, static_cast<int>(k + shift), in_ptr[i]);
-        }
-        out_ptr[i] = acc;
+        out_ptr[i] = math::weighted_polynomial_at<scalar_t>(c_ptr, call.coefficients.numel(), in_ptr, w_ptr,
+                                                            call.n, i, static_cast<int>(call.order),
+                                                            static_cast<int>(call.shift));
       }
     });
   });
-  return out;
+  return call.out;
 }
 
 }  // namespace

@@ -1,10 +1,8 @@
 // CUDA implementations of the elementwise derivative ops. The math is in
-// hoderiv/derivative_math.h, shared with the CPU kernels; argument checks are
-// in ops.cpp, shared too.
+// hoderiv/derivative_math.h, shared with the CPU kernels; checks, operands and
+// outputs come from prepare_* in ops.cpp, shared too.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -19,18 +17,15 @@ namespace hoderiv {
 namespace cuda {
 namespace {
 
+// Grid-stride loops over the n elements; each element's work is a shared
+// function of derivative_math.h (tested on the host by test_derivative_math).
 template <typename scalar_t, int K>
 __global__ void elementwise_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out,
                                            int64_t n, int order, math::Function function,
                                            math::FunctionParams params) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    scalar_t d[K + 1];
-    math::derivatives<scalar_t, K>(function, params, x[i], d);
-    HODERIV_UNROLL
-    for (int k = 0; k <= K; ++k) {
-      if (k <= order) out[k * n + i] = d[k];
-    }
+    math::derivative_planes_at<scalar_t, K>(function, params, x, out, n, i, order);
   }
 }
 
@@ -41,14 +36,7 @@ __global__ void elementwise_backward_kernel(const scalar_t* __restrict__ grad,
                                             math::FunctionParams params) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    scalar_t d[K + 1];
-    math::derivatives<scalar_t, K>(function, params, x[i], d);
-    scalar_t acc = scalar_t(0);
-    HODERIV_UNROLL
-    for (int k = 0; k <= K; ++k) {
-      if (k <= m && k + shift <= K) acc += grad[k * n + i] * d[k + shift];
-    }
-    out[i] = acc;
+    out[i] = math::weighted_derivatives_at<scalar_t, K>(function, params, x, grad, n, i, m, shift);
   }
 }
 
@@ -59,10 +47,7 @@ __global__ void polynomial_forward_kernel(const scalar_t* __restrict__ x,
                                           int64_t n, int order) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const scalar_t xi = x[i];
-    for (int k = 0; k <= order; ++k) {
-      out[k * n + i] = math::polynomial_derivative<scalar_t>(coefficients, num_coefficients, k, xi);
-    }
+    math::polynomial_planes_at<scalar_t>(coefficients, num_coefficients, x, out, n, i, order);
   }
 }
 
@@ -74,105 +59,77 @@ __global__ void polynomial_backward_kernel(const scalar_t* __restrict__ grad,
                                            int64_t n, int m, int shift) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
-    const scalar_t xi = x[i];
-    scalar_t acc = scalar_t(0);
-    for (int k = 0; k <= m; ++k) {
-      acc += grad[k * n + i] *
-             math::polynomial_derivative<scalar_t>(coefficients, num_coefficients, k + shift, xi);
-    }
-    out[i] = acc;
+    out[i] = math::weighted_polynomial_at<scalar_t>(coefficients, num_coefficients, x, grad, n, i, m, shift);
   }
 }
 
 at::Tensor elementwise_derivatives_cuda(const at::Tensor& x, c10::string_view function,
                                         c10::ArrayRef<double> params, int64_t order) {
-  check_elementwise_input(x, order, "order");
-  const ParsedFunction parsed = parse_function(std::string_view(function.data(), function.size()), params);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  const at::Tensor input = x.contiguous();
-  at::Tensor out = at::empty(stacked_shape(x, order), input.options());
-  const int64_t n = input.numel();
-  if (n == 0) return out;
+  const ElementwiseCall call = prepare_elementwise(x, function, params, order);
+  if (call.n == 0) return call.out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "elementwise_derivatives_cuda", [&] {
-    dispatch_taylor_order(static_cast<int>(order), [&](auto order_tag) {
+  AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "elementwise_derivatives_cuda", [&] {
+    dispatch_taylor_order(static_cast<int>(call.order), [&](auto order_tag) {
       constexpr int K = decltype(order_tag)::value;
-      elementwise_forward_kernel<scalar_t, K><<<grid_size_for(n), kThreadsPerBlock, 0, stream>>>(
-          input.const_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(), n,
-          static_cast<int>(order), parsed.function, parsed.params);
+      elementwise_forward_kernel<scalar_t, K><<<grid_size_for(call.n), kThreadsPerBlock, 0, stream>>>(
+          call.input.const_data_ptr<scalar_t>(), call.out.mutable_data_ptr<scalar_t>(), call.n,
+          static_cast<int>(call.order), call.parsed.function, call.parsed.params);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  return out;
+  return call.out;
 }
 
 at::Tensor elementwise_derivatives_backward_cuda(const at::Tensor& grad, const at::Tensor& x,
                                                  c10::string_view function,
                                                  c10::ArrayRef<double> params, int64_t shift) {
-  check_elementwise_input(x, 0, "order");
-  const int64_t m = check_backward_grad(grad, x, shift);
-  const ParsedFunction parsed = parse_function(std::string_view(function.data(), function.size()), params);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  const at::Tensor input = x.contiguous();
-  const at::Tensor weights = grad.contiguous();
-  at::Tensor out = at::empty_like(input);
-  const int64_t n = input.numel();
-  if (n == 0) return out;
+  const ElementwiseCall call = prepare_elementwise_backward(grad, x, function, params, shift);
+  if (call.n == 0) return call.out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "elementwise_derivatives_backward_cuda", [&] {
-    dispatch_taylor_order(static_cast<int>(m + shift), [&](auto order_tag) {
+  AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "elementwise_derivatives_backward_cuda", [&] {
+    dispatch_taylor_order(static_cast<int>(call.order + call.shift), [&](auto order_tag) {
       constexpr int K = decltype(order_tag)::value;
-      elementwise_backward_kernel<scalar_t, K><<<grid_size_for(n), kThreadsPerBlock, 0, stream>>>(
-          weights.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(),
-          out.mutable_data_ptr<scalar_t>(), n, static_cast<int>(m), static_cast<int>(shift),
-          parsed.function, parsed.params);
+      elementwise_backward_kernel<scalar_t, K><<<grid_size_for(call.n), kThreadsPerBlock, 0, stream>>>(
+          call.weights.const_data_ptr<scalar_t>(), call.input.const_data_ptr<scalar_t>(),
+          call.out.mutable_data_ptr<scalar_t>(), call.n, static_cast<int>(call.order), static_cast<int>(call.shift),
+          call.parsed.function, call.parsed.params);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
   });
-  return out;
+  return call.out;
 }
 
 at::Tensor polynomial_derivatives_cuda(const at::Tensor& x, const at::Tensor& coefficients,
                                        int64_t order) {
-  check_elementwise_input(x, order, "order");
-  check_coefficients(coefficients, x);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  const at::Tensor input = x.contiguous();
-  const at::Tensor coef = coefficients.contiguous();
-  at::Tensor out = at::empty(stacked_shape(x, order), input.options());
-  const int64_t n = input.numel();
-  if (n == 0) return out;
+  const ElementwiseCall call = prepare_polynomial(x, coefficients, order);
+  if (call.n == 0) return call.out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "polynomial_derivatives_cuda", [&] {
-    polynomial_forward_kernel<scalar_t><<<grid_size_for(n), kThreadsPerBlock, 0, stream>>>(
-        input.const_data_ptr<scalar_t>(), coef.const_data_ptr<scalar_t>(), coef.numel(),
-        out.mutable_data_ptr<scalar_t>(), n, static_cast<int>(order));
+  AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "polynomial_derivatives_cuda", [&] {
+    polynomial_forward_kernel<scalar_t><<<grid_size_for(call.n), kThreadsPerBlock, 0, stream>>>(
+        call.input.const_data_ptr<scalar_t>(), call.coefficients.const_data_ptr<scalar_t>(),
+        call.coefficients.numel(), call.out.mutable_data_ptr<scalar_t>(), call.n, static_cast<int>(call.order));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return out;
+  return call.out;
 }
 
 at::Tensor polynomial_derivatives_backward_cuda(const at::Tensor& grad, const at::Tensor& x,
                                                 const at::Tensor& coefficients, int64_t shift) {
-  check_elementwise_input(x, 0, "order");
-  const int64_t m = check_backward_grad(grad, x, shift);
-  check_coefficients(coefficients, x);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  const at::Tensor input = x.contiguous();
-  const at::Tensor weights = grad.contiguous();
-  const at::Tensor coef = coefficients.contiguous();
-  at::Tensor out = at::empty_like(input);
-  const int64_t n = input.numel();
-  if (n == 0) return out;
+  const ElementwiseCall call = prepare_polynomial_backward(grad, x, coefficients, shift);
+  if (call.n == 0) return call.out;
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "polynomial_derivatives_backward_cuda", [&] {
-    polynomial_backward_kernel<scalar_t><<<grid_size_for(n), kThreadsPerBlock, 0, stream>>>(
-        weights.const_data_ptr<scalar_t>(), input.const_data_ptr<scalar_t>(),
-        coef.const_data_ptr<scalar_t>(), coef.numel(), out.mutable_data_ptr<scalar_t>(), n,
-        static_cast<int>(m), static_cast<int>(shift));
+  AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "polynomial_derivatives_backward_cuda", [&] {
+    polynomial_backward_kernel<scalar_t><<<grid_size_for(call.n), kThreadsPerBlock, 0, stream>>>(
+        call.weights.const_data_ptr<scalar_t>(), call.input.const_data_ptr<scalar_t>(),
+        call.coefficients.const_data_ptr<scalar_t>(), call.coefficients.numel(),
+        call.out.mutable_data_ptr<scalar_t>(), call.n, static_cast<int>(call.order), static_cast<int>(call.shift));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
-  return out;
+  return call.out;
 }
 
 }  // namespace

@@ -17,6 +17,8 @@ namespace hoderiv {
 namespace cuda {
 namespace {
 
+// Grid-stride loops over the n * m columns; each column's work is a shared
+// function of jet_math.h (tested on the host by csrc/tests/test_jet_math.cpp).
 template <typename scalar_t>
 __global__ void jet_forward_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ bias,
                                    scalar_t* __restrict__ out, int64_t n, int64_t slots, int64_t m,
@@ -24,13 +26,7 @@ __global__ void jet_forward_kernel(const scalar_t* __restrict__ in, const scalar
   const int64_t columns = n * m;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < columns; c += stride) {
-    const int64_t sample = c / m, j = c - sample * m;
-    const int64_t offset = sample * slots * m + j;
-    scalar_t phi[3];
-    jet::activation_derivatives<scalar_t, 2>(in + offset, bias ? bias + j : nullptr, 1, function, params, phi);
-    const scalar_t* column = in + offset;
-    jet::forward_columns<scalar_t>(column + m, m, column + (1 + layout.num_inputs) * m, out + offset, m, 1, phi,
-                                   layout);
+    jet::forward_column<scalar_t>(in, bias, out, c, slots, m, layout, function, params);
   }
 }
 
@@ -42,11 +38,7 @@ __global__ void jet_backward_kernel(const scalar_t* __restrict__ grad_out, const
   const int64_t columns = n * m;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < columns; c += stride) {
-    const int64_t sample = c / m, j = c - sample * m;
-    const int64_t offset = sample * slots * m + j;
-    scalar_t phi[4];
-    jet::activation_derivatives<scalar_t, 3>(in + offset, bias ? bias + j : nullptr, 1, function, params, phi);
-    jet::backward_columns<scalar_t>(grad_out + offset, in + offset, grad_in + offset, m, 1, phi, layout);
+    jet::backward_column<scalar_t>(grad_out, in, bias, grad_in, c, slots, m, layout, function, params);
   }
 }
 
@@ -58,10 +50,7 @@ __global__ void jet_first_kernel(const scalar_t* __restrict__ pre, const scalar_
   const int64_t columns = n * m;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < columns; c += stride) {
-    const int64_t sample = c / m, j = c - sample * m;
-    scalar_t phi[3];
-    jet::activation_derivatives<scalar_t, 2>(pre + c, nullptr, 1, function, params, phi);
-    jet::forward_columns<scalar_t>(weight_t + j, m, nullptr, out + sample * slots * m + j, m, 1, phi, layout);
+    jet::first_forward_column<scalar_t>(pre, weight_t, out, c, slots, m, layout, function, params);
   }
 }
 

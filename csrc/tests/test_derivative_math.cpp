@@ -209,6 +209,74 @@ void test_polynomial() {
   }
 }
 
+// The per-element functions the CUDA elementwise kernels run (one call per
+// thread), over every element of a small batch, against the math they wrap:
+// planes of n elements, the orders asked for and no others written, and the
+// weighted sums of the backward with every (m, shift).
+void test_elements() {
+  const int64_t n = 5;
+  const double x[n] = {-2.0, -0.4, 0.0, 0.7, 3.1};
+  const Function function = Function::kTanh;
+  const FunctionParams params{};
+  const double sentinel = -12345.0;
+  for (int order = 0; order <= K; ++order) {
+    std::vector<double> out((K + 1) * n, sentinel);
+    for (int64_t i = 0; i < n; ++i) {
+      hoderiv::math::derivative_planes_at<double, K>(function, params, x, out.data(), n, i, order);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      double d[K + 1];
+      hoderiv::math::derivatives<double, K>(function, params, x[i], d);
+      for (int k = 0; k <= K; ++k) {
+        const double want = k <= order ? d[k] : sentinel;
+        expect(out[k * n + i] == want, "derivative_planes_at order " + std::to_string(order) + " plane " +
+                                           std::to_string(k) + " element " + std::to_string(i));
+      }
+    }
+  }
+  // p(x) = 3 + 2x - x^2 + 0.5 x^4
+  const double coefficients[] = {3.0, 2.0, -1.0, 0.0, 0.5};
+  for (int m = 0; m <= 3; ++m) {
+    for (int shift = 0; m + shift <= K; ++shift) {
+      std::vector<double> weights((m + 1) * n);
+      for (size_t k = 0; k < weights.size(); ++k) weights[k] = 0.25 * static_cast<double>(k % 7) - 0.6;
+      for (int64_t i = 0; i < n; ++i) {
+        double d[K + 1];
+        hoderiv::math::derivatives<double, K>(function, params, x[i], d);
+        double want = 0.0, want_polynomial = 0.0;
+        for (int k = 0; k <= m; ++k) {
+          want += weights[k * n + i] * d[k + shift];
+          want_polynomial +=
+              weights[k * n + i] * hoderiv::math::polynomial_derivative<double>(coefficients, 5, k + shift, x[i]);
+        }
+        const std::string where = " m " + std::to_string(m) + " shift " + std::to_string(shift) + " element " +
+                                  std::to_string(i);
+        const double got =
+            hoderiv::math::weighted_derivatives_at<double, K>(function, params, x, weights.data(), n, i, m, shift);
+        expect(std::fabs(got - want) <= 1e-14 * (1 + std::fabs(want)), "weighted_derivatives_at" + where);
+        const double got_polynomial =
+            hoderiv::math::weighted_polynomial_at<double>(coefficients, 5, x, weights.data(), n, i, m, shift);
+        expect(std::fabs(got_polynomial - want_polynomial) <= 1e-14 * (1 + std::fabs(want_polynomial)),
+               "weighted_polynomial_at" + where);
+      }
+    }
+  }
+  for (int order = 0; order <= 6; ++order) {
+    std::vector<double> out(7 * n, sentinel);
+    for (int64_t i = 0; i < n; ++i) {
+      hoderiv::math::polynomial_planes_at<double>(coefficients, 5, x, out.data(), n, i, order);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      for (int k = 0; k <= 6; ++k) {
+        const double want =
+            k <= order ? hoderiv::math::polynomial_derivative<double>(coefficients, 5, k, x[i]) : sentinel;
+        expect(out[k * n + i] == want, "polynomial_planes_at order " + std::to_string(order) + " plane " +
+                                           std::to_string(k) + " element " + std::to_string(i));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -219,6 +287,7 @@ int main() {
   test_exp_nonpositive<double>("double");
   test_kinks();
   test_polynomial();
+  test_elements();
   std::printf("derivative_math: %d checks, %d failures\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -489,5 +489,59 @@ HODERIV_HD T polynomial_derivative(const T* coefficients, int64_t num_coefficien
   return acc;
 }
 
+// ---------------------------------------------------------------------------
+// One element i of the elementwise ops over n elements: a CUDA thread's work
+// (csrc/cuda/elementwise_cuda.cu; the polynomial CPU loops call them too, the
+// function CPU loops compute the same derivatives in vectorised blocks).
+// Outputs and weights are planes of n elements: plane k holds order k.
+// Tested on the host by csrc/tests/test_derivative_math.cpp.
+// ---------------------------------------------------------------------------
+
+// out[k * n + i] = y^(k)(x[i]) for k = 0..order, order <= K.
+template <typename T, int K>
+HODERIV_HD void derivative_planes_at(Function fn, const FunctionParams& params, const T* x, T* out, int64_t n,
+                                     int64_t i, int order) {
+  T d[K + 1];
+  derivatives<T, K>(fn, params, x[i], d);
+  HODERIV_UNROLL
+  for (int k = 0; k <= K; ++k) {
+    if (k <= order) out[k * n + i] = d[k];
+  }
+}
+
+// sum_{k = 0..m} weights[k * n + i] y^(k + shift)(x[i]), m + shift <= K.
+template <typename T, int K>
+HODERIV_HD T weighted_derivatives_at(Function fn, const FunctionParams& params, const T* x, const T* weights,
+                                     int64_t n, int64_t i, int m, int shift) {
+  T d[K + 1];
+  derivatives<T, K>(fn, params, x[i], d);
+  T acc = T(0);
+  HODERIV_UNROLL
+  for (int k = 0; k <= K; ++k) {
+    if (k <= m && k + shift <= K) acc += weights[k * n + i] * d[k + shift];
+  }
+  return acc;
+}
+
+// out[k * n + i] = p^(k)(x[i]) for k = 0..order.
+template <typename T>
+HODERIV_HD void polynomial_planes_at(const T* coefficients, int64_t num_coefficients, const T* x, T* out, int64_t n,
+                                     int64_t i, int order) {
+  const T xi = x[i];
+  for (int k = 0; k <= order; ++k) out[k * n + i] = polynomial_derivative<T>(coefficients, num_coefficients, k, xi);
+}
+
+// sum_{k = 0..m} weights[k * n + i] p^(k + shift)(x[i]).
+template <typename T>
+HODERIV_HD T weighted_polynomial_at(const T* coefficients, int64_t num_coefficients, const T* x, const T* weights,
+                                    int64_t n, int64_t i, int m, int shift) {
+  const T xi = x[i];
+  T acc = T(0);
+  for (int k = 0; k <= m; ++k) {
+    acc += weights[k * n + i] * polynomial_derivative<T>(coefficients, num_coefficients, k + shift, xi);
+  }
+  return acc;
+}
+
 }  // namespace math
 }  // namespace hoderiv

@@ -178,5 +178,50 @@ HODERIV_HD void backward_columns(const T* __restrict__ grad_out, const T* __rest
   }
 }
 
+// ----- One column of an (N, S, m) jet: a CUDA thread's whole work -----
+// Column c = sample * m + unit. Each function is the body of one CUDA kernel
+// (csrc/cuda/jet_cuda.cu); the host test (csrc/tests/test_jet_math.cpp) runs
+// it over every column and compares it with the row functions above, which
+// the CPU kernels call, so the CUDA kernels' index arithmetic is tested
+// without a GPU.
+
+// Forward step of column c of the jet `in` (N, S, m) into `out` (N, S, m).
+template <typename T>
+HODERIV_HD void forward_column(const T* __restrict__ in, const T* __restrict__ bias, T* __restrict__ out, int64_t c,
+                               int64_t slots, int64_t m, const SlotLayout& layout, math::Function function,
+                               const math::FunctionParams& params) {
+  const int64_t sample = c / m, unit = c - sample * m;
+  const int64_t offset = sample * slots * m + unit;
+  T phi[3];
+  activation_derivatives<T, 2>(in + offset, bias != nullptr ? bias + unit : nullptr, 1, function, params, phi);
+  const T* column = in + offset;
+  forward_columns<T>(column + m, m, column + (1 + layout.num_inputs) * m, out + offset, m, 1, phi, layout);
+}
+
+// Backward step of column c: grad_out, in and grad_in are (N, S, m) jets.
+template <typename T>
+HODERIV_HD void backward_column(const T* __restrict__ grad_out, const T* __restrict__ in, const T* __restrict__ bias,
+                                T* __restrict__ grad_in, int64_t c, int64_t slots, int64_t m,
+                                const SlotLayout& layout, math::Function function,
+                                const math::FunctionParams& params) {
+  const int64_t sample = c / m, unit = c - sample * m;
+  const int64_t offset = sample * slots * m + unit;
+  T phi[4];
+  activation_derivatives<T, 3>(in + offset, bias != nullptr ? bias + unit : nullptr, 1, function, params, phi);
+  backward_columns<T>(grad_out + offset, in + offset, grad_in + offset, m, 1, phi, layout);
+}
+
+// First layer's forward step of column c: `pre` is the preactivation (N, m),
+// weight_t the weight's transpose (d, m), `out` the jet (N, S, m).
+template <typename T>
+HODERIV_HD void first_forward_column(const T* __restrict__ pre, const T* __restrict__ weight_t, T* __restrict__ out,
+                                     int64_t c, int64_t slots, int64_t m, const SlotLayout& layout,
+                                     math::Function function, const math::FunctionParams& params) {
+  const int64_t sample = c / m, unit = c - sample * m;
+  T phi[3];
+  activation_derivatives<T, 2>(pre + c, nullptr, 1, function, params, phi);
+  forward_columns<T>(weight_t + unit, m, nullptr, out + sample * slots * m + unit, m, 1, phi, layout);
+}
+
 }  // namespace jet
 }  // namespace hoderiv
