@@ -207,10 +207,13 @@ def _second_from_slots(second: Tensor, request: HessianRequest, d: int) -> Tenso
 ALGORITHMS = ("auto", "taylor", "mixed", "forward_over_reverse")
 # Mixed mode is chosen when forward Taylor needs more than this many times the
 # GEMM columns mixed mode needs. Measured on CPU on forward passes AND training
-# steps (2026-11-22, docs/taylor.md): mixed mode's backward is plain torch ops,
-# so in training it needs about a 2x slot advantage to win. With 2.0 the full
-# Hessian goes mixed from d = 4; single rows, the diagonal at small d and the
-# Laplacian stay on forward Taylor.
+# steps, and re-measured after the CPU kernels were vectorised (2026-11-22,
+# benchmarks/bench_taylor_algorithms.py, table in docs/taylor.md): with 2.0
+# the full Hessian goes mixed from d = 4, where mixed is 1.45x+ faster in
+# training; the diagonal and the Laplacian stay on forward Taylor. It leaves
+# 1.05-1.5x on the table for the full Hessian at d = 3 and the diagonal at
+# d >= 8 on layers of width >= 64, which slot counts cannot separate from the
+# width-32 cases where mixed mode is 1.4-2x slower.
 MIXED_MODE_SLOT_RATIO = 2.0
 
 
