@@ -310,8 +310,8 @@ JetCall prepare_jet_activation_first(const at::Tensor& preactivation, const at::
   call.m = out_shape[2];
   const int64_t d = weight.size(1);
   const int64_t num_second = check_jet_layout(call.out, "the output jet", pair_i, pair_j, d, collapsed);
+  call.parsed = parse(function, params);  // before the empty-batch return: a bad name fails for N = 0 too
   if (call.out.numel() == 0) return call;
-  call.parsed = parse(function, params);
   call.input = preactivation.contiguous();
   call.weight_t = weight.t().contiguous();
   call.pair_i = pair_i.contiguous();

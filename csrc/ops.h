@@ -61,7 +61,7 @@ ElementwiseCall prepare_polynomial_backward(const at::Tensor& grad, const at::Te
 // so the raw pointers in `layout` stay valid), the output allocated on the
 // current device, the slot layout and the parsed function. Undefined tensors
 // are the operands the op does not have. When `out` is empty the wrapper
-// returns it as is (and, for the first layer, `parsed` is not filled in).
+// returns it as is.
 struct JetCall {
   at::Tensor input;     // the jet (N, S, m), or the first layer's preactivation (N, m)
   at::Tensor bias;      // (m), or undefined

@@ -333,6 +333,15 @@ def test_op_level_errors_name_the_argument():
         ops.elementwise_derivatives_backward(torch.ones(2, 4), x, "tanh", [], 1)
     with pytest.raises(RuntimeError, match="coefficients must be a non-empty 1-D"):
         ops.polynomial_derivatives(x, torch.ones(2, 2), 2)
+    empty = torch.ones(0)
+    with pytest.raises(RuntimeError, match="unknown function 'nope'"):  # checked before the empty-input return
+        ops.elementwise_derivatives(empty, "nope", [], 2)
+    with pytest.raises(RuntimeError, match="unknown function 'nope'"):
+        ops.elementwise_derivatives_backward(torch.ones(2, 0), empty, "nope", [], 1)
+    with pytest.raises(RuntimeError, match="coefficients must be a non-empty 1-D"):
+        ops.polynomial_derivatives(empty, torch.ones(0), 2)
+    with pytest.raises(RuntimeError, match="grad must have shape"):
+        ops.polynomial_derivatives_backward(torch.ones(2, 3), empty, torch.ones(2), 1)
     with pytest.raises(RuntimeError, match="coefficients must have x's dtype"):
         ops.polynomial_derivatives(x, torch.ones(2, dtype=torch.float64), 2)
 

@@ -254,6 +254,19 @@ def test_jet_op_errors_name_the_argument():
         ops.jet_activation_first(torch.ones(3, 4), torch.ones(5, 2), "tanh", [], empty, empty, True)
 
 
+@pytest.mark.parametrize("n", [0, 3])
+def test_jet_ops_reject_an_unknown_function_for_every_batch_size(n):
+    """An empty batch returns early, but not before the function name is checked."""
+    ops = torch.ops.hoderiv_ext
+    empty = torch.empty(0, dtype=torch.int64)
+    with pytest.raises(RuntimeError, match="unknown function 'tahn'"):
+        ops.jet_activation(torch.ones(n, 4, 4), None, "tahn", [], empty, empty, 2, True)
+    with pytest.raises(RuntimeError, match="unknown function 'tahn'"):
+        ops.jet_activation_backward(torch.ones(n, 4, 4), torch.ones(n, 4, 4), None, "tahn", [], empty, empty, 2, True)
+    with pytest.raises(RuntimeError, match="unknown function 'tahn'"):
+        ops.jet_activation_first(torch.ones(n, 4), torch.ones(4, 2), "tahn", [], empty, empty, True)
+
+
 # ----------------------------------------------------------------------------- engine choice
 
 
