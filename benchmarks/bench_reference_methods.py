@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_reference_methods.py
     PYTHONPATH=. python benchmarks/bench_reference_methods.py --n 64 4096 --dims 2 8 32 --outputs 1 4
+    PYTHONPATH=. python benchmarks/bench_reference_methods.py --device cuda   # torch.utils.benchmark syncs
 
 For a tanh MLP (width 128, depth 4) in float32 it times
 ``reference_derivatives(..., method=m)`` for m in func / autograd /
@@ -46,16 +47,20 @@ def main() -> None:
     parser.add_argument("--requests", nargs="+", default=["row", "laplacian"], choices=["row", "laplacian", "full"])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-round-time", type=float, default=0.2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     args = parser.parse_args()
-    print(f"# reference mechanisms: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    device = torch.device(args.device)
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    print(f"# reference mechanisms: {where}, "
           f"torch {torch.__version__}, {datetime.date.today()}; tanh MLP width 128 depth 4, float32")
     print("| N | d | o | request | create_graph | " + " | ".join(MECHANISMS) + " | fastest | auto picks |")
     print("|---:|---:|---:|---|:---:|" + "---:|" * len(MECHANISMS) + "---|---|")
     requests = {"row": HessianRequest("rows", (0,)), "laplacian": HessianRequest("laplacian"),
                 "full": HessianRequest("full")}
     for n, d, o in itertools.product(args.n, args.dims, args.outputs):
-        f = tanh_mlp(d, o)
-        x = torch.randn(n, d)
+        f = tanh_mlp(d, o).to(device)
+        x = torch.randn(n, d, device=device)
         for name, create_graph in itertools.product(args.requests, (True, False)):
             request = requests[name]
             contenders = {

@@ -2,6 +2,7 @@
 behind ``hoderiv_ext.taylor.MIXED_MODE_SLOT_RATIO`` and ``algorithm_for``.
 
     PYTHONPATH=. python benchmarks/bench_taylor_algorithms.py [--cases 2,128,4096 8,128,4096] [--rounds 7]
+        [--device cuda]
 
 For each case (d, width, N; tanh MLP with 3 hidden layers, one output,
 float32) and request (full Hessian, diagonal), every algorithm of
@@ -27,6 +28,19 @@ from hoderiv_ext.bench.pairing import interleaved_samples, paired_speedups
 from hoderiv_ext.requests import parse_hessian_request
 
 
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
+def synchronized(device: torch.device, result: object) -> object:
+    """Wait for the device's queued work, so a GPU call is timed to its end."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", nargs="+", default=["2,128,4096", "3,128,4096", "4,128,4096", "8,128,4096",
@@ -34,17 +48,18 @@ def main() -> None:
     parser.add_argument("--requests", nargs="+", default=["full", "diagonal"])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--min-round-time", type=float, default=0.2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     print(f"# forward Taylor time / other algorithm's time (>1: the other is faster); forward | training step; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {datetime.date.today()}, "
-          f"{args.rounds} paired rounds")
+          f"torch {torch.__version__}, {device_name(device)}, {datetime.date.today()}, {args.rounds} paired rounds")
     print("| d, width, N | request | auto picks | mixed: forward | mixed: training |")
     print("|---|---|---|---:|---:|")
     for case in args.cases:
         d, width, n = (int(v) for v in case.split(","))
         torch.manual_seed(0)
-        net = tanh_mlp(d, width, 3)
-        x = torch.randn(n, d)
+        net = tanh_mlp(d, width, 3).to(device)
+        x = torch.randn(n, d, device=device)
         params = list(net.parameters())
         plan = taylor.plan(net)
         assert not isinstance(plan, str), plan
@@ -59,13 +74,13 @@ def main() -> None:
                         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
 
             def forward(algorithm: str):
-                return lambda: taylor.run(plan, x, request, False, algorithm=algorithm)
+                return lambda: synchronized(device, taylor.run(plan, x, request, False, algorithm=algorithm))
 
             def train(algorithm: str):
                 def step():
                     value, jacobian, second = taylor.run(plan, x, request, True, algorithm=algorithm)
                     loss = value.square().mean() + jacobian.square().mean() + second.square().mean()
-                    return torch.autograd.grad(loss, params)
+                    return synchronized(device, torch.autograd.grad(loss, params))
 
                 return step
 
