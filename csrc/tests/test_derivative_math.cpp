@@ -181,6 +181,46 @@ void test_exp_nonpositive(const char* type_name) {
   }
 }
 
+// log1p_unit_interval (the host's branch-free log1p on [0, 1], softplus'
+// value): within 1 ulp of long double's log1p over the whole interval, on
+// both sides of the switch at 1/2, for subnormal inputs, and NaN in, NaN out.
+// The softplus value built from it: within 2 ulp over a wide range of z.
+template <typename T>
+void test_log1p_unit_interval(const char* type_name) {
+  const std::string name = std::string("log1p_unit_interval ") + type_name + ": ";
+  long double worst = 0;
+  T worst_at = 0;
+  const auto check = [&](T e) {
+    const long double error = ulps(hoderiv::math::log1p_unit_interval(e), std::log1p(static_cast<long double>(e)));
+    if (error > worst) worst = error, worst_at = e;
+  };
+  for (int i = 0; i <= 200000; ++i) check(static_cast<T>(i) / T(200000));
+  for (T e = T(1); e > T(0); e *= T(0.5)) check(e * T(0.7)), check(e);  // down to the subnormals (exact halving)
+  for (T e : {T(0.5), std::nextafter(T(0.5), T(0)), std::nextafter(T(0.5), T(1)), T(1), std::nextafter(T(1), T(0)),
+              std::numeric_limits<T>::denorm_min(), std::numeric_limits<T>::min()}) {
+    check(e);
+  }
+  expect(worst <= 1, name + "worst error " + std::to_string(static_cast<double>(worst)) + " ulp at " +
+                         std::to_string(static_cast<double>(worst_at)));
+  expect(hoderiv::math::log1p_unit_interval(T(0)) == T(0), name + "log1p(0) = 0 exactly");
+  expect(std::isnan(hoderiv::math::log1p_unit_interval(std::numeric_limits<T>::quiet_NaN())), name + "NaN in, NaN out");
+
+  long double worst_softplus = 0;
+  T worst_z = 0;
+  for (int i = -4000; i <= 4000; ++i) {
+    const T z = static_cast<T>(i) / T(100);  // -40 .. 40
+    T d[3];
+    hoderiv::math::derivatives<T, 2>(Function::kSoftplus, {1.0, 1e30}, z, d);
+    const long double zl = z;
+    const long double truth = (zl > 0 ? zl : 0.0L) + std::log1p(std::exp(-std::fabs(zl)));
+    const long double error = ulps(d[0], truth);
+    if (error > worst_softplus) worst_softplus = error, worst_z = z;
+  }
+  expect(worst_softplus <= 2, std::string("softplus value ") + type_name + ": worst error " +
+                                  std::to_string(static_cast<double>(worst_softplus)) + " ulp at z = " +
+                                  std::to_string(static_cast<double>(worst_z)));
+}
+
 void test_kinks() {
   double d[K + 1];
   hoderiv::math::derivatives<double, K>(Function::kReLU, {}, 0.0, d);
@@ -285,6 +325,8 @@ int main() {
   test_stable<double>("double");
   test_exp_nonpositive<float>("float");
   test_exp_nonpositive<double>("double");
+  test_log1p_unit_interval<float>("float");
+  test_log1p_unit_interval<double>("double");
   test_kinks();
   test_polynomial();
   test_elements();

@@ -235,10 +235,48 @@ HODERIV_HD T sigmoid_of_double(T u, T e) {
   return u >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
 
-// softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|)).
+// log1p(e) for e in [0, 1], branch-free (vectorisable) on the host, after
+// fdlibm's log1p: 1 + e = 2^k (1 + f) with
+//   k = 0, f = e             for e <= 1/2,
+//   k = 1, f = (e - 1) / 2   for e >  1/2 (exact: Sterbenz, then a halving),
+// so f is in (-1/4, 1/2] and carries no rounding. With s = f / (2 + f)
+// (|s| <= 1/5), hfsq = f^2 / 2 and R = sum_{j>=1} 2 s^(2j) / (2j + 1),
+//   log1p(f) = 2 atanh(s) = f - (hfsq - s (hfsq + R)),
+// whose leading term f is exact; the sum is cut where it stops mattering for
+// T (5 terms in float, 11 in double). log1p(e) = k ln 2 + log1p(f), ln 2 in two
+// parts. Within 1 ulp (test_derivative_math checks it). NaN in, NaN out.
 template <typename T>
-HODERIV_HD T stable_softplus(T z) {
-  return (z > T(0) ? z : T(0)) + std::log1p(std::exp(-std::fabs(z)));
+HODERIV_HD T log1p_unit_interval(T e) {
+  constexpr int kTerms = sizeof(T) <= 4 ? 5 : 11;
+  const bool upper = e > T(0.5);
+  const T f = upper ? (e - T(1)) * T(0.5) : e;
+  const T k = upper ? T(1) : T(0);
+  const T s = f / (T(2) + f);
+  const T z = s * s;
+  T acc = T(2) / T(2 * kTerms + 1);
+HODERIV_UNROLL
+  for (int j = kTerms - 1; j >= 1; --j) acc = acc * z + T(2) / T(2 * j + 1);
+  const T r = z * acc;
+  const T hfsq = T(0.5) * f * f;
+  // fdlibm's split of ln 2: the high part has trailing zero bits.
+  return k * T(6.93147180369123816490e-01) - ((hfsq - (s * (hfsq + r) + k * T(1.90821492927058770002e-10))) - f);
+}
+
+// softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(e), e = exp(-|z|).
+// Host float/double: log1p_unit_interval (vectorisable); device and other
+// types: the math library.
+template <typename T>
+HODERIV_HD T softplus_from_exp(T z, T e) {
+  const T positive_part = z > T(0) ? z : T(0);
+#if defined(__CUDA_ARCH__)
+  return positive_part + std::log1p(e);
+#else
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    return positive_part + log1p_unit_interval(e);
+  } else {
+    return positive_part + std::log1p(e);
+  }
+#endif
 }
 
 // Standard normal CDF and density.
@@ -286,13 +324,15 @@ HODERIV_UNROLL
 
 // sigmoid(x + h) = (1 + tanh(x/2 + h/2)) / 2; the order-0 term is computed
 // directly because 1 + tanh cancels for x << 0.
+// Returns e = exp(-|x|), for softplus.
 template <typename T, int K>
-HODERIV_HD void sigmoid_series(T x, T (&c)[K + 1]) {
+HODERIV_HD T sigmoid_series(T x, T (&c)[K + 1]) {
   const T u[4] = {T(0.5) * x, T(0.5), T(0), T(0)};
   const T e = tanh_series<T, K>(u, c);
   c[0] = sigmoid_of_double(u[0], e);
 HODERIV_UNROLL
   for (int k = 1; k <= K; ++k) c[k] *= T(0.5);
+  return e;
 }
 
 // The Gaussian density's series: p = pdf, p' = -(x + h) p
@@ -332,25 +372,28 @@ HODERIV_UNROLL
     case Function::kSoftplus: {
       // y(x) = softplus(beta x) / beta, linear above the threshold exactly as
       // torch.nn.Softplus: y^(k)(x) = beta^(k-1) sigmoid^(k-1)(beta x).
+      // Computed for every z and then selected, with no early exit, so the
+      // host's loops over elements vectorise.
       const T beta = T(params.p0);
       const T threshold = T(params.p1);
       const T z = beta * x;
-      if (z > threshold) {
-        c[0] = x;
-        if (K >= 1) c[1] = T(1);
-        break;
-      }
-      T sig[K + 1];
-      sigmoid_series<T, K>(z, sig);
-      c[0] = stable_softplus(z) / beta;
+      const bool linear = z > threshold;
       // At the kink z == threshold torch's autograd takes the smooth branch
       // for the first derivative but 0 for the second and beyond (its double
       // backward masks with z < threshold); mirror it so both paths agree.
-      const int highest = z < threshold ? K : 1;
+      const bool smooth_beyond_first = z < threshold;
+      T sig[K + 1];
+      const T e = sigmoid_series<T, K>(z, sig);  // e = exp(-|z|)
+      c[0] = linear ? x : softplus_from_exp(z, e) / beta;
       T beta_power = T(1);  // beta^(k-1)
 HODERIV_UNROLL
       for (int k = 1; k <= K; ++k) {
-        if (k <= highest) c[k] = beta_power * sig[k - 1] / T(k);
+        const T smooth = beta_power * sig[k - 1] / T(k);
+        if (k == 1) {
+          c[k] = linear ? T(1) : smooth;
+        } else {
+          c[k] = smooth_beyond_first ? smooth : T(0);
+        }
         beta_power *= beta;
       }
       break;
