@@ -125,6 +125,24 @@ def test_property_kernel_equals_autograd_any_shape(values, fn, order, transpose)
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fn", ["tanh", "softplus", Polynomial([0.5, -1.0, 2.0, 0.0, 3.0, 1.0])], ids=str)
+def test_many_blocks_and_parallel_chunks_forward_and_backward(fn, device):
+    """9001 elements: several parallel chunks (4096) and vector blocks (256) with a remainder on CPU.
+
+    Values and the gradient of a weighted sum of every order (the backward
+    kernels, with their shifts) against autograd in float64.
+    """
+    x = torch.linspace(-6, 6, 9001, dtype=torch.float64, device=device).requires_grad_(True)
+    weights = torch.randn(4, 9001, dtype=torch.float64, device=device)
+    kernel = elementwise_derivatives(fn, x, 3, backend="kernel")
+    reference = elementwise_derivatives(fn, x, 3, backend="autograd")
+    _assert_matches_reference(fn, x.detach(), [t.detach() for t in kernel], [t.detach() for t in reference])
+    (kernel_grad,) = torch.autograd.grad((torch.stack(kernel) * weights).sum(), x)
+    (reference_grad,) = torch.autograd.grad((torch.stack(reference) * weights).sum(), x)
+    torch.testing.assert_close(kernel_grad, reference_grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_non_contiguous_and_empty_inputs(dtype, device):
     base = torch.randn(6, 8, dtype=dtype, device=device)

@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "hoderiv/derivative_math.h"
 #include "hoderiv/order_dispatch.h"
@@ -67,6 +68,66 @@ HODERIV_CPU_CLONES void weighted_derivatives(const scalar_t* in, const scalar_t*
   }
 }
 
+// Coefficients of p^(k), k = 0..max_order, in ascending powers of x:
+// table[k * num + j] = c_j j!/(j-k)! (math::falling_factorial) for j >= k,
+// unused below. Horner over row k gives p^(k)(x) with the same operations as
+// math::polynomial_derivative (which the CUDA kernels call per element).
+template <typename scalar_t>
+std::vector<scalar_t> derivative_coefficients(const scalar_t* coefficients, int64_t num, int64_t max_order) {
+  std::vector<scalar_t> table((max_order + 1) * num, scalar_t(0));
+  for (int64_t k = 0; k <= max_order; ++k) {
+    for (int64_t j = k; j < num; ++j) {
+      table[k * num + j] = coefficients[j] * math::falling_factorial<scalar_t>(j, static_cast<int>(k));
+    }
+  }
+  return table;
+}
+
+// p^(k)(x) of `count` <= kBlock elements into value[i], Horner with the loop
+// over elements innermost (vectorised).
+template <typename scalar_t>
+HODERIV_HD void polynomial_block(const scalar_t* __restrict__ table, int64_t num, int64_t k,
+                                 const scalar_t* __restrict__ in, int64_t count, scalar_t* __restrict__ value) {
+  for (int64_t i = 0; i < count; ++i) value[i] = scalar_t(0);
+  const scalar_t* row = table + k * num;
+  for (int64_t j = num - 1; j >= k; --j) {
+    const scalar_t c = row[j];
+    for (int64_t i = 0; i < count; ++i) value[i] = value[i] * in[i] + c;
+  }
+}
+
+// p^(k) for k = 0..order of elements [begin, end) into planes of n elements.
+template <typename scalar_t>
+HODERIV_CPU_CLONES void polynomial_planes(const scalar_t* table, int64_t num, const scalar_t* in, scalar_t* out,
+                                          int64_t n, int64_t order, int64_t begin, int64_t end) {
+  scalar_t value[kBlock];
+  for (int64_t start = begin; start < end; start += kBlock) {
+    const int64_t count = std::min(kBlock, end - start);
+    for (int64_t k = 0; k <= order; ++k) {
+      polynomial_block(table, num, k, in + start, count, value);
+      for (int64_t i = 0; i < count; ++i) out[k * n + start + i] = value[i];
+    }
+  }
+}
+
+// sum_k weights[k] p^(k + shift) of elements [begin, end), weights in planes of n elements.
+template <typename scalar_t>
+HODERIV_CPU_CLONES void weighted_polynomial(const scalar_t* table, int64_t num, const scalar_t* in,
+                                            const scalar_t* weights, scalar_t* out, int64_t n, int64_t num_weights,
+                                            int64_t shift, int64_t begin, int64_t end) {
+  scalar_t value[kBlock];
+  for (int64_t start = begin; start < end; start += kBlock) {
+    const int64_t count = std::min(kBlock, end - start);
+    scalar_t* o = out + start;
+    for (int64_t i = 0; i < count; ++i) o[i] = scalar_t(0);
+    for (int64_t k = 0; k < num_weights; ++k) {
+      polynomial_block(table, num, k + shift, in + start, count, value);
+      const scalar_t* w = weights + k * n + start;
+      for (int64_t i = 0; i < count; ++i) o[i] += w[i] * value[i];
+    }
+  }
+}
+
 at::Tensor elementwise_derivatives_cpu(const at::Tensor& x, c10::string_view function,
                                        c10::ArrayRef<double> params, int64_t order) {
   const ElementwiseCall call = prepare_elementwise(x, function, params, order);
@@ -116,14 +177,13 @@ at::Tensor polynomial_derivatives_cpu(const at::Tensor& x, const at::Tensor& coe
   const ElementwiseCall call = prepare_polynomial(x, coefficients, order);
   if (call.n == 0) return call.out;
   AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "polynomial_derivatives_cpu", [&] {
+    const int64_t num = call.coefficients.numel();
+    const std::vector<scalar_t> table =
+        derivative_coefficients(call.coefficients.const_data_ptr<scalar_t>(), num, call.order);
     const scalar_t* in_ptr = call.input.const_data_ptr<scalar_t>();
-    const scalar_t* c_ptr = call.coefficients.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = call.out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, call.n, kGrainSize, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        math::polynomial_planes_at<scalar_t>(c_ptr, call.coefficients.numel(), in_ptr, out_ptr, call.n, i,
-                                             static_cast<int>(call.order));
-      }
+      polynomial_planes<scalar_t>(table.data(), num, in_ptr, out_ptr, call.n, call.order, begin, end);
     });
   });
   return call.out;
@@ -134,16 +194,15 @@ at::Tensor polynomial_derivatives_backward_cpu(const at::Tensor& grad, const at:
   const ElementwiseCall call = prepare_polynomial_backward(grad, x, coefficients, shift);
   if (call.n == 0) return call.out;
   AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "polynomial_derivatives_backward_cpu", [&] {
+    const int64_t num = call.coefficients.numel();
+    const std::vector<scalar_t> table =
+        derivative_coefficients(call.coefficients.const_data_ptr<scalar_t>(), num, call.order + call.shift);
     const scalar_t* in_ptr = call.input.const_data_ptr<scalar_t>();
     const scalar_t* w_ptr = call.weights.const_data_ptr<scalar_t>();
-    const scalar_t* c_ptr = call.coefficients.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = call.out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, call.n, kGrainSize, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        out_ptr[i] = math::weighted_polynomial_at<scalar_t>(c_ptr, call.coefficients.numel(), in_ptr, w_ptr,
-                                                            call.n, i, static_cast<int>(call.order),
-                                                            static_cast<int>(call.shift));
-      }
+      weighted_polynomial<scalar_t>(table.data(), num, in_ptr, w_ptr, out_ptr, call.n, call.order + 1, call.shift,
+                                    begin, end);
     });
   });
   return call.out;

@@ -534,8 +534,8 @@ HODERIV_HD T polynomial_derivative(const T* coefficients, int64_t num_coefficien
 
 // ---------------------------------------------------------------------------
 // One element i of the elementwise ops over n elements: a CUDA thread's work
-// (csrc/cuda/elementwise_cuda.cu; the polynomial CPU loops call them too, the
-// function CPU loops compute the same derivatives in vectorised blocks).
+// (csrc/cuda/elementwise_cuda.cu; the CPU loops compute the same derivatives
+// with the same operations in vectorised blocks).
 // Outputs and weights are planes of n elements: plane k holds order k.
 // Tested on the host by csrc/tests/test_derivative_math.cpp.
 // ---------------------------------------------------------------------------
