@@ -12,15 +12,20 @@
 //       the activation step of a second-order jet (N, S, m), bias added to
 //       slot 0 first; jet_activation_backward its gradient with respect to
 //       the jet; jet_activation_first the first layer's step from the
-//       preactivation (N, m) and the weight (m, d). Math: hoderiv/jet_math.h.
+//       preactivation (N, m) and the weight (m, d), and
+//       jet_activation_first_backward its gradients with respect to both.
+//       Math: hoderiv/jet_math.h.
 // The backward ops are their own ops with their own autograd formulas
 // (registered in hoderiv_ext/_ops.py and hoderiv_ext/_jet_ops.py).
 #include "ops.h"
 
+#include <ATen/Functions.h>
+#include <ATen/TensorOperators.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <sstream>
 
@@ -320,6 +325,52 @@ JetCall prepare_jet_activation_first(const at::Tensor& preactivation, const at::
   return call;
 }
 
+JetCall prepare_jet_activation_first_backward(const at::Tensor& grad, const at::Tensor& preactivation,
+                                              const at::Tensor& weight, c10::string_view function,
+                                              c10::ArrayRef<double> params, const at::Tensor& pair_i,
+                                              const at::Tensor& pair_j, bool collapsed, int64_t samples_per_chunk) {
+  const std::vector<int64_t> jet_shape = check_first_layer(preactivation, weight, pair_i, collapsed);
+  const int64_t d = weight.size(1);
+  const int64_t num_second = check_jet_layout(grad, "grad", pair_i, pair_j, d, collapsed);
+  TORCH_CHECK(grad.sizes() == c10::IntArrayRef(jet_shape), "hoderiv_ext: grad must be the output jet's gradient (",
+              c10::IntArrayRef(jet_shape), "), got shape ", grad.sizes());
+  TORCH_CHECK(grad.scalar_type() == preactivation.scalar_type() && grad.device() == preactivation.device(),
+              "hoderiv_ext: grad must have the preactivation's dtype and device (", preactivation.scalar_type(), ", ",
+              preactivation.device(), "), got ", grad.scalar_type(), ", ", grad.device());
+  JetCall call;
+  call.parsed = parse(function, params);
+  call.n = jet_shape[0];
+  call.slots = jet_shape[1];
+  call.m = jet_shape[2];
+  call.input = preactivation.contiguous();
+  call.grad = grad.contiguous();
+  call.weight_t = weight.t().contiguous();
+  call.pair_i = pair_i.contiguous();
+  call.pair_j = pair_j.contiguous();
+  call.layout = layout_of(call, d, collapsed, num_second);
+  call.pair_products = collapsed ? (call.weight_t * call.weight_t).sum(0, /*keepdim=*/true)
+                                 : call.weight_t.index_select(0, call.pair_i) * call.weight_t.index_select(0, call.pair_j);
+  call.samples_per_chunk = std::max<int64_t>(1, samples_per_chunk);
+  const int64_t chunks = (call.n + call.samples_per_chunk - 1) / call.samples_per_chunk;
+  call.sums = at::zeros({chunks, d + num_second, call.m}, call.input.options());
+  call.out = at::empty({call.n, call.m}, call.input.options());
+  return call;
+}
+
+std::tuple<at::Tensor, at::Tensor> finish_jet_activation_first_backward(const JetCall& call) {
+  const int64_t d = call.layout.num_inputs;
+  const at::Tensor sums = call.sums.sum(0);  // (d + s, m), over the chunks in a fixed order
+  at::Tensor grad_weight_t = sums.narrow(0, 0, d).clone();
+  const at::Tensor second_sums = sums.narrow(0, d, sums.size(0) - d);  // H_s = sum_n phi'' gQ_s
+  if (call.layout.collapsed) {
+    grad_weight_t.add_(2 * second_sums * call.weight_t);
+  } else if (second_sums.size(0) > 0) {
+    grad_weight_t.index_add_(0, call.pair_i, second_sums * call.weight_t.index_select(0, call.pair_j));
+    grad_weight_t.index_add_(0, call.pair_j, second_sums * call.weight_t.index_select(0, call.pair_i));
+  }
+  return {call.out, grad_weight_t.t().contiguous()};
+}
+
 }  // namespace hoderiv
 
 TORCH_LIBRARY(hoderiv_ext, m) {
@@ -342,4 +393,8 @@ TORCH_LIBRARY(hoderiv_ext, m) {
   m.def(
       "jet_activation_first(Tensor preactivation, Tensor weight, str function, float[] params, Tensor pair_i, "
       "Tensor pair_j, bool collapsed) -> Tensor");
+  // Its backward: (gradient with respect to the preactivation (N, m), to the weight (m, d)).
+  m.def(
+      "jet_activation_first_backward(Tensor grad, Tensor preactivation, Tensor weight, str function, "
+      "float[] params, Tensor pair_i, Tensor pair_j, bool collapsed) -> (Tensor, Tensor)");
 }

@@ -10,6 +10,7 @@
 
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "hoderiv/derivative_math.h"
@@ -68,7 +69,11 @@ struct JetCall {
   at::Tensor weight_t;  // first layer: the weight's transpose (d, m); row i holds T_i for every unit
   at::Tensor grad;      // backward: the output jet's gradient (N, S, m)
   at::Tensor pair_i, pair_j;
-  at::Tensor out;       // the result: a jet (N, S, m), or the gradient with respect to the input jet
+  at::Tensor out;       // the result: a jet (N, S, m), the gradient with respect to the input jet, or
+                        // (first layer's backward) the gradient with respect to the preactivation (N, m)
+  at::Tensor pair_products;  // first layer's backward: P_s = W[:, i_s] W[:, j_s] as (s, m) (collapsed: (1, m))
+  at::Tensor sums;           // first layer's backward: zeroed partial sums (chunks, d + s, m)
+  int64_t samples_per_chunk = 0;  // first layer's backward: samples behind each chunk of `sums`
   int64_t n = 0, slots = 0, m = 0;
   jet::SlotLayout layout{};
   ParsedFunction parsed{};
@@ -90,5 +95,17 @@ JetCall prepare_jet_activation_backward(const at::Tensor& grad, const at::Tensor
 JetCall prepare_jet_activation_first(const at::Tensor& preactivation, const at::Tensor& weight,
                                      c10::string_view function, c10::ArrayRef<double> params,
                                      const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed);
+
+// The first layer's backward (jet_activation_first_backward): grad is the
+// output jet's gradient (N, 1 + d + s, m); the kernels fill call.out (the
+// gradient with respect to the preactivation) and call.sums, chunk c of
+// `samples_per_chunk` samples into sums[c] (jet::first_backward_columns);
+// finish_jet_activation_first_backward then forms the weight's gradient (m, d)
+// from the sums.
+JetCall prepare_jet_activation_first_backward(const at::Tensor& grad, const at::Tensor& preactivation,
+                                              const at::Tensor& weight, c10::string_view function,
+                                              c10::ArrayRef<double> params, const at::Tensor& pair_i,
+                                              const at::Tensor& pair_j, bool collapsed, int64_t samples_per_chunk);
+std::tuple<at::Tensor, at::Tensor> finish_jet_activation_first_backward(const JetCall& call);
 
 }  // namespace hoderiv

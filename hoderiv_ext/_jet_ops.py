@@ -8,8 +8,13 @@
                           caller's own tensors, so it stays differentiable
                           (third and higher derivatives go through the
                           reference, up to the elementwise op's order 8).
-  jet_activation_first    backward in torch ops (jet_reference.first_activation_step_backward),
-                          itself differentiable to any order the kernels serve.
+  jet_activation_first    backward: the fused jet_activation_first_backward kernel (gradients
+                          with respect to the preactivation and the weight).
+  jet_activation_first_backward
+                          backward (the double backward of the first step): the
+                          vector-Jacobian product of the torch-ops reference
+                          (jet_reference.first_activation_step_backward), recomputed
+                          on the caller's tensors, so it stays differentiable.
 """
 
 from __future__ import annotations
@@ -44,6 +49,30 @@ def _register() -> None:
         n, m = preactivation.shape
         return preactivation.new_empty((n, 1 + weight.shape[1] + num_second, m))
 
+    @torch.library.register_fake(f"{_NAMESPACE}::jet_activation_first_backward")
+    def _(grad, preactivation, weight, function, params, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]
+        torch._check(grad.dim() == 3, lambda: "grad must be the output jet's gradient (N, S, m)")
+        return preactivation.new_empty(preactivation.shape), weight.new_empty(weight.shape)
+
+    def attached(tensor: Tensor | None) -> Tensor | None:
+        """An input of a recomputed double backward.
+
+        The vector-Jacobian product it takes must give the partial derivative
+        with respect to each input of the op, while one input may be computed
+        from another in the caller's graph (the incoming gradient depends on
+        the jet when later layers are nonlinear; the preactivation on the
+        weight). A fresh alias (``view_as``) of an input that requires grad
+        stays attached to the caller's graph -- the result is differentiable
+        again -- but no other input descends from it, so autograd.grad stops
+        there and neither counts a path twice nor runs (and frees) the
+        caller's nodes. Constants get a fresh leaf.
+        """
+        if tensor is None:
+            return None
+        if tensor.requires_grad:
+            return tensor.view_as(tensor)
+        return tensor.detach().requires_grad_(True)
+
     # ----- jet_activation -----
     def setup_step(ctx: Any, inputs: tuple, output: Tensor) -> None:
         jet, bias, function, params, pair_i, pair_j, num_inputs, collapsed = inputs
@@ -70,13 +99,6 @@ def _register() -> None:
         function, params, num_inputs, collapsed = ctx.config
         create_graph = torch.is_grad_enabled()  # True when the caller differentiates once more
 
-        def attached(tensor: Tensor | None) -> Tensor | None:
-            # Inputs that are part of the caller's graph stay attached, so the
-            # result is differentiable again; constants get a fresh leaf.
-            if tensor is None or tensor.requires_grad:
-                return tensor
-            return tensor.detach().requires_grad_(True)
-
         with torch.enable_grad():
             grad_, jet_, bias_ = attached(grad), attached(jet), attached(bias)
             out = jet_reference.activation_step(jet_, bias_, function, params, pair_i, pair_j, num_inputs, collapsed)
@@ -102,12 +124,40 @@ def _register() -> None:
     def backward_first(ctx: Any, grad: Tensor) -> tuple:
         preactivation, weight, pair_i, pair_j = ctx.saved_tensors
         function, params, collapsed = ctx.config
-        grad_a, grad_weight = jet_reference.first_activation_step_backward(
+        grad_a, grad_weight = ops.jet_activation_first_backward(
             grad, preactivation, weight, function, params, pair_i, pair_j, collapsed
         )
         return grad_a, grad_weight, None, None, None, None, None
 
     torch.library.register_autograd(f"{_NAMESPACE}::jet_activation_first", backward_first, setup_context=setup_first)
+
+    # ----- jet_activation_first_backward (double backward of the first step) -----
+    def setup_first_backward(ctx: Any, inputs: tuple, output: tuple) -> None:
+        grad, preactivation, weight, function, params, pair_i, pair_j, collapsed = inputs
+        ctx.save_for_backward(grad, preactivation, weight, pair_i, pair_j)
+        ctx.config = (function, list(params), collapsed)
+
+    def backward_first_backward(ctx: Any, grad_grad_a: Tensor | None, grad_grad_weight: Tensor | None) -> tuple:
+        grad, preactivation, weight, pair_i, pair_j = ctx.saved_tensors
+        function, params, collapsed = ctx.config
+        create_graph = torch.is_grad_enabled()  # True when the caller differentiates once more
+        if grad_grad_a is None and grad_grad_weight is None:
+            return torch.zeros_like(grad), torch.zeros_like(preactivation), torch.zeros_like(weight), *([None] * 5)
+        with torch.enable_grad():
+            grad_, preactivation_, weight_ = attached(grad), attached(preactivation), attached(weight)
+            grad_a, grad_weight = jet_reference.first_activation_step_backward(
+                grad_, preactivation_, weight_, function, params, pair_i, pair_j, collapsed
+            )
+            pairs = [(out, cot) for out, cot in ((grad_a, grad_grad_a), (grad_weight, grad_grad_weight)) if cot is not None]
+            results = torch.autograd.grad(
+                [out for out, _ in pairs], [grad_, preactivation_, weight_], [cot for _, cot in pairs],
+                allow_unused=True, materialize_grads=True, create_graph=create_graph,
+            )
+        return results[0], results[1], results[2], None, None, None, None, None
+
+    torch.library.register_autograd(
+        f"{_NAMESPACE}::jet_activation_first_backward", backward_first_backward, setup_context=setup_first_backward
+    )
 
 
 def jet_ops_available() -> bool:

@@ -39,15 +39,26 @@ def test_cuda_kernels_compiled_when_ci_asks_for_them():
         pytest.skip("set HODERIV_EXPECT_CUDA_KERNELS=1 when the build must contain the CUDA kernels")
     info = hoderiv_ext.build_info()
     assert info["cuda_kernels"] and info["cuda_archs"], info
-    # The CUDA implementations are registered with the dispatcher.
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("hoderiv_ext::elementwise_derivatives", "CUDA")
-    assert torch._C._dispatch_has_kernel_for_dispatch_key("hoderiv_ext::polynomial_derivatives", "CUDA")
+    # Every op has its CUDA implementation registered with the dispatcher.
+    for qualified in _package_ops():
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CUDA"), qualified
+
+
+EXPECTED_OPS = {
+    "elementwise_derivatives", "elementwise_derivatives_backward", "polynomial_derivatives",
+    "polynomial_derivatives_backward", "jet_activation", "jet_activation_backward", "jet_activation_first",
+    "jet_activation_first_backward",
+}
+
+
+def _package_ops() -> list[str]:
+    return sorted(name for name in torch._C._dispatch_get_all_op_names() if name.startswith("hoderiv_ext::"))
 
 
 def test_every_op_has_cpu_kernel_and_fake_and_autograd():
-    for name in ["elementwise_derivatives", "elementwise_derivatives_backward", "polynomial_derivatives",
-                 "polynomial_derivatives_backward"]:
-        qualified = f"hoderiv_ext::{name}"
+    assert {name.split("::")[1] for name in _package_ops()} == EXPECTED_OPS
+    for qualified in _package_ops():
+        name = qualified
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CPU"), name
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Autograd"), name
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Meta") or \

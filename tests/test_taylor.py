@@ -166,6 +166,43 @@ def test_gradcheck_and_gradgradcheck_wrt_inputs_and_parameters(hessian):
     assert torch.autograd.gradgradcheck(outputs, (x, *params))
 
 
+@pytest.mark.parametrize("hessian", ["laplacian", "full", [1]], ids=str)
+def test_parameter_hessian_vector_product_of_a_training_loss_matches_reference(hessian):
+    """Differentiating the parameter gradient of a loss on u, grad u and second derivatives again.
+
+    With three activation layers the incoming gradient of an activation step
+    depends on that step's own input jet (through the later nonlinear
+    layers), and the first layer's preactivation depends on its weight: the
+    recomputed double backward must take partial derivatives with respect to
+    each op input. (Before it took total derivatives, which ran -- and freed
+    -- the caller's graph: this raised "backward through the graph a second
+    time", and would have counted paths twice under create_graph.)
+    """
+    torch.manual_seed(3)
+    net = make_mlp(2, [5, 4, 3], 1, nn.Tanh, torch.float64, "cpu")
+    params = list(net.parameters())
+    x = torch.randn(6, 2, dtype=torch.float64)
+    direction = [torch.randn_like(p) for p in params]
+
+    def hessian_vector_product(backend: str, create_graph: bool) -> list[torch.Tensor]:
+        r = derivatives(net, x, hessian=hessian, backend=backend, create_graph=True)
+        second = next(getattr(r, name) for name in SECOND_FIELDS if getattr(r, name) is not None)
+        loss = r.value.square().sum() + r.gradient.pow(3).sum() + second.square().sum()
+        gradient = torch.autograd.grad(loss, params, create_graph=True)
+        inner = sum((g * v).sum() for g, v in zip(gradient, direction))
+        return list(torch.autograd.grad(inner, params, create_graph=create_graph))
+
+    for create_graph in (False, True):
+        kernel = hessian_vector_product("kernel", create_graph)
+        reference = hessian_vector_product("autograd", create_graph)
+        for got, expected in zip(kernel, reference):
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    # one level further (third derivatives with respect to the parameters)
+    third = [torch.autograd.grad(h.sum(), params[0], retain_graph=True)[0]
+             for h in (hessian_vector_product("kernel", True)[0], hessian_vector_product("autograd", True)[0])]
+    torch.testing.assert_close(third[0], third[1], rtol=1e-9, atol=1e-11)
+
+
 def test_third_and_fourth_differentiation_match_reference():
     """grad(grad(grad(laplacian))) with create_graph: through the recomputed double backward."""
     net = make_mlp(2, [4, 4], 1, nn.Tanh, torch.float64, "cpu")
@@ -207,6 +244,8 @@ def _jet_op_samples():
     pre = torch.randn(n, m, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(m, d, dtype=torch.float64, requires_grad=True)
     collapsed_jet = torch.randn(n, 2 + d, m, dtype=torch.float64, requires_grad=True)
+    first_grad = torch.randn(n, slots, m, dtype=torch.float64, requires_grad=True)  # the output jet's gradient
+    collapsed_grad = torch.randn(n, 2 + d, m, dtype=torch.float64, requires_grad=True)
     empty = torch.empty(0, dtype=torch.int64)
     ops = torch.ops.hoderiv_ext
     return [
@@ -215,26 +254,58 @@ def _jet_op_samples():
         (ops.jet_activation_backward.default, (grad, jet, bias, "gelu", [], pair_i, pair_j, d, False)),
         (ops.jet_activation_first.default, (pre, weight, "silu", [], pair_i, pair_j, False)),
         (ops.jet_activation_first.default, (pre, weight, "tanh", [], empty, empty, True)),
+        (ops.jet_activation_first_backward.default, (first_grad, pre, weight, "silu", [], pair_i, pair_j, False)),
+        (ops.jet_activation_first_backward.default, (collapsed_grad, pre, weight, "tanh", [], empty, empty, True)),
     ]
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("index", range(7))
 def test_opcheck_jet_ops(index):
     op, args = _jet_op_samples()[index]
     torch.library.opcheck(op, args)
 
 
-@pytest.mark.parametrize("index", [0, 1, 3, 4])
+@pytest.mark.parametrize("index", [0, 1, 3, 4, 5, 6])
 def test_fused_kernels_match_torch_reference(index):
     from hoderiv_ext import jet_reference
 
+    ops = torch.ops.hoderiv_ext
     op, args = _jet_op_samples()[index]
     got = op(*args)
-    if op is torch.ops.hoderiv_ext.jet_activation.default:
-        expected = jet_reference.activation_step(*args)
-    else:
-        expected = jet_reference.first_activation_step(*args)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    reference = {
+        ops.jet_activation.default: jet_reference.activation_step,
+        ops.jet_activation_first.default: jet_reference.first_activation_step,
+        ops.jet_activation_first_backward.default: jet_reference.first_activation_step_backward,
+    }[op]
+    torch.testing.assert_close(got, reference(*args), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("collapsed", [True, False])
+@pytest.mark.parametrize("n", [0, 1, 4000])
+def test_first_layer_backward_kernel_any_batch(n, collapsed, device):
+    """Empty, single and multi-chunk batches (the kernels sum per-chunk partials) against the reference;
+    the result does not depend on the number of threads."""
+    from hoderiv_ext import jet_reference
+
+    d, m = 3, 5
+    layout = taylor.slot_layout(parse_hessian_request("laplacian" if collapsed else [2, 0], d), d)
+    pair_i, pair_j = taylor._pair_tensors(layout, torch.device(device))
+    grad = torch.randn(n, 1 + d + layout.num_second, m, dtype=torch.float64, device=device)
+    pre = torch.randn(n, m, dtype=torch.float64, device=device)
+    weight = torch.randn(m, d, dtype=torch.float64, device=device)
+    args = (grad, pre, weight, "gelu", [], pair_i, pair_j, collapsed)
+    grad_a, grad_weight = torch.ops.hoderiv_ext.jet_activation_first_backward(*args)
+    expected_a, expected_weight = jet_reference.first_activation_step_backward(*args)
+    torch.testing.assert_close(grad_a, expected_a, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad_weight, expected_weight, rtol=1e-11, atol=1e-11)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = torch.ops.hoderiv_ext.jet_activation_first_backward(*args)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(single[0], grad_a) and torch.equal(single[1], grad_weight)
 
 
 def test_jet_op_errors_name_the_argument():
@@ -252,6 +323,15 @@ def test_jet_op_errors_name_the_argument():
         ops.jet_activation(torch.ones(3, 4, 4), None, "tanh", [], torch.tensor([0.0]), torch.tensor([1.0]), 2, False)
     with pytest.raises(RuntimeError, match="weight must be \\(m, d\\)"):
         ops.jet_activation_first(torch.ones(3, 4), torch.ones(5, 2), "tanh", [], empty, empty, True)
+    with pytest.raises(RuntimeError, match="grad must be the output jet's gradient"):
+        ops.jet_activation_first_backward(torch.ones(2, 4, 4), torch.ones(3, 4), torch.ones(4, 2), "tanh", [],
+                                          empty, empty, True)
+    with pytest.raises(RuntimeError, match="grad must have S = 1 \\+ d \\+ s = 4 slots"):
+        ops.jet_activation_first_backward(torch.ones(3, 5, 4), torch.ones(3, 4), torch.ones(4, 2), "tanh", [],
+                                          empty, empty, True)
+    with pytest.raises(RuntimeError, match="grad must have the preactivation's dtype"):
+        ops.jet_activation_first_backward(torch.ones(3, 4, 4, dtype=torch.float64), torch.ones(3, 4),
+                                          torch.ones(4, 2), "tanh", [], empty, empty, True)
 
 
 @pytest.mark.parametrize("n", [0, 3])
@@ -265,6 +345,9 @@ def test_jet_ops_reject_an_unknown_function_for_every_batch_size(n):
         ops.jet_activation_backward(torch.ones(n, 4, 4), torch.ones(n, 4, 4), None, "tahn", [], empty, empty, 2, True)
     with pytest.raises(RuntimeError, match="unknown function 'tahn'"):
         ops.jet_activation_first(torch.ones(n, 4), torch.ones(4, 2), "tahn", [], empty, empty, True)
+    with pytest.raises(RuntimeError, match="unknown function 'tahn'"):
+        ops.jet_activation_first_backward(torch.ones(n, 4, 4), torch.ones(n, 4), torch.ones(4, 2), "tahn", [],
+                                          empty, empty, True)
 
 
 # ----------------------------------------------------------------------------- engine choice

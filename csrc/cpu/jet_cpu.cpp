@@ -5,6 +5,8 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include "hoderiv/jet_math.h"
@@ -68,6 +70,21 @@ HODERIV_CPU_CLONES void first_forward_samples(const JetRows<scalar_t>& rows, int
   }
 }
 
+// First layer's backward over the samples [begin, end): gradient with respect
+// to the preactivation into rows.out, the weight's two sums into `sums` (one
+// chunk's (d + s, m) partial sums, owned by this task).
+template <typename scalar_t, math::Function F>
+HODERIV_CPU_CLONES void first_backward_samples(const JetRows<scalar_t>& rows, const scalar_t* pair_products,
+                                               scalar_t* sums, int64_t begin, int64_t end) {
+  const int64_t m = rows.width;
+  std::vector<scalar_t> phi(4 * m);
+  for (int64_t sample = begin; sample < end; ++sample) {
+    jet::activation_derivatives<scalar_t, 3>(rows.jet + sample * m, nullptr, m, F, rows.params, phi.data());
+    jet::first_backward_columns<scalar_t>(rows.grad + sample * rows.slots * m, rows.weight_t, pair_products,
+                                          rows.out + sample * m, sums, m, m, phi.data(), rows.layout);
+  }
+}
+
 // Samples per parallel task: enough work per task for any width.
 int64_t grain_for(int64_t columns_per_sample, int64_t slots) {
   return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, columns_per_sample * slots));
@@ -105,6 +122,36 @@ at::Tensor run_samples(const JetCall& call) {
   return call.out;
 }
 
+std::tuple<at::Tensor, at::Tensor> jet_activation_first_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& preactivation, const at::Tensor& weight, c10::string_view function,
+    c10::ArrayRef<double> params, const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed) {
+  // Chunks of samples as the parallel tasks, each with its own partial sums:
+  // the result does not depend on the number of threads.
+  const int64_t m = weight.dim() == 2 ? weight.size(0) : 1;  // (prepare_* checks the shapes)
+  const int64_t samples_per_chunk = grain_for(m, grad.dim() == 3 ? grad.size(1) : 1);
+  JetCall call = prepare_jet_activation_first_backward(grad, preactivation, weight, function, params, pair_i,
+                                                       pair_j, collapsed, samples_per_chunk);
+  if (call.n > 0 && call.m > 0) {
+    AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "jet_activation_first_backward_cpu", [&] {
+      const JetRows<scalar_t> rows = rows_of<scalar_t>(call);
+      const scalar_t* pair_products = call.pair_products.const_data_ptr<scalar_t>();
+      scalar_t* sums = call.sums.mutable_data_ptr<scalar_t>();
+      const int64_t chunk_size = call.sums.size(1) * call.m;
+      dispatch_function(call.parsed.function, [&](auto function_tag) {
+        constexpr math::Function F = decltype(function_tag)::value;
+        at::parallel_for(0, call.sums.size(0), 1, [&](int64_t first_chunk, int64_t last_chunk) {
+          for (int64_t chunk = first_chunk; chunk < last_chunk; ++chunk) {
+            const int64_t begin = chunk * call.samples_per_chunk;
+            const int64_t end = std::min(call.n, begin + call.samples_per_chunk);
+            first_backward_samples<scalar_t, F>(rows, pair_products, sums + chunk * chunk_size, begin, end);
+          }
+        });
+      });
+    });
+  }
+  return finish_jet_activation_first_backward(call);
+}
+
 at::Tensor jet_activation_cpu(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                               c10::string_view function, c10::ArrayRef<double> params, const at::Tensor& pair_i,
                               const at::Tensor& pair_j, int64_t num_inputs, bool collapsed) {
@@ -134,4 +181,5 @@ TORCH_LIBRARY_IMPL(hoderiv_ext, CPU, m) {
   m.impl("jet_activation", &hoderiv::jet_activation_cpu);
   m.impl("jet_activation_backward", &hoderiv::jet_activation_backward_cpu);
   m.impl("jet_activation_first", &hoderiv::jet_activation_first_cpu);
+  m.impl("jet_activation_first_backward", &hoderiv::jet_activation_first_backward_cpu);
 }

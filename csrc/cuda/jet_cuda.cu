@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <tuple>
+
 #include "hoderiv/jet_math.h"
 #include "launch.cuh"
 #include "ops.h"
@@ -51,6 +53,27 @@ __global__ void jet_first_kernel(const scalar_t* __restrict__ pre, const scalar_
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < columns; c += stride) {
     jet::first_forward_column<scalar_t>(pre, weight_t, out, c, slots, m, layout, function, params);
+  }
+}
+
+// First layer's backward: thread (chunk, unit) runs the chunk's samples for
+// its unit and alone writes its column of the chunk's partial sums.
+template <typename scalar_t>
+__global__ void jet_first_backward_kernel(const scalar_t* __restrict__ grad, const scalar_t* __restrict__ pre,
+                                          const scalar_t* __restrict__ weight_t,
+                                          const scalar_t* __restrict__ pair_products,
+                                          scalar_t* __restrict__ grad_a, scalar_t* __restrict__ sums, int64_t n,
+                                          int64_t slots, int64_t m, int64_t chunks, int64_t samples_per_chunk,
+                                          int64_t sum_rows, jet::SlotLayout layout, math::Function function,
+                                          math::FunctionParams params) {
+  const int64_t threads = chunks * m;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t t = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; t < threads; t += stride) {
+    const int64_t chunk = t / m, unit = t - chunk * m;
+    const int64_t begin = chunk * samples_per_chunk;
+    const int64_t end = begin + samples_per_chunk < n ? begin + samples_per_chunk : n;
+    jet::first_backward_unit<scalar_t>(grad, pre, weight_t, pair_products, grad_a, sums + chunk * sum_rows * m, unit,
+                                       begin, end, slots, m, layout, function, params);
   }
 }
 
@@ -113,6 +136,32 @@ at::Tensor jet_activation_first_cuda(const at::Tensor& preactivation, const at::
   return call.out;
 }
 
+// Samples per CUDA thread in the first layer's backward: enough to amortise
+// the partial sums' traffic, few enough to keep every SM busy at PINN sizes.
+constexpr int64_t kFirstBackwardSamplesPerThread = 32;
+
+std::tuple<at::Tensor, at::Tensor> jet_activation_first_backward_cuda(
+    const at::Tensor& grad, const at::Tensor& preactivation, const at::Tensor& weight, c10::string_view function,
+    c10::ArrayRef<double> params, const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed) {
+  const c10::cuda::CUDAGuard device_guard(preactivation.device());
+  JetCall call = prepare_jet_activation_first_backward(grad, preactivation, weight, function, params, pair_i,
+                                                       pair_j, collapsed, kFirstBackwardSamplesPerThread);
+  const int64_t chunks = call.sums.size(0);
+  if (call.n > 0 && call.m > 0) {
+    const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+    AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "jet_activation_first_backward_cuda", [&] {
+      jet_first_backward_kernel<scalar_t><<<grid_size_for(chunks * call.m), kThreadsPerBlock, 0, stream>>>(
+          call.grad.const_data_ptr<scalar_t>(), call.input.const_data_ptr<scalar_t>(),
+          call.weight_t.const_data_ptr<scalar_t>(), call.pair_products.const_data_ptr<scalar_t>(),
+          call.out.mutable_data_ptr<scalar_t>(), call.sums.mutable_data_ptr<scalar_t>(), call.n, call.slots,
+          call.m, chunks, call.samples_per_chunk, call.sums.size(1), call.layout, call.parsed.function,
+          call.parsed.params);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  }
+  return finish_jet_activation_first_backward(call);
+}
+
 }  // namespace
 }  // namespace cuda
 }  // namespace hoderiv
@@ -121,4 +170,5 @@ TORCH_LIBRARY_IMPL(hoderiv_ext, CUDA, m) {
   m.impl("jet_activation", &hoderiv::cuda::jet_activation_cuda);
   m.impl("jet_activation_backward", &hoderiv::cuda::jet_activation_backward_cuda);
   m.impl("jet_activation_first", &hoderiv::cuda::jet_activation_first_cuda);
+  m.impl("jet_activation_first_backward", &hoderiv::cuda::jet_activation_first_backward_cuda);
 }

@@ -7,9 +7,12 @@
 //   * rows    -- the row functions over a whole sample (width m), as the CPU
 //                kernels call them;
 //   * columns -- forward_column / backward_column / first_forward_column over
-//                every column c of the batch, as each CUDA thread calls them.
+//                every column c of the batch, as each CUDA thread calls them
+//                (first_backward_unit over every (chunk, unit) for the first
+//                layer's backward).
 // The columns check is what tests the CUDA kernels' indexing on a machine
 // without a GPU: the kernels are grid-stride loops around these functions.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -231,11 +234,96 @@ void test_steps(const char* type_name, double tolerance) {
   }
 }
 
+// First layer's backward: rows (the CPU kernel's call, chunked partial sums),
+// per unit over chunks (the CUDA thread's call) and the naive formulas, for
+// the gradient with respect to the preactivation and the weight's two sums.
+template <typename T>
+void test_first_backward(const char* type_name, double tolerance) {
+  std::mt19937_64 rng(7);
+  const int64_t n = 5, d = 3, m = 7, samples_per_chunk = 2;  // three chunks, the last one short
+  const int64_t chunks = (n + samples_per_chunk - 1) / samples_per_chunk;
+  for (const Layout& layout_owner : layouts(d)) {
+    const SlotLayout layout = layout_owner.view(d);
+    const int64_t slots = 1 + d + layout.num_second, rows_of_sums = d + layout.num_second;
+    for (const Activation& act : activations()) {
+      const std::string what = std::string(type_name) + " " + act.name + " " + layout_owner.name + ": first backward";
+      const std::vector<T> grad = random_vector<T>(rng, n * slots * m);
+      const std::vector<T> pre = random_vector<T>(rng, n * m);
+      const std::vector<T> weight_t = random_vector<T>(rng, d * m);
+      std::vector<T> pair_products(layout.num_second * m);
+      for (int64_t unit = 0; unit < m; ++unit) {
+        if (layout.collapsed) {
+          T sum = T(0);
+          for (int64_t i = 0; i < d; ++i) sum += weight_t[i * m + unit] * weight_t[i * m + unit];
+          pair_products[unit] = sum;
+        } else {
+          for (int64_t s = 0; s < layout.num_second; ++s) {
+            pair_products[s * m + unit] = weight_t[layout.pair_i[s] * m + unit] * weight_t[layout.pair_j[s] * m + unit];
+          }
+        }
+      }
+      // naive: per sample and unit, the formulas of first_backward_columns' comment
+      std::vector<T> naive_grad_a(n * m), naive_sums(rows_of_sums * m, T(0));
+      for (int64_t sample = 0; sample < n; ++sample) {
+        for (int64_t unit = 0; unit < m; ++unit) {
+          T phi[4];
+          hoderiv::math::derivatives<T, 3>(act.function, act.params, pre[sample * m + unit], phi);
+          const T* g = grad.data() + sample * slots * m + unit;
+          T ga = phi[1] * g[0];
+          for (int64_t i = 0; i < d; ++i) {
+            ga += phi[2] * g[(1 + i) * m] * weight_t[i * m + unit];
+            naive_sums[i * m + unit] += phi[1] * g[(1 + i) * m];
+          }
+          for (int64_t s = 0; s < layout.num_second; ++s) {
+            ga += phi[3] * g[(1 + d + s) * m] * pair_products[s * m + unit];
+            naive_sums[(d + s) * m + unit] += phi[2] * g[(1 + d + s) * m];
+          }
+          naive_grad_a[sample * m + unit] = ga;
+        }
+      }
+      // rows: whole samples, chunked partial sums, summed over the chunks afterwards
+      std::vector<T> rows_grad_a(n * m), rows_partial(chunks * rows_of_sums * m, T(0));
+      for (int64_t sample = 0; sample < n; ++sample) {
+        std::vector<T> phi(4 * m);
+        hoderiv::jet::activation_derivatives<T, 3>(pre.data() + sample * m, nullptr, m, act.function, act.params,
+                                                   phi.data());
+        hoderiv::jet::first_backward_columns<T>(grad.data() + sample * slots * m, weight_t.data(),
+                                                pair_products.data(), rows_grad_a.data() + sample * m,
+                                                rows_partial.data() + (sample / samples_per_chunk) * rows_of_sums * m,
+                                                m, m, phi.data(), layout);
+      }
+      // per unit: every (chunk, unit) pair, as the CUDA threads
+      std::vector<T> unit_grad_a(n * m), unit_partial(chunks * rows_of_sums * m, T(0));
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+        for (int64_t unit = 0; unit < m; ++unit) {
+          const int64_t begin = chunk * samples_per_chunk, end = std::min(n, begin + samples_per_chunk);
+          hoderiv::jet::first_backward_unit<T>(grad.data(), pre.data(), weight_t.data(), pair_products.data(),
+                                               unit_grad_a.data(), unit_partial.data() + chunk * rows_of_sums * m,
+                                               unit, begin, end, slots, m, layout, act.function, act.params);
+        }
+      }
+      const auto chunk_sum = [&](const std::vector<T>& partial) {
+        std::vector<T> total(rows_of_sums * m, T(0));
+        for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+          for (int64_t k = 0; k < rows_of_sums * m; ++k) total[k] += partial[chunk * rows_of_sums * m + k];
+        }
+        return total;
+      };
+      expect_close(rows_grad_a, naive_grad_a, tolerance, what + ", rows: grad_a");
+      expect_close(unit_grad_a, naive_grad_a, tolerance, what + ", per unit: grad_a");
+      expect_close(chunk_sum(rows_partial), naive_sums, tolerance, what + ", rows: sums");
+      expect_close(chunk_sum(unit_partial), naive_sums, tolerance, what + ", per unit: sums");
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
   test_steps<float>("float", 2e-5);
   test_steps<double>("double", 1e-13);
+  test_first_backward<float>("float", 2e-5);
+  test_first_backward<double>("double", 1e-13);
   std::printf("%d checks, %d failures\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -178,6 +178,46 @@ HODERIV_HD void backward_columns(const T* __restrict__ grad_out, const T* __rest
   }
 }
 
+// First layer's backward for `width` adjacent columns of one sample, given
+// phi[k * width + c], k = 0..3 (at the preactivation). With W the weight
+// (m, d), its transpose weight_t (d, m) and P_s = W[:, i_s] W[:, j_s]
+// (collapsed: P = sum_i W[:, i]^2), the gradient with respect to the
+// preactivation is
+//   ga = phi' g0 + phi'' sum_i gT_i W[:, i] + phi''' sum_s gQ_s P_s
+// and the weight's gradient needs two sums over samples, accumulated here
+// into `sums` (d + s rows of `stride`):
+//   sums[i]     += phi' gT_i         (i < d)
+//   sums[d + s] += phi'' gQ_s
+// from which gW[:, i] = sums[i] + sum_s sums[d + s] (delta_{i_s i} W[:, j_s]
+// + delta_{j_s i} W[:, i_s]) (collapsed: + 2 sums[d] W[:, i]), formed by the
+// host. grad is the sample's output-jet gradient (slot stride `stride`);
+// weight_t, pair_products and sums have row stride `stride` too.
+template <typename T>
+HODERIV_HD void first_backward_columns(const T* __restrict__ grad, const T* __restrict__ weight_t,
+                                       const T* __restrict__ pair_products, T* __restrict__ grad_a,
+                                       T* __restrict__ sums, int64_t stride, int64_t width, const T* __restrict__ phi,
+                                       const SlotLayout& layout) {
+  const int64_t d = layout.num_inputs;
+  const T* phi1 = phi + width;
+  const T* phi2 = phi + 2 * width;
+  const T* phi3 = phi + 3 * width;
+  for (int64_t c = 0; c < width; ++c) grad_a[c] = phi1[c] * grad[c];
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t c = 0; c < width; ++c) {
+      const T gt = grad[(1 + i) * stride + c];
+      grad_a[c] += phi2[c] * gt * weight_t[i * stride + c];
+      sums[i * stride + c] += phi1[c] * gt;
+    }
+  }
+  for (int64_t s = 0; s < layout.num_second; ++s) {
+    for (int64_t c = 0; c < width; ++c) {
+      const T gq = grad[(1 + d + s) * stride + c];
+      grad_a[c] += phi3[c] * gq * pair_products[s * stride + c];
+      sums[(d + s) * stride + c] += phi2[c] * gq;
+    }
+  }
+}
+
 // ----- One column of an (N, S, m) jet: a CUDA thread's whole work -----
 // Column c = sample * m + unit. Each function is the body of one CUDA kernel
 // (csrc/cuda/jet_cuda.cu); the host test (csrc/tests/test_jet_math.cpp) runs
@@ -221,6 +261,24 @@ HODERIV_HD void first_forward_column(const T* __restrict__ pre, const T* __restr
   T phi[3];
   activation_derivatives<T, 2>(pre + c, nullptr, 1, function, params, phi);
   forward_columns<T>(weight_t + unit, m, nullptr, out + sample * slots * m + unit, m, 1, phi, layout);
+}
+
+// First layer's backward over the samples [begin, end) of one unit: the work
+// of a CUDA thread, the only writer of its column of `sums` (d + s rows of m,
+// this chunk's partial sums). grad (N, S, m), pre (N, m), weight_t (d, m),
+// pair_products (s, m), grad_a (N, m).
+template <typename T>
+HODERIV_HD void first_backward_unit(const T* __restrict__ grad, const T* __restrict__ pre,
+                                    const T* __restrict__ weight_t, const T* __restrict__ pair_products,
+                                    T* __restrict__ grad_a, T* __restrict__ sums, int64_t unit, int64_t begin,
+                                    int64_t end, int64_t slots, int64_t m, const SlotLayout& layout,
+                                    math::Function function, const math::FunctionParams& params) {
+  for (int64_t sample = begin; sample < end; ++sample) {
+    T phi[4];
+    activation_derivatives<T, 3>(pre + sample * m + unit, nullptr, 1, function, params, phi);
+    first_backward_columns<T>(grad + sample * slots * m + unit, weight_t + unit, pair_products + unit,
+                              grad_a + sample * m + unit, sums + unit, m, 1, phi, layout);
+  }
 }
 
 }  // namespace jet
