@@ -166,8 +166,13 @@ def test_gradcheck_and_gradgradcheck_wrt_inputs_and_parameters(hessian):
     assert torch.autograd.gradgradcheck(outputs, (x, *params))
 
 
-@pytest.mark.parametrize("hessian", ["laplacian", "full", [1]], ids=str)
-def test_parameter_hessian_vector_product_of_a_training_loss_matches_reference(hessian):
+@pytest.mark.parametrize(
+    ("d", "hessian", "algorithm"),
+    [(2, "laplacian", "taylor"), (2, "full", "taylor"), (2, [1], "forward_over_reverse"), (4, "full", "mixed"),
+     (4, [0, 2], "forward_over_reverse")],
+    ids=str,
+)
+def test_parameter_hessian_vector_product_of_a_training_loss_matches_reference(d, hessian, algorithm):
     """Differentiating the parameter gradient of a loss on u, grad u and second derivatives again.
 
     With three activation layers the incoming gradient of an activation step
@@ -179,10 +184,11 @@ def test_parameter_hessian_vector_product_of_a_training_loss_matches_reference(h
     time", and would have counted paths twice under create_graph.)
     """
     torch.manual_seed(3)
-    net = make_mlp(2, [5, 4, 3], 1, nn.Tanh, torch.float64, "cpu")
+    net = make_mlp(d, [5, 4, 3], 1, nn.Tanh, torch.float64, "cpu")
     params = list(net.parameters())
-    x = torch.randn(6, 2, dtype=torch.float64)
+    x = torch.randn(6, d, dtype=torch.float64)
     direction = [torch.randn_like(p) for p in params]
+    assert taylor.algorithm_for(taylor.plan(net), parse_hessian_request(hessian, d), d) == algorithm
 
     def hessian_vector_product(backend: str, create_graph: bool) -> list[torch.Tensor]:
         r = derivatives(net, x, hessian=hessian, backend=backend, create_graph=True)
