@@ -225,6 +225,19 @@ jet::SlotLayout layout_of(const JetCall& call, int64_t num_inputs, bool collapse
                          call.pair_j.const_data_ptr<int64_t>()};
 }
 
+// The first layer's operands, shared by its step and the step's backward: the
+// preactivation, the weight's transpose (row i holds T_i for every unit), the
+// pairs and the slot layout.
+void set_first_layer_operands(JetCall& call, const at::Tensor& preactivation, const at::Tensor& weight,
+                              const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed,
+                              int64_t num_second) {
+  call.input = preactivation.contiguous();
+  call.weight_t = weight.t().contiguous();
+  call.pair_i = pair_i.contiguous();
+  call.pair_j = pair_j.contiguous();
+  call.layout = layout_of(call, weight.size(1), collapsed, num_second);
+}
+
 // The part the forward and backward steps share: the input jet, bias, pairs, layout and output.
 JetCall prepare_jet_step(const at::Tensor& jet, const c10::optional<at::Tensor>& bias, const at::Tensor& pair_i,
                          const at::Tensor& pair_j, int64_t num_inputs, bool collapsed, int64_t num_second,
@@ -317,18 +330,14 @@ JetCall prepare_jet_activation_first(const at::Tensor& preactivation, const at::
   const int64_t num_second = check_jet_layout(call.out, "the output jet", pair_i, pair_j, d, collapsed);
   call.parsed = parse(function, params);  // before the empty-batch return: a bad name fails for N = 0 too
   if (call.out.numel() == 0) return call;
-  call.input = preactivation.contiguous();
-  call.weight_t = weight.t().contiguous();
-  call.pair_i = pair_i.contiguous();
-  call.pair_j = pair_j.contiguous();
-  call.layout = layout_of(call, d, collapsed, num_second);
+  set_first_layer_operands(call, preactivation, weight, pair_i, pair_j, collapsed, num_second);
   return call;
 }
 
 JetCall prepare_jet_activation_first_backward(const at::Tensor& grad, const at::Tensor& preactivation,
                                               const at::Tensor& weight, c10::string_view function,
                                               c10::ArrayRef<double> params, const at::Tensor& pair_i,
-                                              const at::Tensor& pair_j, bool collapsed, int64_t samples_per_chunk) {
+                                              const at::Tensor& pair_j, bool collapsed) {
   const std::vector<int64_t> jet_shape = check_first_layer(preactivation, weight, pair_i, collapsed);
   const int64_t d = weight.size(1);
   const int64_t num_second = check_jet_layout(grad, "grad", pair_i, pair_j, d, collapsed);
@@ -342,19 +351,18 @@ JetCall prepare_jet_activation_first_backward(const at::Tensor& grad, const at::
   call.n = jet_shape[0];
   call.slots = jet_shape[1];
   call.m = jet_shape[2];
-  call.input = preactivation.contiguous();
+  set_first_layer_operands(call, preactivation, weight, pair_i, pair_j, collapsed, num_second);
   call.grad = grad.contiguous();
-  call.weight_t = weight.t().contiguous();
-  call.pair_i = pair_i.contiguous();
-  call.pair_j = pair_j.contiguous();
-  call.layout = layout_of(call, d, collapsed, num_second);
   call.pair_products = collapsed ? (call.weight_t * call.weight_t).sum(0, /*keepdim=*/true)
                                  : call.weight_t.index_select(0, call.pair_i) * call.weight_t.index_select(0, call.pair_j);
-  call.samples_per_chunk = std::max<int64_t>(1, samples_per_chunk);
-  const int64_t chunks = (call.n + call.samples_per_chunk - 1) / call.samples_per_chunk;
-  call.sums = at::zeros({chunks, d + num_second, call.m}, call.input.options());
   call.out = at::empty({call.n, call.m}, call.input.options());
   return call;
+}
+
+void allocate_chunk_sums(JetCall& call, int64_t samples_per_chunk) {
+  call.samples_per_chunk = std::max<int64_t>(1, samples_per_chunk);
+  const int64_t chunks = (call.n + call.samples_per_chunk - 1) / call.samples_per_chunk;
+  call.sums = at::zeros({chunks, call.layout.num_inputs + call.layout.num_second, call.m}, call.input.options());
 }
 
 std::tuple<at::Tensor, at::Tensor> finish_jet_activation_first_backward(const JetCall& call) {

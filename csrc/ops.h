@@ -97,15 +97,17 @@ JetCall prepare_jet_activation_first(const at::Tensor& preactivation, const at::
                                      const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed);
 
 // The first layer's backward (jet_activation_first_backward): grad is the
-// output jet's gradient (N, 1 + d + s, m); the kernels fill call.out (the
-// gradient with respect to the preactivation) and call.sums, chunk c of
-// `samples_per_chunk` samples into sums[c] (jet::first_backward_columns);
+// output jet's gradient (N, 1 + d + s, m). After allocate_chunk_sums (each
+// device picks its chunk size) the kernels fill call.out (the gradient with
+// respect to the preactivation) and call.sums, chunk c of `samples_per_chunk`
+// samples into sums[c] (jet::first_backward_columns);
 // finish_jet_activation_first_backward then forms the weight's gradient (m, d)
 // from the sums.
 JetCall prepare_jet_activation_first_backward(const at::Tensor& grad, const at::Tensor& preactivation,
                                               const at::Tensor& weight, c10::string_view function,
                                               c10::ArrayRef<double> params, const at::Tensor& pair_i,
-                                              const at::Tensor& pair_j, bool collapsed, int64_t samples_per_chunk);
+                                              const at::Tensor& pair_j, bool collapsed);
+void allocate_chunk_sums(JetCall& call, int64_t samples_per_chunk);
 std::tuple<at::Tensor, at::Tensor> finish_jet_activation_first_backward(const JetCall& call);
 
 }  // namespace hoderiv

@@ -127,10 +127,9 @@ std::tuple<at::Tensor, at::Tensor> jet_activation_first_backward_cpu(
     c10::ArrayRef<double> params, const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed) {
   // Chunks of samples as the parallel tasks, each with its own partial sums:
   // the result does not depend on the number of threads.
-  const int64_t m = weight.dim() == 2 ? weight.size(0) : 1;  // (prepare_* checks the shapes)
-  const int64_t samples_per_chunk = grain_for(m, grad.dim() == 3 ? grad.size(1) : 1);
-  JetCall call = prepare_jet_activation_first_backward(grad, preactivation, weight, function, params, pair_i,
-                                                       pair_j, collapsed, samples_per_chunk);
+  JetCall call =
+      prepare_jet_activation_first_backward(grad, preactivation, weight, function, params, pair_i, pair_j, collapsed);
+  allocate_chunk_sums(call, grain_for(call.m, call.slots));
   if (call.n > 0 && call.m > 0) {
     AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "jet_activation_first_backward_cpu", [&] {
       const JetRows<scalar_t> rows = rows_of<scalar_t>(call);

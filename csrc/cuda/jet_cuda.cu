@@ -144,8 +144,9 @@ std::tuple<at::Tensor, at::Tensor> jet_activation_first_backward_cuda(
     const at::Tensor& grad, const at::Tensor& preactivation, const at::Tensor& weight, c10::string_view function,
     c10::ArrayRef<double> params, const at::Tensor& pair_i, const at::Tensor& pair_j, bool collapsed) {
   const c10::cuda::CUDAGuard device_guard(preactivation.device());
-  JetCall call = prepare_jet_activation_first_backward(grad, preactivation, weight, function, params, pair_i,
-                                                       pair_j, collapsed, kFirstBackwardSamplesPerThread);
+  JetCall call =
+      prepare_jet_activation_first_backward(grad, preactivation, weight, function, params, pair_i, pair_j, collapsed);
+  allocate_chunk_sums(call, kFirstBackwardSamplesPerThread);
   const int64_t chunks = call.sums.size(0);
   if (call.n > 0 && call.m > 0) {
     const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
