@@ -244,7 +244,7 @@ HODERIV_HD T sigmoid_of_double(T u, T e) {
 //   log1p(f) = 2 atanh(s) = f - (hfsq - s (hfsq + R)),
 // whose leading term f is exact; the sum is cut where it stops mattering for
 // T (5 terms in float, 11 in double). log1p(e) = k ln 2 + log1p(f), ln 2 in two
-// parts. Within 1 ulp (test_derivative_math checks it). NaN in, NaN out.
+// parts (ExpConstants). Within 1 ulp (test_derivative_math checks it). NaN in, NaN out.
 template <typename T>
 HODERIV_HD T log1p_unit_interval(T e) {
   constexpr int kTerms = sizeof(T) <= 4 ? 5 : 11;
@@ -258,8 +258,8 @@ HODERIV_UNROLL
   for (int j = kTerms - 1; j >= 1; --j) acc = acc * z + T(2) / T(2 * j + 1);
   const T r = z * acc;
   const T hfsq = T(0.5) * f * f;
-  // fdlibm's split of ln 2: the high part has trailing zero bits.
-  return k * T(6.93147180369123816490e-01) - ((hfsq - (s * (hfsq + r) + k * T(1.90821492927058770002e-10))) - f);
+  // ln 2 split as for exp_nonpositive: the high part has trailing zero bits.
+  return k * ExpConstants<T>::kLn2High - ((hfsq - (s * (hfsq + r) + k * ExpConstants<T>::kLn2Low)) - f);
 }
 
 // softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(e), e = exp(-|z|).
