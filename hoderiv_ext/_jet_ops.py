@@ -4,8 +4,9 @@
                           bias gradient = sum over samples of slot 0's gradient.
   jet_activation_backward backward (the double backward of the step): the
                           vector-Jacobian product of the torch-ops reference
-                          (hoderiv_ext.jet_reference), recomputed on the
-                          caller's own tensors, so it stays differentiable
+                          (hoderiv_ext.jet_reference), recomputed on aliases
+                          of the caller's tensors (recomputed_vjp), so it
+                          stays differentiable
                           (third and higher derivatives go through the
                           reference, up to the elementwise op's order 8).
   jet_activation_first    backward: the fused jet_activation_first_backward kernel (gradients
@@ -13,12 +14,13 @@
   jet_activation_first_backward
                           backward (the double backward of the first step): the
                           vector-Jacobian product of the torch-ops reference
-                          (jet_reference.first_activation_step_backward), recomputed
-                          on the caller's tensors, so it stays differentiable.
+                          (jet_reference.first_activation_step_backward), the same
+                          way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,24 +56,41 @@ def _register() -> None:
         torch._check(grad.dim() == 3, lambda: "grad must be the output jet's gradient (N, S, m)")
         return preactivation.new_empty(preactivation.shape), weight.new_empty(weight.shape)
 
-    def attached(tensor: Tensor | None) -> Tensor | None:
-        """An input of a recomputed double backward.
+    def recomputed_vjp(reference: Callable[..., tuple], inputs: tuple, cotangents: tuple) -> list:
+        """Partial derivatives of sum_k <cotangents[k], reference(*inputs)[k]> with respect to each input.
 
-        The vector-Jacobian product it takes must give the partial derivative
-        with respect to each input of the op, while one input may be computed
-        from another in the caller's graph (the incoming gradient depends on
-        the jet when later layers are nonlinear; the preactivation on the
-        weight). A fresh alias (``view_as``) of an input that requires grad
-        stays attached to the caller's graph -- the result is differentiable
-        again -- but no other input descends from it, so autograd.grad stops
-        there and neither counts a path twice nor runs (and frees) the
-        caller's nodes. Constants get a fresh leaf.
+        The double backward of every jet op: ``reference`` is the op's
+        torch-ops version (hoderiv_ext.jet_reference), recomputed here. Each
+        input that requires grad enters as a fresh alias (``view_as``): still
+        attached to the caller's graph, so the result is differentiable again
+        when the caller differentiates once more, but no other input descends
+        from it. One input may be computed from another in the caller's graph
+        (the incoming gradient depends on the jet when later layers are
+        nonlinear; the preactivation on the weight): taken on the tensors
+        themselves, autograd.grad would give total derivatives, run (and free)
+        the caller's nodes and count those paths twice. Constants enter as fresh
+        leaves; None inputs stay None and get None. Cotangents that are None
+        contribute nothing.
         """
-        if tensor is None:
-            return None
-        if tensor.requires_grad:
-            return tensor.view_as(tensor)
-        return tensor.detach().requires_grad_(True)
+        create_graph = torch.is_grad_enabled()  # True when the caller differentiates once more
+
+        def alias(tensor: Tensor | None) -> Tensor | None:
+            if tensor is None:
+                return None
+            return tensor.view_as(tensor) if tensor.requires_grad else tensor.detach().requires_grad_(True)
+
+        with torch.enable_grad():
+            aliases = [alias(t) for t in inputs]
+            present = [a for a in aliases if a is not None]
+            pairs = [(out, cot) for out, cot in zip(reference(*aliases), cotangents) if cot is not None]
+            if pairs:
+                grads = iter(torch.autograd.grad(
+                    [out for out, _ in pairs], present, [cot for _, cot in pairs],
+                    allow_unused=True, materialize_grads=True, create_graph=create_graph,
+                ))
+            else:
+                grads = iter(torch.zeros_like(a) for a in present)
+        return [None if a is None else next(grads) for a in aliases]
 
     # ----- jet_activation -----
     def setup_step(ctx: Any, inputs: tuple, output: Tensor) -> None:
@@ -97,18 +116,12 @@ def _register() -> None:
     def backward_step_backward(ctx: Any, grad_grad_jet: Tensor) -> tuple:
         grad, jet, bias, pair_i, pair_j = ctx.saved_tensors
         function, params, num_inputs, collapsed = ctx.config
-        create_graph = torch.is_grad_enabled()  # True when the caller differentiates once more
 
-        with torch.enable_grad():
-            grad_, jet_, bias_ = attached(grad), attached(jet), attached(bias)
+        def step_backward(grad_: Tensor, jet_: Tensor, bias_: Tensor | None) -> tuple:
             out = jet_reference.activation_step(jet_, bias_, function, params, pair_i, pair_j, num_inputs, collapsed)
-            (grad_jet,) = torch.autograd.grad(out, jet_, grad_, create_graph=True)
-            wanted = [grad_, jet_] + ([bias_] if bias_ is not None else [])
-            results = torch.autograd.grad(
-                grad_jet, wanted, grad_grad_jet, allow_unused=True, materialize_grads=True, create_graph=create_graph
-            )
-        grad_of_grad, grad_of_jet = results[0], results[1]
-        grad_of_bias = results[2] if bias_ is not None else None
+            return torch.autograd.grad(out, jet_, grad_, create_graph=True)
+
+        grad_of_grad, grad_of_jet, grad_of_bias = recomputed_vjp(step_backward, (grad, jet, bias), (grad_grad_jet,))
         return grad_of_grad, grad_of_jet, grad_of_bias, None, None, None, None, None, None
 
     torch.library.register_autograd(
@@ -140,20 +153,14 @@ def _register() -> None:
     def backward_first_backward(ctx: Any, grad_grad_a: Tensor | None, grad_grad_weight: Tensor | None) -> tuple:
         grad, preactivation, weight, pair_i, pair_j = ctx.saved_tensors
         function, params, collapsed = ctx.config
-        create_graph = torch.is_grad_enabled()  # True when the caller differentiates once more
-        if grad_grad_a is None and grad_grad_weight is None:
-            return torch.zeros_like(grad), torch.zeros_like(preactivation), torch.zeros_like(weight), *([None] * 5)
-        with torch.enable_grad():
-            grad_, preactivation_, weight_ = attached(grad), attached(preactivation), attached(weight)
-            grad_a, grad_weight = jet_reference.first_activation_step_backward(
+
+        def first_backward(grad_: Tensor, preactivation_: Tensor, weight_: Tensor) -> tuple:
+            return jet_reference.first_activation_step_backward(
                 grad_, preactivation_, weight_, function, params, pair_i, pair_j, collapsed
             )
-            pairs = [(out, cot) for out, cot in ((grad_a, grad_grad_a), (grad_weight, grad_grad_weight)) if cot is not None]
-            results = torch.autograd.grad(
-                [out for out, _ in pairs], [grad_, preactivation_, weight_], [cot for _, cot in pairs],
-                allow_unused=True, materialize_grads=True, create_graph=create_graph,
-            )
-        return results[0], results[1], results[2], None, None, None, None, None
+
+        grads = recomputed_vjp(first_backward, (grad, preactivation, weight), (grad_grad_a, grad_grad_weight))
+        return *grads, None, None, None, None, None
 
     torch.library.register_autograd(
         f"{_NAMESPACE}::jet_activation_first_backward", backward_first_backward, setup_context=setup_first_backward
