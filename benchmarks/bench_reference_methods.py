@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
-import platform
 
 import torch
 from torch import nn
 
+from hoderiv_ext.bench.environment import device_name
 from hoderiv_ext.bench.pairing import interleaved_medians
 from hoderiv_ext.reference import choose_method, reference_derivatives
 from hoderiv_ext.requests import HessianRequest
@@ -50,9 +50,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     args = parser.parse_args()
     device = torch.device(args.device)
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    print(f"# reference mechanisms: {where}, "
+    print(f"# reference mechanisms: {device_name(device)}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, {datetime.date.today()}; tanh MLP width 128 depth 4, float32")
     print("| N | d | o | request | create_graph | " + " | ".join(MECHANISMS) + " | fastest | auto picks |")
     print("|---:|---:|---:|---|:---:|" + "---:|" * len(MECHANISMS) + "---|---|")

@@ -12,7 +12,8 @@ respect to the parameters). Contenders take turns round by round
 (hoderiv_ext.bench.pairing); the table gives forward-Taylor time / other time,
 paired within a round, median (min-max): above 1 the other algorithm is faster.
 The column "auto" names what ``algorithm_for`` picks today. Results are
-checked against forward Taylor before timing.
+checked against forward Taylor before timing. On a GPU the timer
+(torch.utils.benchmark) synchronises the device around each measurement.
 """
 
 from __future__ import annotations
@@ -23,22 +24,10 @@ import datetime
 import torch
 
 from hoderiv_ext import taylor
+from hoderiv_ext.bench.environment import device_name
 from hoderiv_ext.bench.methods import tanh_mlp
 from hoderiv_ext.bench.pairing import interleaved_samples, paired_speedups
 from hoderiv_ext.requests import parse_hessian_request
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU, {torch.get_num_threads()} threads"
-
-
-def synchronized(device: torch.device, result: object) -> object:
-    """Wait for the device's queued work, so a GPU call is timed to its end."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return result
 
 
 def main() -> None:
@@ -52,7 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     print(f"# forward Taylor time / other algorithm's time (>1: the other is faster); forward | training step; "
-          f"torch {torch.__version__}, {device_name(device)}, {datetime.date.today()}, {args.rounds} paired rounds")
+          f"torch {torch.__version__}, {device_name(device)}, {torch.get_num_threads()} threads, {datetime.date.today()}, "
+          f"{args.rounds} paired rounds")
     print("| d, width, N | request | auto picks | mixed: forward | mixed: training |")
     print("|---|---|---|---:|---:|")
     for case in args.cases:
@@ -74,13 +64,13 @@ def main() -> None:
                         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
 
             def forward(algorithm: str):
-                return lambda: synchronized(device, taylor.run(plan, x, request, False, algorithm=algorithm))
+                return lambda: taylor.run(plan, x, request, False, algorithm=algorithm)
 
             def train(algorithm: str):
                 def step():
                     value, jacobian, second = taylor.run(plan, x, request, True, algorithm=algorithm)
                     loss = value.square().mean() + jacobian.square().mean() + second.square().mean()
-                    return synchronized(device, torch.autograd.grad(loss, params))
+                    return torch.autograd.grad(loss, params)
 
                 return step
 
