@@ -469,13 +469,18 @@ def test_training_step_under_torch_compile_fullgraph():
 # ----------------------------------------------------------------------------- mixed mode
 
 
+def _two_affine_blocks(activation, device: str) -> nn.Sequential:
+    """4 -> 12 -> act -> 6 -> 10 (two Linear layers in a row) -> act -> 1, float64."""
+    return nn.Sequential(nn.Linear(4, 12), activation(), nn.Linear(12, 6), nn.Linear(6, 10), activation(),
+                         nn.Linear(10, 1)).double().to(device)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("hessian", REQUESTS, ids=str)
 @pytest.mark.parametrize("activation", [nn.Tanh, nn.SiLU, lambda: nn.Softplus(beta=2.0)], ids=["tanh", "silu", "softplus"])
 def test_mixed_mode_matches_reference_and_taylor(activation, hessian, device):
     torch.manual_seed(1)
-    net = nn.Sequential(nn.Linear(4, 12), activation(), nn.Linear(12, 6), nn.Linear(6, 10), activation(),
-                        nn.Linear(10, 1)).double().to(device)
+    net = _two_affine_blocks(activation, device)
     x = torch.randn(9, 4, dtype=torch.float64, device=device, requires_grad=True)
     request = parse_hessian_request(hessian, 4)
     plan = taylor.plan(net)
@@ -498,8 +503,7 @@ def test_mixed_mode_matches_reference_and_taylor(activation, hessian, device):
 def test_forward_over_reverse_rows_match_the_reference(activation, rows, device):
     """Values, and gradients of a loss on them with respect to parameters and x, against the autograd engine."""
     torch.manual_seed(2)
-    net = nn.Sequential(nn.Linear(4, 12), activation(), nn.Linear(12, 6), nn.Linear(6, 10), activation(),
-                        nn.Linear(10, 1)).double().to(device)
+    net = _two_affine_blocks(activation, device)
     x = torch.randn(9, 4, dtype=torch.float64, device=device, requires_grad=True)
     request = parse_hessian_request(rows, 4)
     plan = taylor.plan(net)
