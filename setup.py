@@ -169,7 +169,7 @@ def _extensions():
 
 
 setup(
-    packages=find_packages(include=["hoderiv_ext", "hoderiv_ext.*"]),
+    packages=find_packages(include=["hoderiv_ext", "hoderiv_ext.*", "hoderiv_bench", "hoderiv_bench.*"]),
     ext_modules=_extensions(),
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
 )

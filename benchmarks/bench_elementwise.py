@@ -15,7 +15,7 @@ import platform
 import torch
 
 import hoderiv_ext
-from hoderiv_ext.bench.elementwise import run_elementwise
+from hoderiv_bench.elementwise import run_elementwise
 
 
 def main() -> None:

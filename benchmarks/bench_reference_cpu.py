@@ -1,4 +1,4 @@
-"""The reference engine against the seeds' nested autograd loops, on CPU.
+"""The autograd engine against the seeds' nested autograd loops, on CPU.
 
     PYTHONPATH=. python benchmarks/bench_reference_cpu.py          # the table in docs/benchmarks.md
     PYTHONPATH=. python benchmarks/bench_reference_cpu.py --dims 2 --quick
@@ -16,7 +16,7 @@ seeds do):
 
 Engine rows: the public ``derivatives(..., backend="autograd")`` (method
 "auto", probes and checks included) with create_graph=True (training) and
-False (inference), and each mechanism of ``reference_derivatives`` with
+False (inference), and each mechanism of ``hoderiv_ext.engines.autograd.engine.run`` with
 create_graph=True. Results are checked against the batched seed before
 anything is timed. Timings interleave the contenders round by round
 (torch.utils.benchmark); the table gives the median time over rounds and the
@@ -39,9 +39,9 @@ import torch.utils.benchmark as benchmark
 from torch import nn
 
 import hoderiv_ext
-from hoderiv_ext.bench.pairing import interleaved_samples, paired_speedups
-from hoderiv_ext.reference import reference_derivatives
-from hoderiv_ext.requests import HessianRequest
+from hoderiv_bench.pairing import interleaved_samples, paired_speedups
+from hoderiv_ext.engines.autograd.engine import run as autograd_run
+from hoderiv_ext.core.requests import HessianRequest
 
 
 BASELINE = "seeds, batched (baseline)"
@@ -116,7 +116,7 @@ def run_case(kind: str, d: int, n: int, rounds: int, min_round_time: float, per_
 
     def mechanism(method: str) -> Callable[[], tuple[torch.Tensor, ...]]:
         def call() -> tuple[torch.Tensor, ...]:
-            value, jacobian, second = reference_derivatives(f, x, request, create_graph=True, method=method)
+            value, jacobian, second = autograd_run(f, x, request, create_graph=True, method=method)
             return value[:, 0], jacobian[:, 0], second[:, 0]
 
         return call
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 rounds and no per-sample baseline")
     args = parser.parse_args()
     rounds = 3 if args.quick else args.rounds
-    print(f"# reference engine (CPU): {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    print(f"# autograd engine (CPU): {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, {datetime.date.today()}; tanh MLP width 128 depth 4, N = {args.n}, float32")
     print("| request | d | contender | create_graph | time (median) | speed-up vs seeds, batched: median (min-max) |")
     print("|---|---:|---|:---:|---:|---:|")

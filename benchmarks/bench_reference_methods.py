@@ -1,11 +1,11 @@
-"""Which mechanism of the reference engine is fastest, per case: the data behind method="auto".
+"""Which mechanism of the autograd engine is fastest, per case: the data behind method="auto".
 
     PYTHONPATH=. python benchmarks/bench_reference_methods.py
     PYTHONPATH=. python benchmarks/bench_reference_methods.py --n 64 4096 --dims 2 8 32 --outputs 1 4
     PYTHONPATH=. python benchmarks/bench_reference_methods.py --device cuda   # torch.utils.benchmark syncs
 
 For a tanh MLP (width 128, depth 4) in float32 it times
-``reference_derivatives(..., method=m)`` for m in func / autograd /
+``hoderiv_ext.engines.autograd.engine.run(..., method=m)`` for m in func / autograd /
 autograd_loop over a grid of batch sizes N, input dimensions d, outputs o,
 requests (one Hessian row, the Laplacian) and create_graph, and prints each
 time relative to the fastest, plus what method="auto" picks.
@@ -20,10 +20,11 @@ import itertools
 import torch
 from torch import nn
 
-from hoderiv_ext.bench.environment import device_name
-from hoderiv_ext.bench.pairing import interleaved_medians
-from hoderiv_ext.reference import choose_method, reference_derivatives
-from hoderiv_ext.requests import HessianRequest
+from hoderiv_bench.environment import device_name
+from hoderiv_bench.pairing import interleaved_medians
+from hoderiv_ext.engines import select
+from hoderiv_ext.engines.autograd.engine import run as autograd_run
+from hoderiv_ext.core.requests import HessianRequest
 
 MECHANISMS = ("func", "autograd", "autograd_loop")
 
@@ -62,13 +63,14 @@ def main() -> None:
         for name, create_graph in itertools.product(args.requests, (True, False)):
             request = requests[name]
             contenders = {
-                m: (lambda m=m: reference_derivatives(f, x, request, create_graph=create_graph, method=m))
+                m: (lambda m=m: autograd_run(f, x, request, create_graph=create_graph, method=m))
                 for m in MECHANISMS
             }
             medians = interleaved_medians(contenders, args.rounds, args.min_round_time)
             fastest = min(medians, key=medians.get)
             cells = " | ".join(f"{medians[m] * 1e3:.2f} ms ({medians[m] / medians[fastest]:.2f})" for m in MECHANISMS)
-            picked = choose_method(x, request)
+            passes = max(1, len(request.hessian_rows_needed(d))) * o
+            picked = "batched" if select.batch_autograd_passes(x.device, n, passes) else "loop"
             print(f"| {n} | {d} | {o} | {name} | {create_graph} | {cells} | {fastest} | {picked} |", flush=True)
 
 if __name__ == "__main__":

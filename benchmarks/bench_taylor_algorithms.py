@@ -1,15 +1,15 @@
 """Forward Taylor against mixed mode (and forward-over-reverse) on the same requests: the measurement
-behind ``hoderiv_ext.taylor.MIXED_MODE_SLOT_RATIO`` and ``algorithm_for``.
+behind ``hoderiv_ext.engines.select.MIXED_MODE_SLOT_RATIO`` and ``algorithm_for``.
 
     PYTHONPATH=. python benchmarks/bench_taylor_algorithms.py [--cases 2,128,4096 8,128,4096] [--rounds 7]
         [--device cuda]
 
 For each case (d, width, N; tanh MLP with 3 hidden layers, one output,
 float32) and request (full Hessian, diagonal), every algorithm of
-``taylor.run`` that serves it is timed on the forward pass and on a training
+``hoderiv_ext.engines.taylor.engine.run`` that serves it is timed on the forward pass and on a training
 step (gradient of a loss on value, gradient and second derivatives with
 respect to the parameters). Contenders take turns round by round
-(hoderiv_ext.bench.pairing); the table gives forward-Taylor time / other time,
+(hoderiv_bench.pairing); the table gives forward-Taylor time / other time,
 paired within a round, median (min-max): above 1 the other algorithm is faster.
 The column "auto" names what ``algorithm_for`` picks today. Results are
 checked against forward Taylor before timing. On a GPU the timer
@@ -23,11 +23,13 @@ import datetime
 
 import torch
 
-from hoderiv_ext import taylor
-from hoderiv_ext.bench.environment import device_name
-from hoderiv_ext.bench.methods import tanh_mlp
-from hoderiv_ext.bench.pairing import interleaved_samples, paired_speedups
-from hoderiv_ext.requests import parse_hessian_request
+from hoderiv_ext.engines import select
+from hoderiv_ext.engines.taylor import engine as taylor_engine
+from hoderiv_ext.engines.taylor.plan import build_plan
+from hoderiv_bench.environment import device_name
+from hoderiv_bench.methods import tanh_mlp
+from hoderiv_bench.pairing import interleaved_samples, paired_speedups
+from hoderiv_ext.core.requests import parse_hessian_request
 
 
 def main() -> None:
@@ -51,24 +53,23 @@ def main() -> None:
         net = tanh_mlp(d, width, 3).to(device)
         x = torch.randn(n, d, device=device)
         params = list(net.parameters())
-        plan = taylor.plan(net)
-        assert not isinstance(plan, str), plan
+        plan = build_plan(net)
         for hessian in args.requests:
             request = parse_hessian_request(hessian, d)
-            algorithms = ["taylor", "mixed"]
-            reference = taylor.run(plan, x, request, False, algorithm="taylor")
+            algorithms = ["forward", "mixed"]
+            reference = taylor_engine.run(plan, x, request, False, algorithm="forward")
             for algorithm in algorithms[1:]:
-                other = taylor.run(plan, x, request, False, algorithm=algorithm)
+                other = taylor_engine.run(plan, x, request, False, algorithm=algorithm)
                 for a, b in zip(reference, other):
                     if a is not None:
                         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
 
             def forward(algorithm: str):
-                return lambda: taylor.run(plan, x, request, False, algorithm=algorithm)
+                return lambda: taylor_engine.run(plan, x, request, False, algorithm=algorithm)
 
             def train(algorithm: str):
                 def step():
-                    value, jacobian, second = taylor.run(plan, x, request, True, algorithm=algorithm)
+                    value, jacobian, second = taylor_engine.run(plan, x, request, True, algorithm=algorithm)
                     loss = value.square().mean() + jacobian.square().mean() + second.square().mean()
                     return torch.autograd.grad(loss, params)
 
@@ -78,9 +79,9 @@ def main() -> None:
             contenders.update({f"{a} train": train(a) for a in algorithms})
             samples = interleaved_samples(contenders, args.rounds, args.min_round_time)
             # paired_speedups gives baseline time / contender time; we want taylor / mixed.
-            forward_ratio = paired_speedups(samples, "taylor forward")["mixed forward"]
-            train_ratio = paired_speedups(samples, "taylor train")["mixed train"]
-            picked = taylor.algorithm_for(plan, request, d)
+            forward_ratio = paired_speedups(samples, "forward forward")["mixed forward"]
+            train_ratio = paired_speedups(samples, "forward train")["mixed train"]
+            picked = select.taylor_algorithm(plan, request, d)
             cells = [f"{r[0]:.2f} ({r[1]:.2f}-{r[2]:.2f})" for r in (forward_ratio, train_ratio)]
             print(f"| {d}, {width}, {n} | {hessian} | {picked} | {cells[0]} | {cells[1]} |", flush=True)
 

@@ -1,13 +1,13 @@
 """Issue-4 CPU target: gradient + Laplacian of a tanh MLP 8 -> 128 x 4 -> 1 at N = 4096.
 
 Compares, in one run, the compiled Taylor engine (backend="kernel") with the
-seeds' nested autograd, the reference engine and torch.func, for the forward
+seeds' nested autograd, the autograd engine and torch.func, for the forward
 computation and a training step (forward + gradient of a PINN-style loss with
 respect to the parameters). Every method's results are checked against nested
 autograd before timing.
 
 The machine this runs on is often shared and noisy, so the contenders take
-turns round by round (hoderiv_ext.bench.pairing) and the speed-up is paired
+turns round by round (hoderiv_bench.pairing) and the speed-up is paired
 within each round: nested time / contender time in the same round, given as
 median (min-max) over the rounds. Prints a Markdown table.
 
@@ -22,8 +22,8 @@ import statistics
 
 import torch
 
-from hoderiv_ext.bench.methods import METHODS, tanh_mlp, training_loss
-from hoderiv_ext.bench.pairing import interleaved_samples, paired_speedups
+from hoderiv_bench.methods import METHODS, tanh_mlp, training_loss
+from hoderiv_bench.pairing import interleaved_samples, paired_speedups
 
 
 def main() -> None:

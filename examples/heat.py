@@ -1,7 +1,7 @@
 """A physics-informed network for a correlated heat equation: mixed second derivatives via Hessian rows.
 
     python examples/heat.py                                     # d = 2 space dimensions + time, rho = 0.5
-    python examples/heat.py --compare-reference                 # + the reference engine, same seed
+    python examples/heat.py --compare-reference                 # + the autograd engine, same seed
     python examples/heat.py --dim 3 --plot heat3d.png           # a slice at t = T as PNG (matplotlib)
     python examples/heat.py --rho 0                             # uncorrelated: the Hessian diagonal suffices
     torchrun --standalone --nproc_per_node=2 examples/heat.py --distributed --check-single

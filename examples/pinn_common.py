@@ -6,7 +6,7 @@
 * :func:`make_mlp`, the network the Taylor engine serves (``nn.Sequential`` of
   ``nn.Linear`` and ``nn.Tanh``);
 * :func:`engine_backend`, the fast path: ``backend="kernel"`` on CPU (``auto``
-  serves CPU tensors with the reference engine), ``"auto"`` on CUDA;
+  serves CPU tensors with the autograd engine), ``"auto"`` on CUDA;
 * :class:`PointSampler`: collocation points, one random stream per
   data-parallel rank, so a single process can redraw exactly the points a
   group of ranks drew (the distributed check);
@@ -539,7 +539,7 @@ def add_common_arguments(parser, *, steps: int, batch: int, lr: float, bound: fl
                         help="relative L2 error the run must reach; exit status 1 otherwise, 0 disables "
                              "(default %(default)s)")
     parser.add_argument("--compare-reference", action="store_true",
-                        help="train again with the reference engine on the same seed: its error, its time per "
+                        help="train again with the autograd engine on the same seed: its error, its time per "
                              "step, the losses step by step; and a float64 agreement run of --agree-steps steps")
     parser.add_argument("--agree-steps", type=int, default=20,
                         help="steps of the float64 engine-agreement run of --compare-reference (default %(default)s)")

@@ -1,7 +1,7 @@
 """A physics-informed network for the Poisson equation -Δu = f on the unit square (or cube), on the fast path.
 
     python examples/poisson.py                                  # 2-D, 2000 steps, the Taylor engine
-    python examples/poisson.py --compare-reference              # + the reference engine, same seed
+    python examples/poisson.py --compare-reference              # + the autograd engine, same seed
     python examples/poisson.py --dim 3 --plot poisson3d.png     # the unit cube; a slice as PNG (matplotlib)
     torchrun --standalone --nproc_per_node=2 examples/poisson.py --distributed --check-single
 
@@ -20,7 +20,7 @@ squared residual of the equation divided by d π², plus the mean squared value
 on the boundary; Adam, learning rate decaying exponentially from --lr to
 --lr/100. The run reports the relative L2 error against u (and fails, exit
 status 1, above --bound), the median time per step, and with
---compare-reference the same for the autograd reference engine, the losses of
+--compare-reference the same for the autograd engine, the losses of
 the two step by step, and a float64 run in which they must agree to roundoff.
 
 With --distributed, under torchrun, each process draws its own points (its own

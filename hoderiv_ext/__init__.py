@@ -1,20 +1,26 @@
 """hoderiv_ext: fast, differentiable higher-order derivatives for PyTorch.
 
 Public API:
-    elementwise_derivatives(fn, x, order=2, backend="auto") -> (y, y', y'', ...)
-    Polynomial(coefficients)  -- an elementwise polynomial the kernels serve
-    build_info()              -- what the compiled extension contains
+    derivatives(f, x, hessian=...)             value, gradient and second derivatives of f per sample
+    elementwise_derivatives(fn, x, order=2)    (y, y', y'', ...) of an elementwise function
+    hessian_rows(loss, params, rows), newton_step(loss, params)   parameter space
+    Polynomial(coefficients)                   an elementwise polynomial the kernels serve
+    build_info()                               what the compiled extension contains
+
+Layers, top to bottom: api/ (the entry points), engines/ (the choice of engine
+and algorithm, the Taylor and autograd engines), ops/ (the compiled ops, their
+fake kernels and autograd formulas); core/ holds what they share.
 """
 
-from hoderiv_ext._extension import build_info
-from hoderiv_ext import _ops  # noqa: F401  (registers fake kernels and autograd formulas)
-from hoderiv_ext import _jet_ops  # noqa: F401  (the same for the Taylor activation-step ops)
-from hoderiv_ext.elementwise import elementwise_derivatives
-from hoderiv_ext.functions import KERNEL_FUNCTION_NAMES, Polynomial
-from hoderiv_ext.derivatives import derivatives
-from hoderiv_ext.parameters import hessian_rows, newton_step
-from hoderiv_ext.requests import HessianRequest
-from hoderiv_ext.results import Derivatives
+from hoderiv_ext import ops as _ops  # noqa: F401  (registers the ops' fake kernels and autograd formulas)
+from hoderiv_ext.api.derivatives import derivatives
+from hoderiv_ext.api.elementwise import elementwise_derivatives
+from hoderiv_ext.api.parameters import ParameterDerivatives, hessian_rows, newton_step
+from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.core.functions import KERNEL_FUNCTION_NAMES, Polynomial
+from hoderiv_ext.core.requests import HessianRequest
+from hoderiv_ext.core.results import Derivatives
+from hoderiv_ext.ops.library import build_info
 
 __version__ = "0.1.0"
 
@@ -27,6 +33,8 @@ __all__ = [
     "Derivatives",
     "hessian_rows",
     "newton_step",
+    "ParameterDerivatives",
     "HessianRequest",
+    "NotServed",
     "__version__",
 ]

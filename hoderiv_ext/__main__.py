@@ -1,8 +1,8 @@
 """Command line: ``python -m hoderiv_ext {bench,demo,info}`` (also the ``hoderiv-ext`` script).
 
-  bench  the benchmark suite: every path of this package against nested
-         autograd, torch.func and torch.compile, checked then timed
-         (``python -m hoderiv_ext bench --help``)
+  bench  the benchmark suite (the hoderiv_bench package): every path of this
+         package against nested autograd, torch.func and torch.compile,
+         checked then timed (``python -m hoderiv_ext bench --help``)
   demo   elementwise derivatives of the seeds' x**3 + 2x and of tanh, on the
          kernel and autograd paths side by side, with their agreement
   info   what the compiled extension contains (build_info) as JSON
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hoderiv_ext", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
-    from hoderiv_ext.bench import cli as bench_cli
+    from hoderiv_bench import cli as bench_cli
 
     bench = commands.add_parser("bench", help="benchmark suite: every path against every baseline",
                                 description=bench_cli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -17,12 +17,12 @@ import pytest
 import torch
 
 from hoderiv_ext.__main__ import main
-from hoderiv_ext.bench import runner, workloads
-from hoderiv_ext.bench.memory import LiveTensorBytes, measure
-from hoderiv_ext.bench.progress import Progress
-from hoderiv_ext.bench.report import SCHEMA, write_plot
-from hoderiv_ext.bench.runner import MethodResult, Options, WorkloadResult, is_oom, max_error, run_suite, run_workload
-from hoderiv_ext.bench.workloads import QUICK, Workload, select, suite, with_overrides
+from hoderiv_bench import runner, workloads
+from hoderiv_bench.memory import LiveTensorBytes, measure
+from hoderiv_bench.progress import Progress
+from hoderiv_bench.report import SCHEMA, write_plot
+from hoderiv_bench.runner import MethodResult, Options, WorkloadResult, is_oom, max_error, run_suite, run_workload
+from hoderiv_bench.workloads import QUICK, Workload, select, suite, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--batch", "8", "16", "--dims", "2", "--widths", "4", "--depths", "1",
@@ -310,7 +310,7 @@ def test_live_tensor_bytes_tracks_the_peak_of_live_storage() -> None:
 
 
 def test_timing_noise_is_the_upper_quartile_of_the_relative_spread() -> None:
-    from hoderiv_ext.bench.cli import _timing_noise
+    from hoderiv_bench.cli import _timing_noise
 
     result = WorkloadResult(TANH)
     for index, spread in enumerate([0.0, 0.1, 0.2, 0.5, 0.05]):

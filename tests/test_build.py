@@ -24,7 +24,7 @@ def test_build_info_describes_the_build():
     assert info["compiled"] and info["cpu_kernels"], info["load_error"]
     assert info["load_error"] is None
     assert info["max_kernel_order"] == 8
-    from hoderiv_ext._extension import MAX_KERNEL_ORDER
+    from hoderiv_ext.ops.library import MAX_KERNEL_ORDER
 
     assert MAX_KERNEL_ORDER == info["max_kernel_order"]  # the Python limit mirrors kMaxOrder
     assert info["torch_version_built"] == torch.__version__

@@ -14,7 +14,7 @@ from torch import nn
 
 import hoderiv_ext
 from hoderiv_ext import Polynomial, elementwise_derivatives
-from hoderiv_ext.functions import KERNEL_FUNCTION_NAMES
+from hoderiv_ext.core.functions import KERNEL_FUNCTION_NAMES
 
 from conftest import DEVICES, DTYPES, tolerances
 
@@ -298,7 +298,7 @@ def test_torch_compile_fullgraph():
 
 
 def test_auto_backend_uses_autograd_on_cpu(monkeypatch):
-    import hoderiv_ext.elementwise as module
+    import hoderiv_ext.api.elementwise as module
 
     calls = []
     original = module.autograd_elementwise_derivatives
@@ -365,7 +365,7 @@ def test_op_level_errors_name_the_argument():
 
 
 def test_kernel_backend_without_extension_is_a_clear_error(monkeypatch):
-    import hoderiv_ext._extension as extension
+    import hoderiv_ext.ops.library as extension
 
     monkeypatch.setattr(extension, "_C", None)
     monkeypatch.setattr(extension, "_LOAD_ERROR", "ImportError: simulated")

@@ -2,7 +2,7 @@
 
 Each test asserts numbers: the relative L2 error against the exact solution
 below the bound docs/examples.md states, the Taylor engine's losses equal to
-the reference engine's step by step in float64, and a 2-process
+the autograd engine's step by step in float64, and a 2-process
 DistributedDataParallel run (torchrun, gloo) equal to one process trained on
 the union of the two processes' points.
 
@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 import hoderiv_ext
-from hoderiv_ext._jet_ops import jet_ops_available
+from hoderiv_ext.ops.library import extension_loaded
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
@@ -42,7 +42,7 @@ ERROR_BOUND = 5e-2
 AGREE = dict(steps=20, n_interior=128, n_boundary=32, width=32, depth=3, lr=1e-2, final_lr=1e-3, dtype=torch.float64)
 AGREEMENT = 1e-10
 
-needs_kernels = pytest.mark.skipif(not jet_ops_available(),
+needs_kernels = pytest.mark.skipif(not extension_loaded(),
                                    reason="the compiled Taylor kernels are not built")
 
 
@@ -58,7 +58,7 @@ def one_thread():
 
 
 def test_exact_solutions_solve_their_equations() -> None:
-    """The residuals of the exact solutions vanish (reference engine, float64); without the mixed terms they do not."""
+    """The residuals of the exact solutions vanish (autograd engine, float64); without the mixed terms they do not."""
     poisson3 = pc.Poisson(3)
     x = torch.rand(64, 3, dtype=torch.float64)
     out = hoderiv_ext.derivatives(poisson3.exact, x, hessian="laplacian", backend="autograd", create_graph=False)

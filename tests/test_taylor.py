@@ -1,4 +1,4 @@
-"""The Taylor-mode engine (compiled jet kernels) against the autograd reference engine."""
+"""The Taylor-mode engine (compiled jet kernels) against the autograd engine."""
 
 from __future__ import annotations
 
@@ -13,8 +13,15 @@ from torch import nn
 from torch.func import functional_call
 
 import hoderiv_ext
-from hoderiv_ext import derivatives, taylor
-from hoderiv_ext.requests import parse_hessian_request
+from hoderiv_ext import NotServed, derivatives
+from hoderiv_ext.core.requests import parse_hessian_request
+from hoderiv_ext.engines import select
+from hoderiv_ext.engines.autograd import engine as autograd_engine
+from hoderiv_ext.engines.taylor import engine as taylor_engine
+from hoderiv_ext.engines.taylor.plan import build_plan
+from hoderiv_ext.engines.taylor.slots import layout_for
+from hoderiv_ext.ops import jet_composite
+from hoderiv_ext.ops.layout import JetLayout
 
 from conftest import DEVICES, DTYPES
 
@@ -24,6 +31,14 @@ ACTIVATIONS = [
 ]
 REQUESTS = [None, "full", "diagonal", "laplacian", [0], [1, 0], [-1, 0, 1]]
 SECOND_FIELDS = ("hessian", "hessian_rows", "hessian_diagonal", "laplacian")
+
+
+def not_served_reason(f) -> str | None:
+    try:
+        build_plan(f)
+    except NotServed as error:
+        return error.reason
+    return None
 
 
 def make_mlp(d: int, widths: list[int], outputs: int, activation, dtype, device, seed: int = 0) -> nn.Sequential:
@@ -168,7 +183,7 @@ def test_gradcheck_and_gradgradcheck_wrt_inputs_and_parameters(hessian):
 
 @pytest.mark.parametrize(
     ("d", "hessian", "algorithm"),
-    [(2, "laplacian", "taylor"), (2, "full", "taylor"), (2, [1], "forward_over_reverse"), (4, "full", "mixed"),
+    [(2, "laplacian", "forward"), (2, "full", "forward"), (2, [1], "forward_over_reverse"), (4, "full", "mixed"),
      (4, [0, 2], "forward_over_reverse")],
     ids=str,
 )
@@ -188,7 +203,7 @@ def test_parameter_hessian_vector_product_of_a_training_loss_matches_reference(d
     params = list(net.parameters())
     x = torch.randn(6, d, dtype=torch.float64)
     direction = [torch.randn_like(p) for p in params]
-    assert taylor.algorithm_for(taylor.plan(net), parse_hessian_request(hessian, d), d) == algorithm
+    assert select.taylor_algorithm(build_plan(net), parse_hessian_request(hessian, d), d) == algorithm
 
     def hessian_vector_product(backend: str, create_graph: bool) -> list[torch.Tensor]:
         r = derivatives(net, x, hessian=hessian, backend=backend, create_graph=True)
@@ -241,8 +256,8 @@ def test_inference_mode_builds_no_graph():
 def _jet_op_samples():
     torch.manual_seed(0)
     n, m, d = 3, 4, 2
-    layout = taylor.slot_layout(parse_hessian_request("full", d), d)
-    pair_i, pair_j = taylor._pair_tensors(layout, torch.device("cpu"))
+    layout = layout_for(parse_hessian_request("full", d), d)
+    pair_i, pair_j = torch.tensor(layout.pair_i), torch.tensor(layout.pair_j)
     slots = 1 + d + layout.num_second
     jet = torch.randn(n, slots, m, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(m, dtype=torch.float64, requires_grad=True)
@@ -265,6 +280,15 @@ def _jet_op_samples():
     ]
 
 
+def _typed(args: tuple) -> tuple:
+    """The raw op arguments (..., function, params, pair_i, pair_j, [num_tangents,] collapsed) as the twins take them."""
+    *tensors, function, params, pair_i, pair_j = args[: len(args) - (2 if isinstance(args[-2], int) else 1)]
+    num_tangents = args[-2] if isinstance(args[-2], int) else tensors[-1].shape[1]
+    collapsed = tuple(range(num_tangents)) if args[-1] else ()
+    layout = JetLayout(num_tangents, tuple(zip(pair_i.tolist(), pair_j.tolist())), collapsed)
+    return (*tensors, function, params, layout)
+
+
 @pytest.mark.parametrize("index", range(7))
 def test_opcheck_jet_ops(index):
     op, args = _jet_op_samples()[index]
@@ -273,17 +297,15 @@ def test_opcheck_jet_ops(index):
 
 @pytest.mark.parametrize("index", [0, 1, 3, 4, 5, 6])
 def test_fused_kernels_match_torch_reference(index):
-    from hoderiv_ext import jet_reference
-
     ops = torch.ops.hoderiv_ext
     op, args = _jet_op_samples()[index]
     got = op(*args)
-    reference = {
-        ops.jet_activation.default: jet_reference.activation_step,
-        ops.jet_activation_first.default: jet_reference.first_activation_step,
-        ops.jet_activation_first_backward.default: jet_reference.first_activation_step_backward,
+    twin = {
+        ops.jet_activation.default: jet_composite.activation_step,
+        ops.jet_activation_first.default: jet_composite.first_activation_step,
+        ops.jet_activation_first_backward.default: jet_composite.first_activation_step_backward,
     }[op]
-    torch.testing.assert_close(got, reference(*args), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(got, twin(*_typed(args)), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -292,17 +314,16 @@ def test_fused_kernels_match_torch_reference(index):
 def test_first_layer_backward_kernel_any_batch(n, collapsed, device):
     """Empty, single and multi-chunk batches (the kernels sum per-chunk partials) against the reference;
     the result does not depend on the number of threads."""
-    from hoderiv_ext import jet_reference
-
     d, m = 3, 5
-    layout = taylor.slot_layout(parse_hessian_request("laplacian" if collapsed else [2, 0], d), d)
-    pair_i, pair_j = taylor._pair_tensors(layout, torch.device(device))
+    layout = layout_for(parse_hessian_request("laplacian" if collapsed else [2, 0], d), d)
+    pair_i = torch.tensor(layout.pair_i, dtype=torch.int64, device=device)
+    pair_j = torch.tensor(layout.pair_j, dtype=torch.int64, device=device)
     grad = torch.randn(n, 1 + d + layout.num_second, m, dtype=torch.float64, device=device)
     pre = torch.randn(n, m, dtype=torch.float64, device=device)
     weight = torch.randn(m, d, dtype=torch.float64, device=device)
     args = (grad, pre, weight, "gelu", [], pair_i, pair_j, collapsed)
     grad_a, grad_weight = torch.ops.hoderiv_ext.jet_activation_first_backward(*args)
-    expected_a, expected_weight = jet_reference.first_activation_step_backward(*args)
+    expected_a, expected_weight = jet_composite.first_activation_step_backward(*_typed(args))
     torch.testing.assert_close(grad_a, expected_a, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad_weight, expected_weight, rtol=1e-11, atol=1e-11)
     threads = torch.get_num_threads()
@@ -362,14 +383,14 @@ def test_jet_ops_reject_an_unknown_function_for_every_batch_size(n):
 def test_unsupported_layer_falls_back_with_one_warning_or_errors_under_kernel():
     net = nn.Sequential(nn.Linear(2, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 1)).double()
     x = torch.randn(5, 2, dtype=torch.float64)
-    reason = taylor.plan(net)
-    assert isinstance(reason, str) and "'1' (LayerNorm)" in reason
+    reason = not_served_reason(net)
+    assert reason is not None and "'1' (LayerNorm)" in reason
     with pytest.raises(RuntimeError, match="LayerNorm"):
         derivatives(net, x, hessian="laplacian", backend="kernel")
     assert derivatives(net, x, hessian="laplacian").engine == "autograd"  # auto on CPU: autograd, no warning
-    assert isinstance(taylor.plan(lambda t: t), str)
+    assert not_served_reason(lambda t: t) is not None
     train_dropout = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5), nn.Tanh()).train()
-    assert "Dropout" in taylor.plan(train_dropout)
+    assert "Dropout" in not_served_reason(train_dropout)
 
 
 def test_forward_hooks_keep_a_network_off_the_taylor_engine():
@@ -379,24 +400,24 @@ def test_forward_hooks_keep_a_network_off_the_taylor_engine():
     plain = derivatives(net, x, hessian="laplacian", backend="autograd")
     handle = net[1].register_forward_hook(lambda module, args, out: 2 * out)
     try:
-        reason = taylor.plan(net)
-        assert isinstance(reason, str) and "layer '1' has forward hooks" in reason
+        reason = not_served_reason(net)
+        assert reason is not None and "layer '1' has forward hooks" in reason
         with pytest.raises(RuntimeError, match="forward hooks"):
             derivatives(net, x, hessian="laplacian", backend="kernel")
-        hooked = derivatives(net, x, hessian="laplacian")  # the reference engine runs the hook
+        hooked = derivatives(net, x, hessian="laplacian")  # the autograd engine runs the hook
         assert not torch.allclose(hooked.value, plain.value)
         torch.testing.assert_close(hooked.value, net(x).squeeze(-1))  # net(x) runs the hook too
     finally:
         handle.remove()
-    assert not isinstance(taylor.plan(net), str)
+    assert not_served_reason(net) is None
     pre = net.register_forward_pre_hook(lambda module, args: None)
     try:
-        assert "f (or every module" in taylor.plan(net)
+        assert "f (or every module" in not_served_reason(net)
     finally:
         pre.remove()
     global_hook = nn.modules.module.register_module_forward_hook(lambda module, args, out: None)
     try:
-        assert "global hook" in taylor.plan(net)
+        assert "global hook" in not_served_reason(net)
     finally:
         global_hook.remove()
 
@@ -404,7 +425,7 @@ def test_forward_hooks_keep_a_network_off_the_taylor_engine():
 def test_per_sample_sequentials_skip_the_independence_probe(monkeypatch):
     """Both engines skip the probe for the Taylor engine's layer set; any other f is probed."""
     probed = []
-    entry_module = sys.modules["hoderiv_ext.derivatives"]  # the package's name is the function
+    entry_module = sys.modules["hoderiv_ext.api.derivatives"]
     monkeypatch.setattr(entry_module, "probe_independence", lambda f, x, value: probed.append(f))
     net = make_mlp(2, [4], 1, nn.Tanh, torch.float64, "cpu")
     x = torch.randn(5, 2, dtype=torch.float64)
@@ -427,7 +448,7 @@ def test_auto_uses_autograd_on_cpu_and_kernel_when_asked():
 def test_cuda_auto_uses_taylor_and_warns_once_for_unsupported_modules():
     net = make_mlp(2, [4], 1, nn.Tanh, torch.float32, "cuda")
     x = torch.randn(3, 2, device="cuda")
-    assert derivatives(net, x, hessian="laplacian").engine == "taylor"
+    assert derivatives(net, x, hessian="laplacian").engine == "forward"
     other = nn.Sequential(nn.Linear(2, 4), nn.LayerNorm(4), nn.Linear(4, 1)).cuda()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -483,13 +504,13 @@ def test_mixed_mode_matches_reference_and_taylor(activation, hessian, device):
     net = _two_affine_blocks(activation, device)
     x = torch.randn(9, 4, dtype=torch.float64, device=device, requires_grad=True)
     request = parse_hessian_request(hessian, 4)
-    plan = taylor.plan(net)
-    mixed = taylor.run(plan, x, request, True, algorithm="mixed")
-    forward = taylor.run(plan, x, request, True, algorithm="taylor")
+    plan = build_plan(net)
+    mixed = taylor_engine.run(plan, x, request, True, algorithm="mixed")
+    forward = taylor_engine.run(plan, x, request, True, algorithm="forward")
     for a, b in zip(mixed, forward):
         if a is not None:
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
-    # Gradients of a loss with respect to parameters and x agree with the reference engine.
+    # Gradients of a loss with respect to parameters and x agree with the autograd engine.
     wrt = list(net.parameters()) + [x]
     loss_mixed = sum((t**2).sum() for t in mixed if t is not None)
     loss_forward = sum((t**2).sum() for t in forward if t is not None)
@@ -506,10 +527,10 @@ def test_forward_over_reverse_rows_match_the_reference(activation, rows, device)
     net = _two_affine_blocks(activation, device)
     x = torch.randn(9, 4, dtype=torch.float64, device=device, requires_grad=True)
     request = parse_hessian_request(rows, 4)
-    plan = taylor.plan(net)
-    assert taylor.algorithm_for(plan, request, 4) == "forward_over_reverse"
-    fast = taylor.run(plan, x, request, True, algorithm="forward_over_reverse")
-    reference = hoderiv_ext.reference.reference_derivatives(net, x, request, create_graph=True)
+    plan = build_plan(net)
+    assert select.taylor_algorithm(plan, request, 4) == "forward_over_reverse"
+    fast = taylor_engine.run(plan, x, request, True, algorithm="forward_over_reverse")
+    reference = autograd_engine.run(net, x, request, create_graph=True)
     for a, b in zip(fast, reference):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     wrt = list(net.parameters()) + [x]
@@ -520,43 +541,43 @@ def test_forward_over_reverse_rows_match_the_reference(activation, rows, device)
 
 
 def test_forward_over_reverse_gradgradcheck_affine_nets_and_refusals():
-    small_plan = taylor.plan(make_mlp(3, [4, 4], 1, nn.SiLU, torch.float64, "cpu"))
+    small_plan = build_plan(make_mlp(3, [4, 4], 1, nn.SiLU, torch.float64, "cpu"))
     request = parse_hessian_request([2, 0], 3)
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
 
     def rows_of(t: torch.Tensor) -> torch.Tensor:
-        return taylor.run(small_plan, t, request, True, algorithm="forward_over_reverse")[2]
+        return taylor_engine.run(small_plan, t, request, True, algorithm="forward_over_reverse")[2]
 
     assert torch.autograd.gradcheck(rows_of, (x,))
     assert torch.autograd.gradgradcheck(rows_of, (x,))
     affine = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 1)).double()
-    value, jacobian, second = taylor.run(taylor.plan(affine), x, request, False, algorithm="forward_over_reverse")
+    value, jacobian, second = taylor_engine.run(build_plan(affine), x, request, False, algorithm="forward_over_reverse")
     torch.testing.assert_close(jacobian[:, 0], (affine[1].weight @ affine[0].weight).expand(2, 3))
     assert second.shape == (2, 1, 2, 3) and not second.any()
     with pytest.raises(ValueError, match="rows"):
-        taylor.run(small_plan, x, parse_hessian_request("full", 3), True, algorithm="forward_over_reverse")
-    vector_plan = taylor.plan(make_mlp(3, [4], 2, nn.Tanh, torch.float64, "cpu"))
-    assert taylor.algorithm_for(vector_plan, request, 3) == "taylor"
+        taylor_engine.run(small_plan, x, parse_hessian_request("full", 3), True, algorithm="forward_over_reverse")
+    vector_plan = build_plan(make_mlp(3, [4], 2, nn.Tanh, torch.float64, "cpu"))
+    assert select.taylor_algorithm(vector_plan, request, 3) == "forward"
     with pytest.raises(ValueError, match="scalar-output"):
-        taylor.run(vector_plan, x, request, True, algorithm="forward_over_reverse")
+        taylor_engine.run(vector_plan, x, request, True, algorithm="forward_over_reverse")
 
 
 def test_algorithm_choice_and_mixed_gradgradcheck():
     net = make_mlp(8, [16], 1, nn.Tanh, torch.float64, "cpu")
-    plan = taylor.plan(net)
-    assert taylor.algorithm_for(plan, parse_hessian_request([3], 8), 8) == "forward_over_reverse"
-    assert taylor.algorithm_for(plan, parse_hessian_request(list(range(8)), 8), 8) == "mixed"  # all rows: full
-    assert taylor.algorithm_for(plan, parse_hessian_request("full", 8), 8) == "mixed"
-    assert taylor.algorithm_for(plan, parse_hessian_request("laplacian", 8), 8) == "taylor"
-    assert taylor.algorithm_for(plan, parse_hessian_request(None, 8), 8) == "taylor"
-    vector_plan = taylor.plan(make_mlp(8, [16], 2, nn.Tanh, torch.float64, "cpu"))
-    assert taylor.algorithm_for(vector_plan, parse_hessian_request("full", 8), 8) == "taylor"
+    plan = build_plan(net)
+    assert select.taylor_algorithm(plan, parse_hessian_request([3], 8), 8) == "forward_over_reverse"
+    assert select.taylor_algorithm(plan, parse_hessian_request(list(range(8)), 8), 8) == "mixed"  # all rows: full
+    assert select.taylor_algorithm(plan, parse_hessian_request("full", 8), 8) == "mixed"
+    assert select.taylor_algorithm(plan, parse_hessian_request("laplacian", 8), 8) == "forward"
+    assert select.taylor_algorithm(plan, parse_hessian_request(None, 8), 8) == "forward"
+    vector_plan = build_plan(make_mlp(8, [16], 2, nn.Tanh, torch.float64, "cpu"))
+    assert select.taylor_algorithm(vector_plan, parse_hessian_request("full", 8), 8) == "forward"
     with pytest.raises(ValueError, match="scalar-output"):
-        taylor.run(vector_plan, torch.randn(2, 8, dtype=torch.float64), parse_hessian_request("full", 8), True,
+        taylor_engine.run(vector_plan, torch.randn(2, 8, dtype=torch.float64), parse_hessian_request("full", 8), True,
                    algorithm="mixed")
     small = make_mlp(3, [4, 4], 1, nn.SiLU, torch.float64, "cpu")
-    small_plan = taylor.plan(small)
+    small_plan = build_plan(small)
     request = parse_hessian_request("full", 3)
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda t: taylor.run(small_plan, t, request, True, algorithm="mixed")[2], (x,))
-    assert torch.autograd.gradgradcheck(lambda t: taylor.run(small_plan, t, request, True, algorithm="mixed")[2], (x,))
+    assert torch.autograd.gradcheck(lambda t: taylor_engine.run(small_plan, t, request, True, algorithm="mixed")[2], (x,))
+    assert torch.autograd.gradgradcheck(lambda t: taylor_engine.run(small_plan, t, request, True, algorithm="mixed")[2], (x,))

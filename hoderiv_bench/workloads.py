@@ -1,0 +1,301 @@
+"""The benchmark suite's workloads: what is computed, at which sizes, by which methods.
+
+Families (the names ``--workloads`` filters on):
+
+  elementwise  (y, y', y'') of tanh and of the seeds' polynomial x**3 + 2x at
+               every entry of a 1-D tensor; "batch" is the number of entries
+  laplacian    value, gradient and Laplacian of a scalar MLP at N points
+  hessian      value, gradient and full Hessian
+  diagonal     value, gradient and Hessian diagonal
+  rows         value, gradient and Hessian rows {0, 1}
+  training     a PINN-style training step: value, gradient and Laplacian of the
+               MLP, a loss on them, and its gradient with respect to every
+               parameter of the network
+  newton       the seeds' parameter-space Newton solve (H + damping I) step = -g
+               for an MLP regression loss (see hoderiv_bench.newton)
+
+MLPs are d -> width x depth hidden layers -> 1 with tanh, SiLU or sin (the
+:class:`~hoderiv_bench.methods.Sine` module, which the Taylor engine does
+not serve) activations, float32 or float64, PyTorch's default initialisation
+from a fixed seed.
+
+Methods (columns of the report), each a zero-argument callable built by
+:func:`build_case`:
+
+  kernel    this package's compiled kernel path: derivatives(..., backend="kernel")
+            (the Taylor engine; on CUDA backend="auto" picks the same path), or
+            elementwise_derivatives(..., backend="kernel")
+  autograd  this package's autograd engine: backend="autograd" /
+            hoderiv_ext.newton_step
+  nested    the seeds' nested torch.autograd.grad loops (create_graph=True)
+  func      torch.func (vmap of jacfwd(jacrev) / jvp rows / grad(grad))
+  compile   torch.compile of the fastest eager baseline (added by the runner)
+
+The reference every method is checked against is the nested-autograd
+computation in float64 on the same device (plain torch autograd, the simplest
+code there is).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from hoderiv_ext import NotServed, Polynomial, derivatives
+from hoderiv_bench.elementwise import elementwise_methods, nested_elementwise
+from hoderiv_bench.methods import METHODS, Sine, tanh_mlp, training_loss
+from hoderiv_bench.newton import NEWTON_METHODS, Regression, regression
+
+FAMILIES = ("elementwise", "laplacian", "hessian", "diagonal", "rows", "training", "newton")
+INPUT_FAMILIES = ("laplacian", "hessian", "diagonal", "rows")
+MLP_FUNCTIONS = ("tanh", "silu", "sin")
+ELEMENTWISE_FUNCTIONS = ("tanh", "cubic")
+PACKAGE_METHODS = ("kernel", "autograd")
+BASELINE_METHODS = ("nested", "func", "compile")
+METHOD_ORDER = PACKAGE_METHODS + BASELINE_METHODS
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "silu": nn.SiLU, "sin": Sine}
+REQUESTS: dict[str, Callable[[int], object]] = {
+    "laplacian": lambda d: "laplacian",
+    "hessian": lambda d: "full",
+    "diagonal": lambda d: "diagonal",
+    "rows": lambda d: [0, 1] if d > 1 else [0],
+}
+NO_KERNEL_FOR_PARAMETERS = "parameter-space derivatives (hoderiv_ext.newton_step) have no kernel path"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One row of the report. ``batch``: samples N (entries for elementwise, data points for newton)."""
+
+    family: str
+    function: str
+    batch: int
+    d: int | None = None
+    width: int | None = None
+    depth: int | None = None
+
+    @property
+    def name(self) -> str:
+        if self.family == "elementwise":
+            return f"elementwise/{self.function} n={self.batch}"
+        return f"{self.family}/{self.function} d={self.d} w={self.width} L={self.depth} N={self.batch}"
+
+    @property
+    def series(self) -> str:
+        """The workload without its batch size: one line of the speed-up plot."""
+        if self.family == "elementwise":
+            return f"elementwise/{self.function}"
+        return f"{self.family}/{self.function} d={self.d} w={self.width} L={self.depth}"
+
+    def params(self) -> dict[str, Any]:
+        return {"family": self.family, "function": self.function, "batch": self.batch,
+                "d": self.d, "width": self.width, "depth": self.depth}
+
+
+@dataclass
+class Case:
+    """A workload's inputs, built on a device: its methods, its reference, what cannot serve it."""
+
+    methods: dict[str, Callable[[], Any]]
+    reference: Callable[[], Any]
+    not_served: dict[str, str] = field(default_factory=dict)
+    useful_bytes: int | None = None  # bytes an ideal memory-bound implementation moves (elementwise)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- grids
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Which sizes a suite runs; the CLI's --batch/--dims/--widths/--depths replace the MLP axes.
+
+    The batch sweep runs for every family with the ``sweep_functions``; the other
+    MLP functions run at the largest batch only, for ``other_families``. The d,
+    width and depth sweeps use tanh at the largest batch.
+    """
+
+    elementwise_numel: tuple[int, ...]
+    batches: tuple[int, ...]
+    base: tuple[int, int, int]  # d, width, depth of the batch sweep
+    sweep_functions: tuple[str, ...] = MLP_FUNCTIONS
+    other_families: tuple[str, ...] = INPUT_FAMILIES + ("training",)
+    dims: tuple[int, ...] = ()  # extra d values (laplacian, hessian, diagonal, rows)
+    widths: tuple[int, ...] = ()  # extra widths (laplacian, hessian)
+    depths: tuple[int, ...] = ()  # extra depths (laplacian, hessian)
+    newton: tuple[tuple[int, int, int, int], ...] = ()  # (d, width, depth, N)
+
+
+QUICK = Sizes(
+    elementwise_numel=(1 << 16, 1 << 20),
+    batches=(128, 1024),
+    base=(4, 32, 2),
+    sweep_functions=("tanh",),
+    other_families=("laplacian", "hessian", "training"),
+    dims=(16,),
+    newton=((2, 8, 1, 256),),
+)
+
+FULL = Sizes(
+    elementwise_numel=(1 << 16, 1 << 20, 1 << 24),
+    batches=(256, 4096, 65536),
+    base=(8, 128, 4),
+    dims=(2, 32),
+    widths=(32, 512),
+    depths=(2, 8),
+    newton=((2, 16, 1, 512), (2, 32, 2, 4096)),
+)
+
+
+def with_overrides(sizes: Sizes, batches: list[int] | None = None, dims: list[int] | None = None,
+                   widths: list[int] | None = None, depths: list[int] | None = None) -> Sizes:
+    """Replace the MLP axes: --batch sets the batch sweep; --dims/--widths/--depths set the values
+    swept around the base network (the first of each becomes the base)."""
+    d, width, depth = sizes.base
+    changes: dict[str, Any] = {}
+    if batches:
+        changes["batches"] = tuple(dict.fromkeys(batches))
+    if dims:
+        d, changes["dims"] = dims[0], tuple(dims[1:])
+    if widths:
+        width, changes["widths"] = widths[0], tuple(widths[1:])
+    if depths:
+        depth, changes["depths"] = depths[0], tuple(depths[1:])
+    changes["base"] = (d, width, depth)
+    return replace(sizes, **changes)
+
+
+def suite(sizes: Sizes) -> list[Workload]:
+    """Every workload of a grid, without duplicates, in report order."""
+    d, width, depth = sizes.base
+    largest = max(sizes.batches)
+    out: list[Workload] = []
+    for function in ELEMENTWISE_FUNCTIONS:
+        out += [Workload("elementwise", function, n) for n in sizes.elementwise_numel]
+    for family in INPUT_FAMILIES + ("training",):
+        for function in MLP_FUNCTIONS:
+            if function in sizes.sweep_functions:
+                out += [Workload(family, function, n, d, width, depth) for n in sizes.batches]
+            elif family in sizes.other_families:
+                out.append(Workload(family, function, largest, d, width, depth))
+        if family == "training":
+            continue
+        out += [Workload(family, "tanh", largest, other, width, depth) for other in sizes.dims]
+        if family in ("laplacian", "hessian"):
+            out += [Workload(family, "tanh", largest, d, other, depth) for other in sizes.widths]
+            out += [Workload(family, "tanh", largest, d, width, other) for other in sizes.depths]
+    out += [Workload("newton", "tanh", n, nd, nw, nl) for nd, nw, nl, n in sizes.newton]
+    seen: set[Workload] = set()
+    return [w for w in out if not (w in seen or seen.add(w))]
+
+
+def matches(workload: Workload, pattern: str) -> bool:
+    """A filter pattern matches a family ("hessian"), a function ("sin"), or the name (glob or substring)."""
+    pattern = pattern.strip()
+    if pattern in (workload.family, workload.function):
+        return True
+    return fnmatch.fnmatch(workload.name, pattern) or pattern in workload.name
+
+
+def select(workloads: list[Workload], patterns: list[str] | None) -> tuple[list[Workload], list[str]]:
+    """The workloads matching any pattern (all when none given), and the patterns that matched nothing."""
+    if not patterns:
+        return list(workloads), []
+    unmatched = [p for p in patterns if not any(matches(w, p) for w in workloads)]
+    return [w for w in workloads if any(matches(w, p) for p in patterns)], unmatched
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def _mlp(workload: Workload, device: torch.device, dtype: torch.dtype) -> nn.Sequential:
+    torch.manual_seed(0)
+    return tanh_mlp(workload.d, workload.width, workload.depth, ACTIVATIONS[workload.function]).to(device, dtype)
+
+
+def _points(n: int, d: int, device: torch.device, dtype: torch.dtype, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=generator).to(device, dtype)
+
+
+def training_step(method: Callable, net: nn.Module, x: torch.Tensor, hessian: object = "laplacian") -> tuple:
+    """Derivatives by ``method``, the PINN-style loss on them, and the loss's gradient w.r.t. all parameters."""
+    params = list(net.parameters())
+    loss = training_loss(method(net, x, hessian))
+    grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+    return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
+
+
+def _elementwise_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:
+    spec: object = "tanh" if workload.function == "tanh" else Polynomial([0.0, 2.0, 0.0, 1.0])
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(workload.batch, generator=generator).to(device, dtype).requires_grad_(True)
+    methods = elementwise_methods(spec, x, 2)
+    x64 = x.detach().to(torch.float64).requires_grad_(True)
+    reference_spec = torch.tanh if workload.function == "tanh" else Polynomial([0.0, 2.0, 0.0, 1.0])
+    useful = (1 + 3) * x.numel() * x.element_size()  # read x once, write y, y', y''
+    return Case(methods, lambda: nested_elementwise(reference_spec, x64, 2), useful_bytes=useful)
+
+
+def _input_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:
+    net, x = _mlp(workload, device, dtype), _points(workload.batch, workload.d, device, dtype)
+    hessian = REQUESTS[workload.family](workload.d)
+    net64, x64 = copy.deepcopy(net).to(torch.float64), x.to(torch.float64)
+    names = {"kernel": "taylor", "autograd": "autograd", "nested": "nested", "func": "func"}
+    methods = {name: (lambda m=METHODS[key]: m(net, x, hessian)) for name, key in names.items()}
+    case = Case(methods, lambda: METHODS["nested"](net64, x64, hessian))
+    _kernel_notes(case, net, workload.d, hessian)
+    return case
+
+
+def _training_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:
+    net, x = _mlp(workload, device, dtype), _points(workload.batch, workload.d, device, dtype)
+    net64, x64 = copy.deepcopy(net).to(torch.float64), x.to(torch.float64)
+    names = {"kernel": "taylor", "autograd": "autograd", "nested": "nested", "func": "func"}
+    methods = {name: (lambda m=METHODS[key]: training_step(m, net, x)) for name, key in names.items()}
+    case = Case(methods, lambda: training_step(METHODS["nested"], net64, x64))
+    _kernel_notes(case, net, workload.d, "laplacian")
+    return case
+
+
+def _kernel_notes(case: Case, net: nn.Module, d: int, hessian: object) -> None:
+    """Mark the kernel path not served (with the engine's reason), or note which algorithm it runs."""
+    sample = torch.zeros((1, d), dtype=net[0].weight.dtype, device=net[0].weight.device)
+    try:
+        result = derivatives(net, sample, hessian=hessian, backend="kernel", create_graph=False)
+    except NotServed as error:
+        case.methods.pop("kernel")
+        case.not_served["kernel"] = error.reason
+        return
+    case.notes["kernel_algorithm"] = result.algorithm
+
+
+def _newton_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:
+    problem = regression(workload.d, workload.width, workload.depth, workload.batch, device, dtype)
+    problem64 = Regression(copy.deepcopy(problem.net).to(torch.float64), problem.x.to(torch.float64),
+                           problem.y.to(torch.float64), problem.damping)
+    methods = {name: (lambda m=method: m(problem)) for name, method in NEWTON_METHODS.items()}
+    parameters = sum(p.numel() for p in problem.params)
+    return Case(methods, lambda: NEWTON_METHODS["nested"](problem64), not_served={"kernel": NO_KERNEL_FOR_PARAMETERS},
+                notes={"parameters": parameters, "damping": problem.damping})
+
+
+BUILDERS: dict[str, Callable[[Workload, torch.device, torch.dtype], Case]] = {
+    "elementwise": _elementwise_case,
+    "laplacian": _input_case,
+    "hessian": _input_case,
+    "diagonal": _input_case,
+    "rows": _input_case,
+    "training": _training_case,
+    "newton": _newton_case,
+}
+
+
+def build_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:
+    return BUILDERS[workload.family](workload, device, dtype)

@@ -1,0 +1,224 @@
+"""Elementwise functions the compiled kernels know, and how users name them.
+
+A function can be given as
+  * a name: "tanh", "sigmoid", "softplus", "sin", "cos", "exp", "silu",
+    "gelu", "gelu_tanh", "relu", "leaky_relu", "elu", "identity";
+  * an activation module instance with its parameters: nn.Tanh(),
+    nn.Softplus(beta=2, threshold=10), nn.GELU(approximate="tanh"),
+    nn.LeakyReLU(0.2), nn.ELU(alpha=0.5), nn.SiLU(), nn.ReLU(), nn.Identity();
+  * a torch function: torch.tanh, torch.sin, F.silu, ...;
+  * a :class:`Polynomial` (coefficients, possibly requiring grad);
+  * any other elementwise callable, served by autograd only.
+
+The names, their order and their parameter counts come from the compiled
+extension's one function table (csrc/include/hoderiv/functions.def, read
+through :func:`hoderiv_ext.ops.library.function_table`); this module adds
+what only Python knows: each function's torch implementation (what the
+autograd engine differentiates, so the tests compare the two), its default
+parameters and the modules and torch functions that compute it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hoderiv_ext.ops.library import function_table
+
+
+@dataclass(frozen=True)
+class KernelFunction:
+    """An elementwise function the kernels serve: name, scalar params, and its torch implementation."""
+
+    name: str
+    params: tuple[float, ...] = ()
+    torch_function: Callable[[Tensor], Tensor] = field(default=lambda x: x, compare=False, repr=False)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.torch_function(x)
+
+
+def _softplus(beta: float = 1.0, threshold: float = 20.0) -> KernelFunction:
+    if beta == 0:
+        raise ValueError("softplus: beta must be non-zero")
+    return KernelFunction("softplus", (float(beta), float(threshold)), lambda x: F.softplus(x, beta, threshold))
+
+
+def _leaky_relu(negative_slope: float = 0.01) -> KernelFunction:
+    return KernelFunction("leaky_relu", (float(negative_slope),), lambda x: F.leaky_relu(x, negative_slope))
+
+
+def _elu(alpha: float = 1.0) -> KernelFunction:
+    return KernelFunction("elu", (float(alpha),), lambda x: F.elu(x, alpha))
+
+
+_BY_NAME: dict[str, Callable[[], KernelFunction]] = {
+    "identity": lambda: KernelFunction("identity", (), lambda x: x),
+    "tanh": lambda: KernelFunction("tanh", (), torch.tanh),
+    "sigmoid": lambda: KernelFunction("sigmoid", (), torch.sigmoid),
+    "softplus": _softplus,
+    "sin": lambda: KernelFunction("sin", (), torch.sin),
+    "cos": lambda: KernelFunction("cos", (), torch.cos),
+    "exp": lambda: KernelFunction("exp", (), torch.exp),
+    "silu": lambda: KernelFunction("silu", (), F.silu),
+    "gelu": lambda: KernelFunction("gelu", (), lambda x: F.gelu(x, approximate="none")),
+    "gelu_tanh": lambda: KernelFunction("gelu_tanh", (), lambda x: F.gelu(x, approximate="tanh")),
+    "relu": lambda: KernelFunction("relu", (), F.relu),
+    "leaky_relu": _leaky_relu,
+    "elu": _elu,
+}
+
+def _kernel_function_names() -> tuple[str, ...]:
+    """The compiled table's names (every one must have a torch implementation here), or this module's."""
+    table = function_table()
+    if table is None:
+        return tuple(_BY_NAME)
+    names = tuple(entry["name"] for entry in table)
+    missing = [name for name in names if name not in _BY_NAME]
+    if missing:  # pragma: no cover - a build whose table this Python package does not know
+        raise ImportError(f"hoderiv_ext: the compiled function table has functions unknown to Python: {missing}")
+    return names
+
+
+KERNEL_FUNCTION_NAMES: tuple[str, ...] = _kernel_function_names()
+
+_TORCH_FUNCTIONS: dict[Callable, str] = {
+    torch.tanh: "tanh",
+    torch.sigmoid: "sigmoid",
+    torch.sin: "sin",
+    torch.cos: "cos",
+    torch.exp: "exp",
+    torch.relu: "relu",
+    F.relu: "relu",
+    F.silu: "silu",
+    F.tanh: "tanh",
+    F.sigmoid: "sigmoid",
+    F.softplus: "softplus",
+    F.gelu: "gelu",
+    F.elu: "elu",
+    F.leaky_relu: "leaky_relu",
+}
+
+
+def activation_from_module(module: nn.Module) -> KernelFunction | None:
+    """The kernel function an activation module computes, or None if unsupported.
+
+    Matches exact types, so a subclass overriding ``forward`` is not mistaken
+    for its parent.
+    """
+    kind = type(module)
+    if kind is nn.Identity:
+        return by_name("identity")
+    if kind is nn.Tanh:
+        return by_name("tanh")
+    if kind is nn.Sigmoid:
+        return by_name("sigmoid")
+    if kind is nn.Softplus:
+        return _softplus(module.beta, module.threshold)
+    if kind is nn.SiLU:
+        return by_name("silu")
+    if kind is nn.GELU:
+        if module.approximate not in ("none", "tanh"):
+            return None
+        return by_name("gelu" if module.approximate == "none" else "gelu_tanh")
+    if kind is nn.ReLU:
+        return by_name("relu")
+    if kind is nn.LeakyReLU:
+        return _leaky_relu(module.negative_slope)
+    if kind is nn.ELU:
+        return _elu(module.alpha)
+    return None
+
+
+def by_name(name: str) -> KernelFunction:
+    """The kernel function called ``name`` with default parameters."""
+    if name not in KERNEL_FUNCTION_NAMES:
+        raise ValueError(
+            f"fn: unknown function name {name!r}; known names: {', '.join(KERNEL_FUNCTION_NAMES)} "
+            "(or pass any elementwise callable, served by autograd)"
+        )
+    return _BY_NAME[name]()
+
+
+class Polynomial:
+    """p(x) = sum_j coefficients[j] * x**j, coefficients in ascending powers.
+
+    ``coefficients`` is a 1-D tensor (it may require grad: derivatives are then
+    differentiable with respect to it) or a sequence of numbers. x**3 + 2x is
+    ``Polynomial([0, 2, 0, 1])``.
+    """
+
+    def __init__(self, coefficients: Tensor | Sequence[float]) -> None:
+        if isinstance(coefficients, Tensor):
+            if coefficients.dim() != 1 or coefficients.numel() == 0:
+                raise ValueError(
+                    f"coefficients must be a non-empty 1-D tensor, got shape {tuple(coefficients.shape)}"
+                )
+            if not (coefficients.is_floating_point()):
+                raise TypeError(f"coefficients must be a floating-point tensor, got {coefficients.dtype}")
+            self.coefficients: Tensor | tuple[float, ...] = coefficients
+        else:
+            values = tuple(float(c) for c in coefficients)
+            if not values:
+                raise ValueError("coefficients must not be empty")
+            self.coefficients = values
+
+    @property
+    def degree(self) -> int:
+        return len(self.coefficients) - 1
+
+    def coefficients_for(self, x: Tensor) -> Tensor:
+        """The coefficients as a tensor on x's device and dtype (differentiable cast)."""
+        if isinstance(self.coefficients, Tensor):
+            if self.coefficients.device != x.device:
+                raise ValueError(
+                    f"coefficients are on {self.coefficients.device} but x is on {x.device}: "
+                    "tensors on different devices"
+                )
+            return self.coefficients.to(dtype=x.dtype)
+        return torch.tensor(self.coefficients, dtype=x.dtype, device=x.device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        coefficients = self.coefficients_for(x)
+        result = coefficients[-1].expand_as(x)
+        for j in range(coefficients.shape[0] - 2, -1, -1):
+            result = result * x + coefficients[j]
+        return result
+
+    def __repr__(self) -> str:
+        return f"Polynomial({self.coefficients!r})"
+
+
+ElementwiseSpec = KernelFunction | Polynomial | Callable[[Tensor], Tensor]
+
+
+def resolve_elementwise(fn: object) -> ElementwiseSpec:
+    """Turn a user's ``fn`` into a KernelFunction, a Polynomial, or a plain callable."""
+    if isinstance(fn, (KernelFunction, Polynomial)):
+        return fn
+    if isinstance(fn, str):
+        return by_name(fn)
+    if isinstance(fn, nn.Module):
+        known = activation_from_module(fn)
+        return known if known is not None else fn
+    if callable(fn):
+        name = _TORCH_FUNCTIONS.get(fn)  # type: ignore[call-overload]
+        return by_name(name) if name is not None else fn  # type: ignore[return-value]
+    raise TypeError(
+        f"fn must be a function name, an activation module, a Polynomial or a callable, got {type(fn).__name__}"
+    )
+
+
+def describe(spec: ElementwiseSpec) -> str:
+    if isinstance(spec, KernelFunction):
+        return spec.name
+    if isinstance(spec, Polynomial):
+        return f"polynomial of degree {spec.degree}"
+    return getattr(spec, "__name__", type(spec).__name__)
+
+
+__all__ = ["KernelFunction", "Polynomial", "KERNEL_FUNCTION_NAMES", "resolve_elementwise", "by_name"]

@@ -1,0 +1,202 @@
+"""The one place that decides which engine and algorithm serve a call.
+
+Backends (what the user asks for):
+
+* ``"autograd"``: the autograd engine, always available.
+* ``"kernel"``: the compiled kernels -- for ``derivatives`` the Taylor engine
+  -- or :class:`~hoderiv_ext.core.errors.NotServed` saying why they cannot.
+* ``"auto"``: the Taylor engine for CUDA tensors when it serves the call, the
+  autograd engine otherwise (on CPU too); the same rule for the elementwise
+  kernels. On CUDA a module the Taylor engine does not serve gets one
+  warning per reason.
+
+Within the Taylor engine (:func:`taylor_algorithm`): forward Taylor mode
+carries 1 + d + s slots through every GEMM (s second-order slots of the
+request); mixed mode carries 1 + d forward plus one reverse sweep;
+forward-over-reverse carries 1 + k forward and 1 + k reverse columns for k
+Hessian rows. The last two serve scalar outputs only. Selected rows (fewer
+than d) always go forward-over-reverse: its cost grows with k, the others'
+with d, and it measured 1.0-2.0x nested autograd where forward Taylor and
+mixed mode were 0.2-0.6x (docs/taylor.md). Mixed mode is chosen when forward
+Taylor needs more than ``MIXED_MODE_SLOT_RATIO`` times the GEMM columns mixed
+mode needs. Measured on CPU on forward passes AND training steps
+(benchmarks/bench_taylor_algorithms.py, table in docs/taylor.md): with 2.0
+the full Hessian goes mixed from d = 4, where mixed is 1.45x+ faster in
+training; the diagonal and the Laplacian stay on forward Taylor. It leaves
+1.05-1.5x on the table for the full Hessian at d = 3 and the diagonal at
+d >= 8 on layers of width >= 64, which slot counts cannot separate from the
+width-32 cases where mixed mode is 1.4-2x slower.
+
+Within the autograd engine (:func:`batch_autograd_passes`): measured with
+``benchmarks/bench_reference_methods.py`` (tanh MLP, width 128, depth 4,
+float32, one output; 2-core CPU, torch 2.14.1, 2026-11-22; each time relative
+to the fastest mechanism of its row; the Laplacian needs all d Hessian rows):
+
+=====  ===  ==========  ==========  ==========  ==========
+N      d    func        batched     loop        fastest
+=====  ===  ==========  ==========  ==========  ==========
+64     2    3.1-3.8     1.06-1.25   1.00        loop
+64     8    1.9-2.2     1.00        1.40-1.43   batched
+64     32   1.5         1.00        1.38-1.52   batched
+256    4    1.6-1.7     1.00-1.07   1.00-1.04   even
+256    16   1.3         1.00-1.04   1.00-1.09   even
+1024   16   1.7-1.9     1.13-1.36   1.00        loop
+4096   2    1.4-1.7     1.06-1.25   1.00        loop
+4096   8    1.1         1.00-1.09   1.00-1.02   even
+4096   32   1.9-2.7     1.96-2.12   1.00        loop
+=====  ===  ==========  ==========  ==========  ==========
+
+(ranges: create_graph True / False.) torch.func is never the fastest on CPU
+(vmap over batch-of-one calls costs more than the batched calls autograd
+makes). Batching the passes over rows pays while the batch is small and there
+are several passes (N < 256 and at least 4 passes: the passes are
+overhead-bound) and costs at large N (k copies of every intermediate no
+longer fit in cache). On CUDA nothing has been measured yet: the passes are
+batched while N times the number of passes stays below 2^20 rows of work, on
+the grounds that GPU passes of that size are launch-bound.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.core.requests import HessianRequest
+from hoderiv_ext.core.results import Engine
+from hoderiv_ext.engines.taylor.plan import TaylorPlan, build_plan
+from hoderiv_ext.engines.taylor.slots import layout_for
+from hoderiv_ext.ops.library import build_info, extension_loaded, has_kernels_for
+
+Backend = Literal["auto", "kernel", "autograd"]
+BACKENDS: tuple[str, ...] = ("auto", "kernel", "autograd")
+KERNEL_DTYPES = (torch.float32, torch.float64)
+
+MIXED_MODE_SLOT_RATIO = 2.0
+# The autograd engine batches its passes on CPU below this many samples, from this many passes.
+CPU_BATCHED_BELOW_N = 256
+CPU_BATCHED_FROM_PASSES = 4
+# On CUDA (not measured yet): batch while samples x passes stay below this many rows of work.
+CUDA_BATCHED_BELOW_WORK = 1 << 20
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """What serves a ``derivatives`` call.
+
+    Attributes:
+        engine: "taylor" or "autograd".
+        algorithm: the Taylor engine's "forward", "mixed" or
+            "forward_over_reverse"; the autograd engine's "auto" (its passes
+            batched by :func:`batch_autograd_passes`).
+        plan: f as the Taylor engine's steps when f is a network of the
+            layers it serves (whichever engine runs the call), else None.
+        not_served: why the Taylor engine does not serve the call, when it does not.
+    """
+
+    engine: Engine
+    algorithm: str
+    plan: TaylorPlan | None
+    not_served: str | None = None
+
+    @property
+    def per_sample(self) -> bool:
+        """f is a network of per-sample layers: the independence checks have nothing to find."""
+        return self.plan is not None
+
+
+def check_backend(backend: object) -> str:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend  # type: ignore[return-value]
+
+
+def kernel_obstacles(device: torch.device, dtype: torch.dtype) -> list[str]:
+    """Reasons the compiled kernels cannot serve tensors of ``device`` and ``dtype`` (empty when they can)."""
+    problems: list[str] = []
+    if not extension_loaded():
+        problems.append(f"the compiled extension is not loaded ({build_info()['load_error']})")
+    elif not has_kernels_for(device):
+        problems.append(f"this build has no compiled kernels for {device.type} tensors (see hoderiv_ext.build_info())")
+    if dtype not in KERNEL_DTYPES:
+        problems.append(f"the kernels serve float32 and float64, got {dtype}")
+    return problems
+
+
+_WARNED_REASONS: set[str] = set()
+
+
+def _warn_once_not_served(reason: str) -> None:
+    if reason in _WARNED_REASONS:
+        return
+    _WARNED_REASONS.add(reason)
+    warnings.warn(
+        f"hoderiv_ext.derivatives: the compiled Taylor engine cannot serve this module ({reason}); "
+        "using the slower autograd engine. Pass backend='autograd' to silence this warning.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def choose_engine(f: object, x: Tensor, request: HessianRequest, backend: str) -> EngineChoice:
+    """The engine and algorithm for ``derivatives(f, x, request)`` under ``backend``, x the canonical (N, d).
+
+    Raises:
+        NotServed: backend="kernel" and the Taylor engine cannot serve the call.
+    """
+    check_backend(backend)
+    try:
+        plan: TaylorPlan | None = build_plan(f)
+        obstacles = kernel_obstacles(x.device, x.dtype)
+    except NotServed as error:
+        plan, obstacles = None, [error.reason]
+    if backend == "autograd":
+        return EngineChoice("autograd", "auto", plan)
+    if obstacles and backend == "kernel":
+        raise NotServed("; ".join(obstacles))
+    if obstacles or (backend == "auto" and x.device.type != "cuda"):
+        reason = "; ".join(obstacles) if obstacles else None
+        if reason is not None and backend == "auto" and x.device.type == "cuda" and isinstance(f, nn.Module):
+            _warn_once_not_served(reason)
+        return EngineChoice("autograd", "auto", plan, reason)
+    assert plan is not None
+    return EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
+
+
+def taylor_algorithm(plan: TaylorPlan, request: HessianRequest, d: int) -> str:
+    """"forward", "mixed" or "forward_over_reverse" for this request (see the module docstring)."""
+    if request.kind == "none" or plan.output_width(d) != 1:
+        return "forward"
+    if request.kind == "rows" and len(request.rows) < d:
+        return "forward_over_reverse"
+    forward_slots = 1 + d + layout_for(request, d).num_second
+    mixed_slots = 2 + d
+    return "mixed" if forward_slots > MIXED_MODE_SLOT_RATIO * mixed_slots else "forward"
+
+
+def batch_autograd_passes(device: torch.device, n: int, passes: int) -> bool:
+    """Whether ``passes`` backward passes over a batch of ``n`` samples run faster as one batched pass."""
+    if device.type == "cuda":
+        return n * passes < CUDA_BATCHED_BELOW_WORK
+    return n < CPU_BATCHED_BELOW_N and passes >= CPU_BATCHED_FROM_PASSES
+
+
+def choose_elementwise(backend: str, device: torch.device, dtype: torch.dtype, unsupported: str | None) -> str:
+    """"kernel" or "autograd" for an elementwise call; ``unsupported`` is why the kernels cannot serve the function.
+
+    Raises:
+        NotServed: backend="kernel" and the kernels cannot serve the call.
+    """
+    check_backend(backend)
+    if backend == "autograd":
+        return "autograd"
+    problems = kernel_obstacles(device, dtype) + ([unsupported] if unsupported else [])
+    if backend == "kernel":
+        if problems:
+            raise NotServed("; ".join(problems))
+        return "kernel"
+    return "kernel" if device.type == "cuda" and not problems else "autograd"

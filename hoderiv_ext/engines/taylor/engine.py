@@ -1,0 +1,33 @@
+"""The Taylor engine's entry point: run a plan with the algorithm the selection step chose."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hoderiv_ext.core.requests import HessianRequest
+from hoderiv_ext.core.results import Canonical
+from hoderiv_ext.engines.taylor.forward import run_forward
+from hoderiv_ext.engines.taylor.forward_over_reverse import run_forward_over_reverse
+from hoderiv_ext.engines.taylor.mixed import run_mixed
+from hoderiv_ext.engines.taylor.plan import TaylorPlan
+
+ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse")
+_RUNNERS = {"forward": run_forward, "mixed": run_mixed, "forward_over_reverse": run_forward_over_reverse}
+
+
+def run(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool, algorithm: str) -> Canonical:
+    """Canonical (value (N, o), jacobian (N, o, d), second) for x (N, d); see :mod:`hoderiv_ext.core.results`.
+
+    ``algorithm``: "forward" (forward Taylor mode, the fused jet kernels),
+    "mixed" (forward tangents + reverse sweep, scalar outputs only) or
+    "forward_over_reverse" (k directional tangents + reverse sweep,
+    Hessian-rows requests of scalar-output networks only). The choice is made
+    by :func:`hoderiv_ext.engines.select.taylor_algorithm`.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm != "forward" and plan.output_width(x.shape[1]) != 1:  # one reverse sweep: scalar outputs
+        raise ValueError(f"algorithm={algorithm!r} serves scalar-output networks only")
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        return _RUNNERS[algorithm](plan, x, request)

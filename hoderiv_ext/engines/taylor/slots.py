@@ -1,0 +1,59 @@
+"""Which slots a request needs, and the canonical second-order tensor read back from them.
+
+  request      second-order slots                              S
+  none         none                                            1 + d
+  laplacian    one collapsed slot  sum_i d2/dx_i^2             2 + d
+  diagonal     pairs (i, i)                                    1 + 2d
+  rows R       pairs (r, j) for r in R, j < d, in that order   1 + d + k d
+  full         pairs i <= j                                    1 + d + d(d+1)/2
+
+The tangents are the d unit directions of the input. Rows keep the
+requested order (no gather on the way out; the k(k-1)/2 pairs that two
+requested rows share are computed twice); the full Hessian stores the upper
+triangle and is read back through an index computed on the tensor's device
+(no host-to-device copy: the call stays capturable in a CUDA graph).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from hoderiv_ext.core.requests import HessianRequest
+from hoderiv_ext.ops.layout import JetLayout
+
+
+def layout_for(request: HessianRequest, d: int) -> JetLayout:
+    """The jet layout of ``request`` for d inputs (see the module docstring)."""
+    if request.kind == "laplacian":
+        return JetLayout(d, collapsed=tuple(range(d)))
+    if request.kind == "none":
+        return JetLayout(d)
+    if request.kind == "diagonal":
+        return JetLayout(d, pairs=tuple((i, i) for i in range(d)))
+    if request.kind == "full":
+        return JetLayout(d, pairs=tuple((i, j) for i in range(d) for j in range(i, d)))
+    return JetLayout(d, pairs=tuple((r, j) for r in request.rows for j in range(d)))
+
+
+def _upper_triangle_index(d: int, device: torch.device) -> Tensor:
+    """Slot of H[r, j] among the pairs i <= j (row-major upper triangle), for every (r, j): (d * d,)."""
+    r = torch.arange(d, device=device).unsqueeze(1)
+    j = torch.arange(d, device=device).unsqueeze(0)
+    low, high = torch.minimum(r, j), torch.maximum(r, j)
+    return (low * d - low * (low - 1) // 2 + high - low).reshape(-1)
+
+
+def second_from_slots(second: Tensor, request: HessianRequest, d: int) -> Tensor | None:
+    """The canonical second-order tensor (:mod:`hoderiv_ext.core.results`) from the slots (N, s, o)."""
+    n, _, o = second.shape
+    if request.kind == "none":
+        return None
+    if request.kind == "laplacian":
+        return second[:, 0]
+    if request.kind == "diagonal":
+        return second.transpose(1, 2)
+    if request.kind == "rows":
+        return second.reshape(n, len(request.rows), d, o).permute(0, 3, 1, 2)
+    full = second.index_select(1, _upper_triangle_index(d, second.device))
+    return full.reshape(n, d, d, o).permute(0, 3, 1, 2)

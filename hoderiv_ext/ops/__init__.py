@@ -1,0 +1,17 @@
+"""The ops layer: the compiled extension, typed wrappers of every ``torch.ops.hoderiv_ext`` op,
+their fake kernels and autograd formulas.
+
+  library        loading ``hoderiv_ext._C``; build_info, the function table
+  layout         JetLayout: what each slot of a jet holds
+  elementwise    wrappers of the elementwise derivative ops
+  jet            wrappers of the Taylor activation-step ops
+  jet_composite  the activation step in torch ops (the double backward; the tests' twin)
+  fake           fake kernels for torch.compile / FakeTensor
+  formulas       autograd formulas
+  register       registers fake kernels and formulas with the dispatcher (at import)
+"""
+
+from hoderiv_ext.ops import register as _register  # noqa: F401  (registers the fake kernels and formulas)
+from hoderiv_ext.ops.library import MAX_KERNEL_ORDER, build_info, extension_loaded, function_table, has_kernels_for
+
+__all__ = ["MAX_KERNEL_ORDER", "build_info", "extension_loaded", "function_table", "has_kernels_for"]

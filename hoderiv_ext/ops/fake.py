@@ -1,0 +1,86 @@
+"""Fake kernels (shapes, dtypes and devices only) of every op, for torch.compile and FakeTensor.
+
+The Meta dispatch key runs these too: an op called with a meta tensor among
+real ones lands here, so every fake kernel checks that all tensor arguments
+share one device before it allocates an output there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def check_same_device(op: str, **tensors: Tensor | None) -> None:
+    """Every given tensor on the first one's device, else a message naming them."""
+    present = [(name, t) for name, t in tensors.items() if t is not None]
+    first_name, first = present[0]
+    for name, tensor in present[1:]:
+        torch._check(
+            tensor.device == first.device,
+            lambda: f"hoderiv_ext.{op}: {name} is on {tensor.device} but {first_name} is on {first.device}; "
+            "every tensor argument must be on one device",
+        )
+
+
+def elementwise_derivatives(x: Tensor, function: str, params: Sequence[float], order: int) -> Tensor:
+    torch._check(order >= 0, lambda: f"order must be non-negative, got {order}")
+    return x.new_empty((order + 1, *x.shape))
+
+
+def elementwise_derivatives_backward(grad: Tensor, x: Tensor, function: str, params: Sequence[float], shift: int) -> Tensor:
+    check_same_device("elementwise_derivatives_backward", grad=grad, x=x)
+    torch._check(grad.dim() == x.dim() + 1, lambda: "grad must have shape (m+1, *x.shape)")
+    return torch.empty_like(x)
+
+
+def polynomial_derivatives(x: Tensor, coefficients: Tensor, order: int) -> Tensor:
+    check_same_device("polynomial_derivatives", x=x, coefficients=coefficients)
+    torch._check(order >= 0, lambda: f"order must be non-negative, got {order}")
+    return x.new_empty((order + 1, *x.shape))
+
+
+def polynomial_derivatives_backward(grad: Tensor, x: Tensor, coefficients: Tensor, shift: int) -> Tensor:
+    check_same_device("polynomial_derivatives_backward", grad=grad, x=x, coefficients=coefficients)
+    torch._check(grad.dim() == x.dim() + 1, lambda: "grad must have shape (m+1, *x.shape)")
+    return torch.empty_like(x)
+
+
+def jet_activation(jet, bias, function, params, pair_i, pair_j, num_inputs, collapsed):  # type: ignore[no-untyped-def]
+    check_same_device("jet_activation", jet=jet, bias=bias, pair_i=pair_i, pair_j=pair_j)
+    torch._check(jet.dim() == 3, lambda: "jet must be (N, S, m)")
+    return torch.empty_like(jet)
+
+
+def jet_activation_backward(grad, jet, bias, function, params, pair_i, pair_j, num_inputs, collapsed):  # type: ignore[no-untyped-def]
+    check_same_device("jet_activation_backward", grad=grad, jet=jet, bias=bias, pair_i=pair_i, pair_j=pair_j)
+    torch._check(grad.shape == jet.shape, lambda: "grad must have the jet's shape")
+    return torch.empty_like(jet)
+
+
+def jet_activation_first(preactivation, weight, function, params, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]
+    check_same_device("jet_activation_first", preactivation=preactivation, weight=weight, pair_i=pair_i, pair_j=pair_j)
+    num_second = 1 if collapsed else pair_i.shape[0]
+    n, m = preactivation.shape
+    return preactivation.new_empty((n, 1 + weight.shape[1] + num_second, m))
+
+
+def jet_activation_first_backward(grad, preactivation, weight, function, params, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]
+    check_same_device("jet_activation_first_backward", grad=grad, preactivation=preactivation, weight=weight,
+                      pair_i=pair_i, pair_j=pair_j)
+    torch._check(grad.dim() == 3, lambda: "grad must be the output jet's gradient (N, S, m)")
+    return preactivation.new_empty(preactivation.shape), weight.new_empty(weight.shape)
+
+
+FAKE_KERNELS = {
+    "elementwise_derivatives": elementwise_derivatives,
+    "elementwise_derivatives_backward": elementwise_derivatives_backward,
+    "polynomial_derivatives": polynomial_derivatives,
+    "polynomial_derivatives_backward": polynomial_derivatives_backward,
+    "jet_activation": jet_activation,
+    "jet_activation_backward": jet_activation_backward,
+    "jet_activation_first": jet_activation_first,
+    "jet_activation_first_backward": jet_activation_first_backward,
+}

@@ -1,0 +1,261 @@
+"""Autograd formulas of every op: each backward is built from differentiable ops, or refuses loudly.
+
+Math (phi an elementwise function, d_k = phi^(k)(x)):
+  elementwise_derivatives(x, order)          -> stack(d_0 .. d_order)
+  elementwise_derivatives_backward(g, x, s)  -> sum_k g[k] * d_{k+s}
+  d/dx  backward(g, x, s) = backward(g, x, s+1)        (elementwise)
+  d/dg[k] backward(g, x, s) = d_{k+s}
+so results are differentiable to the kernels' highest order; past it the
+C++ check refuses with a message pointing to ``backend="autograd"``.
+Polynomials p(x) = sum_j c_j x^j add the coefficient gradient
+  d d_k / d c_j = j!/(j-k)! x^(j-k)   (j >= k).
+
+The jet ops: ``jet_activation``'s backward is the fused
+``jet_activation_backward`` kernel (bias gradient: the sum over samples of
+slot 0's gradient), ``jet_activation_first``'s the fused
+``jet_activation_first_backward``; the backward of each backward kernel (the
+double backward) is the vector-Jacobian product of the torch-ops twin
+(:mod:`hoderiv_ext.ops.jet_composite`), recomputed by :func:`recomputed_vjp`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hoderiv_ext.ops import elementwise as elementwise_ops
+from hoderiv_ext.ops import jet_composite
+from hoderiv_ext.ops.layout import JetLayout
+
+
+def _falling_factorial(j: int, k: int) -> float:
+    result = 1.0
+    for i in range(k):
+        result *= j - i
+    return result
+
+
+def polynomial_coefficient_grad(weights: Tensor, x: Tensor, shift: int, num_coefficients: int) -> Tensor:
+    """Gradient of sum_k <weights[k], p^(k+shift)(x)> with respect to the coefficients.
+
+    weights: (m+1, *x.shape). Returns (num_coefficients,):
+      out[j] = sum_k sum_n weights[k, n] * j!/(j-k-shift)! * x_n^(j-k-shift),  j >= k+shift.
+    Built from differentiable torch ops (powers by repeated multiplication, so
+    no 0 * inf at x = 0 in higher derivatives).
+    """
+    flat_x = x.reshape(-1)
+    flat_w = weights.reshape(weights.shape[0], -1)
+    powers = [torch.ones_like(flat_x)]
+    for _ in range(1, num_coefficients):
+        powers.append(powers[-1] * flat_x)
+    moments = flat_w @ torch.stack(powers, dim=1)  # (m+1, num_coefficients): sum_n w_k[n] x_n^e
+    out = x.new_zeros(num_coefficients)
+    for k in range(flat_w.shape[0]):
+        lowest = k + shift
+        if lowest >= num_coefficients:
+            break
+        scale = torch.tensor(
+            [_falling_factorial(j, lowest) for j in range(lowest, num_coefficients)], dtype=x.dtype, device=x.device
+        )
+        out = out + torch.nn.functional.pad(scale * moments[k, : num_coefficients - lowest], (lowest, 0))
+    return out
+
+
+# ----------------------------------------------------------------------------- elementwise
+
+
+def setup_elementwise(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    x, function, params, _order = inputs
+    ctx.save_for_backward(x)
+    ctx.function, ctx.params = function, list(params)
+
+
+def backward_elementwise(ctx: Any, grad: Tensor) -> tuple:
+    (x,) = ctx.saved_tensors
+    grad_x = elementwise_ops.elementwise_derivatives_backward(grad, x, ctx.function, ctx.params, 1)
+    return grad_x, None, None, None
+
+
+def setup_elementwise_backward(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    grad, x, function, params, shift = inputs
+    ctx.save_for_backward(grad, x)
+    ctx.function, ctx.params, ctx.shift = function, list(params), shift
+
+
+def backward_elementwise_backward(ctx: Any, grad_out: Tensor) -> tuple:
+    grad, x = ctx.saved_tensors
+    shift, highest = ctx.shift, grad.shape[0] - 1 + ctx.shift
+    grad_grad = grad_x = None
+    if ctx.needs_input_grad[0]:
+        derivatives = elementwise_ops.elementwise_derivatives(x, ctx.function, ctx.params, highest)
+        grad_grad = grad_out.unsqueeze(0) * derivatives[shift:]
+    if ctx.needs_input_grad[1]:
+        grad_x = grad_out * elementwise_ops.elementwise_derivatives_backward(grad, x, ctx.function, ctx.params, shift + 1)
+    return grad_grad, grad_x, None, None, None
+
+
+def setup_polynomial(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    x, coefficients, _order = inputs
+    ctx.save_for_backward(x, coefficients)
+
+
+def backward_polynomial(ctx: Any, grad: Tensor) -> tuple:
+    x, coefficients = ctx.saved_tensors
+    grad_x = grad_c = None
+    if ctx.needs_input_grad[0]:
+        grad_x = elementwise_ops.polynomial_derivatives_backward(grad, x, coefficients, 1)
+    if ctx.needs_input_grad[1]:
+        grad_c = polynomial_coefficient_grad(grad, x, 0, coefficients.shape[0])
+    return grad_x, grad_c, None
+
+
+def setup_polynomial_backward(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    grad, x, coefficients, shift = inputs
+    ctx.save_for_backward(grad, x, coefficients)
+    ctx.shift = shift
+
+
+def backward_polynomial_backward(ctx: Any, grad_out: Tensor) -> tuple:
+    grad, x, coefficients = ctx.saved_tensors
+    shift, highest = ctx.shift, grad.shape[0] - 1 + ctx.shift
+    grad_grad = grad_x = grad_c = None
+    if ctx.needs_input_grad[0]:
+        grad_grad = grad_out.unsqueeze(0) * elementwise_ops.polynomial_derivatives(x, coefficients, highest)[shift:]
+    if ctx.needs_input_grad[1]:
+        grad_x = grad_out * elementwise_ops.polynomial_derivatives_backward(grad, x, coefficients, shift + 1)
+    if ctx.needs_input_grad[2]:
+        grad_c = polynomial_coefficient_grad(grad_out.unsqueeze(0) * grad, x, shift, coefficients.shape[0])
+    return grad_grad, grad_x, grad_c, None
+
+
+# ----------------------------------------------------------------------------- jet steps
+
+
+def recomputed_vjp(reference: Callable[..., tuple], inputs: tuple, cotangents: tuple) -> list:
+    """Partial derivatives of sum_k <cotangents[k], reference(*inputs)[k]> with respect to each input.
+
+    The double backward of every jet op: ``reference`` is the op's torch-ops
+    twin, recomputed here. Each input that requires grad enters as a fresh
+    alias (``view_as``): still attached to the caller's graph, so the result
+    is differentiable again when the caller differentiates once more, but no
+    other input descends from it. One input may be computed from another in
+    the caller's graph (the incoming gradient depends on the jet when later
+    layers are nonlinear; the preactivation on the weight): taken on the
+    tensors themselves, autograd.grad would give total derivatives, run (and
+    free) the caller's nodes and count those paths twice. Constants enter as
+    fresh leaves; None inputs stay None and get None. Cotangents that are
+    None contribute nothing.
+    """
+    create_graph = torch.is_grad_enabled()  # True when the caller differentiates once more
+
+    def alias(tensor: Tensor | None) -> Tensor | None:
+        if tensor is None:
+            return None
+        return tensor.view_as(tensor) if tensor.requires_grad else tensor.detach().requires_grad_(True)
+
+    with torch.enable_grad():
+        aliases = [alias(t) for t in inputs]
+        present = [a for a in aliases if a is not None]
+        pairs = [(out, cot) for out, cot in zip(reference(*aliases), cotangents) if cot is not None]
+        if pairs:
+            grads = iter(torch.autograd.grad(
+                [out for out, _ in pairs], present, [cot for _, cot in pairs],
+                allow_unused=True, materialize_grads=True, create_graph=create_graph,
+            ))
+        else:
+            grads = iter(torch.zeros_like(a) for a in present)
+    return [None if a is None else next(grads) for a in aliases]
+
+
+class _TensorPairLayout:  # TEMPORARY: the JetLayout of the Tensor-pair schema, pairs kept as tensors
+    def __init__(self, pair_i: Tensor, pair_j: Tensor, num_tangents: int, collapsed: bool) -> None:
+        self.num_tangents, self.pair_i, self.pair_j = num_tangents, pair_i, pair_j
+        self.pairs = pair_i.numel() > 0
+        self.collapsed = tuple(range(num_tangents)) if collapsed else ()
+
+
+def _layout(pair_i: Tensor, pair_j: Tensor, num_tangents: int, collapsed: bool) -> Any:
+    return _TensorPairLayout(pair_i, pair_j, num_tangents, collapsed)
+
+
+def setup_step(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    jet, bias, function, params, pair_i, pair_j, num_tangents, collapsed = inputs
+    ctx.save_for_backward(jet, bias, pair_i, pair_j)
+    ctx.config = (function, list(params), num_tangents, collapsed)
+
+
+def backward_step(ctx: Any, grad: Tensor) -> tuple:
+    jet, bias, pair_i, pair_j = ctx.saved_tensors
+    function, params, num_tangents, collapsed = ctx.config
+    grad_jet = torch.ops.hoderiv_ext.jet_activation_backward(
+        grad, jet, bias, function, params, pair_i, pair_j, num_tangents, collapsed
+    )
+    grad_bias = grad_jet[:, 0].sum(0) if bias is not None and ctx.needs_input_grad[1] else None
+    return grad_jet, grad_bias, None, None, None, None, None, None
+
+
+def setup_step_backward(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    grad, jet, bias, function, params, pair_i, pair_j, num_tangents, collapsed = inputs
+    ctx.save_for_backward(grad, jet, bias, pair_i, pair_j)
+    ctx.config = (function, list(params), num_tangents, collapsed)
+
+
+def backward_step_backward(ctx: Any, grad_grad_jet: Tensor) -> tuple:
+    grad, jet, bias, pair_i, pair_j = ctx.saved_tensors
+    function, params, num_tangents, collapsed = ctx.config
+    layout = _layout(pair_i, pair_j, num_tangents, collapsed)
+
+    def step_backward(grad_: Tensor, jet_: Tensor, bias_: Tensor | None) -> tuple:
+        out = jet_composite.activation_step(jet_, bias_, function, params, layout)
+        return torch.autograd.grad(out, jet_, grad_, create_graph=True)
+
+    grad_of_grad, grad_of_jet, grad_of_bias = recomputed_vjp(step_backward, (grad, jet, bias), (grad_grad_jet,))
+    return grad_of_grad, grad_of_jet, grad_of_bias, None, None, None, None, None, None
+
+
+def setup_first(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    preactivation, weight, function, params, pair_i, pair_j, collapsed = inputs
+    ctx.save_for_backward(preactivation, weight, pair_i, pair_j)
+    ctx.config = (function, list(params), collapsed)
+
+
+def backward_first(ctx: Any, grad: Tensor) -> tuple:
+    preactivation, weight, pair_i, pair_j = ctx.saved_tensors
+    function, params, collapsed = ctx.config
+    grad_a, grad_weight = torch.ops.hoderiv_ext.jet_activation_first_backward(
+        grad, preactivation, weight, function, params, pair_i, pair_j, collapsed
+    )
+    return grad_a, grad_weight, None, None, None, None, None
+
+
+def setup_first_backward(ctx: Any, inputs: tuple, output: tuple) -> None:
+    grad, preactivation, weight, function, params, pair_i, pair_j, collapsed = inputs
+    ctx.save_for_backward(grad, preactivation, weight, pair_i, pair_j)
+    ctx.config = (function, list(params), collapsed)
+
+
+def backward_first_backward(ctx: Any, grad_grad_a: Tensor | None, grad_grad_weight: Tensor | None) -> tuple:
+    grad, preactivation, weight, pair_i, pair_j = ctx.saved_tensors
+    function, params, collapsed = ctx.config
+    layout = _layout(pair_i, pair_j, weight.shape[1], collapsed)
+
+    def first_backward(grad_: Tensor, preactivation_: Tensor, weight_: Tensor) -> tuple:
+        return jet_composite.first_activation_step_backward(grad_, preactivation_, weight_, function, params, layout)
+
+    grads = recomputed_vjp(first_backward, (grad, preactivation, weight), (grad_grad_a, grad_grad_weight))
+    return *grads, None, None, None, None, None
+
+
+FORMULAS: dict[str, tuple[Callable, Callable]] = {
+    "elementwise_derivatives": (backward_elementwise, setup_elementwise),
+    "elementwise_derivatives_backward": (backward_elementwise_backward, setup_elementwise_backward),
+    "polynomial_derivatives": (backward_polynomial, setup_polynomial),
+    "polynomial_derivatives_backward": (backward_polynomial_backward, setup_polynomial_backward),
+    "jet_activation": (backward_step, setup_step),
+    "jet_activation_backward": (backward_step_backward, setup_step_backward),
+    "jet_activation_first": (backward_first, setup_first),
+    "jet_activation_first_backward": (backward_first_backward, setup_first_backward),
+}

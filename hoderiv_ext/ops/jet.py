@@ -1,0 +1,74 @@
+"""Typed wrappers of the Taylor activation-step ops ``torch.ops.hoderiv_ext.jet_activation*``.
+
+Engines call these, never ``torch.ops`` with positional argument lists. Each
+takes the jet's :class:`~hoderiv_ext.ops.layout.JetLayout` and the
+elementwise function by name and parameters (the function table:
+:mod:`hoderiv_ext.core.functions`). Math: csrc/include/hoderiv/jet_math.h;
+autograd formulas: :mod:`hoderiv_ext.ops.formulas`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from hoderiv_ext.ops.layout import JetLayout
+
+
+def _pairs(layout: JetLayout, device: torch.device) -> tuple[Tensor, Tensor]:
+    pair_i = torch.tensor(layout.pair_i, dtype=torch.int64, device=device)
+    pair_j = torch.tensor(layout.pair_j, dtype=torch.int64, device=device)
+    return pair_i, pair_j
+
+
+def _collapsed_flag(layout: JetLayout) -> bool:
+    if layout.collapsed and layout.collapsed != tuple(range(layout.num_tangents)):
+        raise ValueError("this build's jet ops collapse all tangents or none")
+    if layout.collapsed and layout.pairs:
+        raise ValueError("this build's jet ops carry pair slots or a collapsed slot, not both")
+    return bool(layout.collapsed)
+
+
+def jet_activation(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout) -> Tensor:
+    """The jet (N, S, m) of phi(v + bias) for the jet ``jet`` (N, S, m) of v; ``bias`` (m,) or None."""
+    pair_i, pair_j = _pairs(layout, jet.device)
+    return torch.ops.hoderiv_ext.jet_activation(
+        jet, bias, function, list(params), pair_i, pair_j, layout.num_tangents, _collapsed_flag(layout)
+    )
+
+
+def jet_activation_backward(
+    grad: Tensor, jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout
+) -> Tensor:
+    """The gradient with respect to the input jet of :func:`jet_activation`; slot 0 is the gradient w.r.t. v + bias."""
+    pair_i, pair_j = _pairs(layout, jet.device)
+    return torch.ops.hoderiv_ext.jet_activation_backward(
+        grad, jet, bias, function, list(params), pair_i, pair_j, layout.num_tangents, _collapsed_flag(layout)
+    )
+
+
+def jet_activation_first(
+    preactivation: Tensor, tangents: Tensor, function: str, params: Sequence[float], layout: JetLayout
+) -> Tensor:
+    """The jet (N, S, m) of phi(a) when a's tangents are the same for every sample.
+
+    ``preactivation`` a (N, m); ``tangents`` (m, t): column k holds T_k for every
+    unit; a's second-order slots are zero. No per-sample tangents are read.
+    """
+    pair_i, pair_j = _pairs(layout, preactivation.device)
+    return torch.ops.hoderiv_ext.jet_activation_first(
+        preactivation, tangents, function, list(params), pair_i, pair_j, _collapsed_flag(layout)
+    )
+
+
+def jet_activation_first_backward(
+    grad: Tensor, preactivation: Tensor, tangents: Tensor, function: str, params: Sequence[float], layout: JetLayout
+) -> tuple[Tensor, Tensor]:
+    """Gradients of :func:`jet_activation_first` with respect to (preactivation (N, m), tangents (m, t))."""
+    pair_i, pair_j = _pairs(layout, preactivation.device)
+    grad_a, grad_tangents = torch.ops.hoderiv_ext.jet_activation_first_backward(
+        grad, preactivation, tangents, function, list(params), pair_i, pair_j, _collapsed_flag(layout)
+    )
+    return grad_a, grad_tangents

@@ -1,0 +1,100 @@
+"""The Taylor activation step written in torch ops: the fused kernels' twins.
+
+Same math as csrc/include/hoderiv/jet_math.h, on a jet (N, S, m) whose slots
+a :class:`~hoderiv_ext.ops.layout.JetLayout` describes. phi and its
+derivatives come from the elementwise op, which is differentiable to order 8,
+so these functions are differentiable too: they are the double backward of
+the fused backward kernels (:mod:`hoderiv_ext.ops.formulas`), and the tests
+compare the fused kernels with them. Every reduction is a sum or a matrix
+product (no ``index_add``), so results are deterministic on every device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from hoderiv_ext.ops.layout import JetLayout
+
+
+def _phi(a: Tensor, function: str, params: Sequence[float], order: int) -> Tensor:
+    return torch.ops.hoderiv_ext.elementwise_derivatives(a, function, list(params), order)
+
+
+def _one_hot(indices: Sequence[int], size: int, like: Tensor) -> Tensor:
+    """(len(indices), size) with a 1 at (s, indices[s])."""
+    return torch.eye(size, dtype=like.dtype, device=like.device)[indices if isinstance(indices, Tensor) else list(indices)]
+
+
+def _collapsed_sum_of_squares(tangents: Tensor, layout: JetLayout, axis: int) -> Tensor:
+    """sum_{k in C} T_k^2 over the tangent axis ``axis`` of ``tangents``."""
+    if layout.collapsed == tuple(range(layout.num_tangents)):
+        chosen = tangents
+    else:
+        chosen = tangents.index_select(axis, torch.tensor(layout.collapsed, device=tangents.device))
+    return (chosen * chosen).sum(axis)
+
+
+def activation_step(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout) -> Tensor:
+    """phi applied to a jet (N, S, m): the jet of phi(v + bias)."""
+    t, p = layout.num_tangents, len(layout.pair_i)
+    a = jet[:, 0] if bias is None else jet[:, 0] + bias
+    phi = _phi(a, function, params, 2)
+    tangents, second = jet[:, 1 : 1 + t], jet[:, 1 + t :]
+    parts = [phi[0].unsqueeze(1), phi[1].unsqueeze(1) * tangents]
+    if p:
+        products = tangents[:, layout.pair_i] * tangents[:, layout.pair_j]
+        parts.append(phi[1].unsqueeze(1) * second[:, :p] + phi[2].unsqueeze(1) * products)
+    if layout.collapsed:
+        squares = _collapsed_sum_of_squares(tangents, layout, 1)
+        parts.append((phi[1] * second[:, p] + phi[2] * squares).unsqueeze(1))
+    return torch.cat(parts, dim=1)
+
+
+def first_activation_step(
+    preactivation: Tensor, weight: Tensor, function: str, params: Sequence[float], layout: JetLayout
+) -> Tensor:
+    """First layer: tangents T_k = weight[:, k] for every sample, no second-order input."""
+    phi = _phi(preactivation, function, params, 2)
+    weight_t = weight.t()  # (t, m)
+    parts = [phi[0].unsqueeze(1), phi[1].unsqueeze(1) * weight_t.unsqueeze(0)]
+    if layout.pairs:
+        parts.append(phi[2].unsqueeze(1) * (weight_t[layout.pair_i] * weight_t[layout.pair_j]).unsqueeze(0))
+    if layout.collapsed:
+        parts.append((phi[2] * _collapsed_sum_of_squares(weight_t, layout, 0)).unsqueeze(1))
+    return torch.cat(parts, dim=1)
+
+
+def first_activation_step_backward(
+    grad: Tensor, preactivation: Tensor, weight: Tensor, function: str, params: Sequence[float], layout: JetLayout
+) -> tuple[Tensor, Tensor]:
+    """Gradients of :func:`first_activation_step` with respect to (preactivation, weight).
+
+    With g = (g0, gT, gQ) the output jet's gradient and W (m, t):
+      ga = phi' g0 + phi'' sum_k gT_k W[:, k] + phi''' (sum_s gQ_s W[:, i_s] W[:, j_s] + gQ_c sum_{k in C} W[:, k]^2)
+      gW[:, k] = sum_n phi' gT_k + sum_s H_s (delta_{i_s k} W[:, j_s] + delta_{j_s k} W[:, i_s]) + [k in C] 2 H_c W[:, k]
+    with H = sum_n phi'' gQ (per pair slot s, and for the collapsed slot c).
+    """
+    t, p = layout.num_tangents, len(layout.pair_i)
+    phi = _phi(preactivation, function, params, 3)
+    weight_t = weight.t()  # (t, m)
+    grad_value, grad_tangents, grad_second = grad[:, 0], grad[:, 1 : 1 + t], grad[:, 1 + t :]
+    # Broadcast products and sums: torch's einsum lowers these contractions to
+    # a bmm with per-unit batches and hundreds of copies on CPU.
+    grad_a = phi[1] * grad_value + phi[2] * (grad_tangents * weight_t).sum(1)
+    grad_weight_t = (grad_tangents * phi[1].unsqueeze(1)).sum(0)  # (t, m)
+    if p:
+        pair_products = weight_t[layout.pair_i] * weight_t[layout.pair_j]  # (p, m)
+        grad_a = grad_a + phi[3] * (grad_second[:, :p] * pair_products).sum(1)
+        second_weight = (grad_second[:, :p] * phi[2].unsqueeze(1)).sum(0)  # H_s, (p, m)
+        grad_weight_t = grad_weight_t + _one_hot(layout.pair_i, t, weight).t() @ (second_weight * weight_t[layout.pair_j])
+        grad_weight_t = grad_weight_t + _one_hot(layout.pair_j, t, weight).t() @ (second_weight * weight_t[layout.pair_i])
+    if layout.collapsed:
+        grad_c = grad_second[:, p]
+        grad_a = grad_a + phi[3] * grad_c * _collapsed_sum_of_squares(weight_t, layout, 0)
+        collapsed_weight = (phi[2] * grad_c).sum(0)  # H_c, (m,)
+        mask = _one_hot(layout.collapsed, t, weight).sum(0).unsqueeze(1)  # (t, 1): 1 for k in C
+        grad_weight_t = grad_weight_t + 2 * mask * collapsed_weight * weight_t
+    return grad_a, grad_weight_t.t()

@@ -1,0 +1,22 @@
+"""Registers the fake kernels and autograd formulas of every op, once, when the extension is loaded."""
+
+from __future__ import annotations
+
+import torch
+
+from hoderiv_ext.ops.fake import FAKE_KERNELS
+from hoderiv_ext.ops.formulas import FORMULAS
+from hoderiv_ext.ops.library import extension_loaded
+
+NAMESPACE = "hoderiv_ext"
+
+
+def register_all() -> None:
+    for name, kernel in FAKE_KERNELS.items():
+        torch.library.register_fake(f"{NAMESPACE}::{name}", kernel)
+    for name, (backward, setup_context) in FORMULAS.items():
+        torch.library.register_autograd(f"{NAMESPACE}::{name}", backward, setup_context=setup_context)
+
+
+if extension_loaded():
+    register_all()
