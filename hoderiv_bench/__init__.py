@@ -14,3 +14,14 @@ The suite behind ``python -m hoderiv_ext bench`` (one job per module):
   cli.py          the command line
   traffic.py      memory traffic counted at the dispatcher (elementwise traffic bound)
 """
+
+import logging
+import warnings
+
+# Two messages torch prints that a benchmark user cannot act on: importing
+# torch.utils.benchmark imports torch.utils.cpp_extension, which logs "No CUDA
+# runtime is found" on a machine with a CUDA toolkit but no GPU; torch.func's
+# forward mode (the func baseline) loads decompositions through the deprecated
+# torch.jit.script.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)

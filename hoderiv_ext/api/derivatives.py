@@ -17,7 +17,14 @@ from torch import Tensor
 from hoderiv_ext.core.independence import probe_independence, static_independence_check
 from hoderiv_ext.core.requests import HessianRequest, parse_hessian_request
 from hoderiv_ext.core.results import Canonical, Derivatives, Layout, empty_canonical, finalize
-from hoderiv_ext.core.validation import BatchFunction, canonical_input, check_callable, check_x, output_width
+from hoderiv_ext.core.validation import (
+    BatchFunction,
+    canonical_input,
+    check_callable,
+    check_create_graph,
+    check_x,
+    output_width,
+)
 from hoderiv_ext.engines import select
 from hoderiv_ext.engines.autograd import engine as autograd_engine
 from hoderiv_ext.engines.taylor import engine as taylor_engine
@@ -63,13 +70,15 @@ def derivatives(
             (with respect to f's parameters, and x if it requires grad), as in a
             training loss. None means ``torch.is_grad_enabled()``; False
             returns detached results and saves the memory of the graph.
+            Inside ``torch.inference_mode()`` results carry no graph (True
+            is refused there).
         check_independence: enforce the sample-independence rule (see
             :mod:`hoderiv_ext.core.independence`): refuse batch-norm layers in
-            training mode, and compare rows 0 and 1 of ``f(x)`` with ``f``
-            called on those samples alone (two extra calls of ``f`` on one
-            sample each, without a graph; skipped for an ``nn.Sequential``
-            of Linear layers, supported activations and no-ops, which is
-            per-sample by construction).
+            training mode, and compare every row of ``f(x)`` with ``f`` on the
+            even and the odd samples, each half in reverse order (one extra
+            forward pass over the batch without a graph; skipped for an
+            ``nn.Sequential`` of Linear layers, supported activations and
+            no-ops, which is per-sample by construction).
 
     Returns:
         A :class:`~hoderiv_ext.core.results.Derivatives`; for x (N, d) and scalar
@@ -93,8 +102,7 @@ def derivatives(
     f = check_callable(f)
     x = check_x(x)
     select.check_backend(backend)
-    if create_graph is None:
-        create_graph = torch.is_grad_enabled()
+    create_graph = check_create_graph(create_graph)
     x2d, has_batch_axis, has_input_axis = canonical_input(f, x)
     n, d = x2d.shape
     request = parse_hessian_request(hessian, d)
@@ -104,6 +112,7 @@ def derivatives(
     # nothing for the independence checks to find, whichever engine serves the
     # call. Anything else is checked (and probed, for N >= 2).
     probe = check_independence and not choice.per_sample and static_independence_check(f)
+    select.warn_if_not_served(choice, f)  # after the checks: a refused f gets the error, not a warning too
 
     if choice.engine == "taylor":  # the Taylor kernels handle N = 0 themselves
         assert choice.plan is not None

@@ -40,8 +40,10 @@ def elementwise_derivatives(fn, x: Tensor, order: int = 2, *, backend: str = "au
             ``build_info()["max_kernel_order"]`` (8); results are differentiable
             with respect to x through order max-1, and with respect to
             polynomial coefficients.
-        backend: "auto" (compiled CUDA kernels for CUDA tensors, autograd on
-            CPU), "kernel" (compiled kernels, CPU or CUDA) or "autograd".
+        backend: "auto" (the compiled kernels where they are faster: on CUDA,
+            and on CPU for every function except a few on large tensors, see
+            :data:`hoderiv_ext.engines.select.CPU_ELEMENTWISE_KERNEL_BELOW`),
+            "kernel" (compiled kernels, CPU or CUDA) or "autograd".
 
     Returns:
         A tuple of ``order + 1`` tensors shaped like x: (phi(x), phi'(x), ...).
@@ -58,8 +60,10 @@ def elementwise_derivatives(fn, x: Tensor, order: int = 2, *, backend: str = "au
         unsupported = f"fn {describe(spec)} is not a function the kernels know (see hoderiv_ext.core.functions)"
     elif order > MAX_KERNEL_ORDER:
         unsupported = f"order {order} exceeds the kernels' highest order {MAX_KERNEL_ORDER}"
-    if select.choose_elementwise(backend, x.device, x.dtype, unsupported) == "autograd":
-        return autograd_elementwise_derivatives(spec, x, order)
+    name = spec.name if isinstance(spec, KernelFunction) else "polynomial" if isinstance(spec, Polynomial) else None
+    if select.choose_elementwise(backend, x, name, unsupported) == "autograd":
+        known = isinstance(spec, (KernelFunction, Polynomial))
+        return autograd_elementwise_derivatives(spec, x, order, verify_elementwise=not known)
     if isinstance(spec, Polynomial):
         stacked = elementwise_ops.polynomial_derivatives(x, coefficients, order)
     else:

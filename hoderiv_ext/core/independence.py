@@ -22,21 +22,26 @@ The checks
    arguments of a ``functools.partial``, a few levels deep) is searched for
    batch-norm layers that use batch statistics: a ``ValueError`` names the layer.
 2. Probe, for ``N >= 2``, after the engine has evaluated ``f(x)`` on the whole
-   batch: ``f`` is called on the first two samples alone, ``f(x[0:1])`` and
-   ``f(x[1:2])``, and compared with rows 0 and 1 of ``f(x)``; a difference
-   beyond a dtype-aware tolerance (``sqrt(eps)`` relative to ``max(1, |f|)``)
-   raises a ``ValueError``. Since rows 0 and 1 of the batch call see every
-   other sample, mixing with any sample of the batch shows. The probe costs
-   two calls of ``f`` on one sample, without a graph (grad mode is turned on
-   only for an ``f`` that fails without it) and without advancing the RNG. It
+   batch: ``f`` is called on two other batches, the even samples and the odd
+   samples of ``x``, each in reverse order, and every row is compared with
+   the same sample's row of ``f(x)``; a difference beyond a dtype-aware
+   tolerance (``sqrt(eps)`` relative to ``max(1, |f|)``) raises a
+   ``ValueError`` naming the sample. Every sample is thus evaluated once more
+   in a batch of half the size with other neighbours, so a statistic of the
+   batch (a mean, a norm), attention across samples or a dependence on a
+   neighbouring row changes its row and shows. The probe costs one forward
+   pass over the N samples in two calls, without a graph (grad mode is turned
+   on only for an ``f`` that fails without it) and without advancing the RNG. It
    is skipped when a reachable module is random in training mode (dropout,
    RReLU), since two calls would differ anyway, and for an ``nn.Sequential``
    of exactly the layers the Taylor engine serves (Linear, supported
-   activations, no-ops; no forward hooks: ``taylor.layer_steps``), which act
+   activations, no-ops; no hooks: :func:`hoderiv_ext.engines.taylor.plan.build_plan`), which act
    on each sample alone -- whichever engine serves the call.
 
-Limits: the probe looks at two output rows only, and only at mixing that
-changes them by more than the tolerance; modules hidden where the search does
+Limits: the probe sees only mixing that changes some row by more than the
+tolerance when the batch is regrouped; a dependence on the batch that the
+two half-batches reproduce exactly (a statistic invariant to that
+regrouping) escapes it. Modules hidden where the search does
 not look (deep inside other objects) escape the static check;
 ``F.dropout(..., training=True)`` inside a plain function makes the probe
 fail spuriously -- pass ``check_independence=False`` in that case.
@@ -157,40 +162,52 @@ def _max_difference(a: Tensor, b: Tensor) -> float:
     return float("inf") if bool(difference.isnan().any()) else float(difference.max())
 
 
+def _regrouped(n: int, device: torch.device) -> list[Tensor]:
+    """The two half-batches of the probe: the even and the odd sample indices, each in reverse order."""
+    return [torch.arange(parity, n, 2, device=device).flip(0) for parity in (0, 1)]
+
+
 def probe_independence(f: BatchFunction, x: Tensor, batch_value: Tensor) -> None:
-    """Compare rows 0 and 1 of ``f(x)`` with ``f(x[0:1])`` and ``f(x[1:2])``; raise ``ValueError`` on a mismatch.
+    """Compare every row of ``f(x)`` with ``f`` on two other batches; raise ``ValueError`` on a mismatch.
+
+    The other batches are the even and the odd samples of ``x``, each in
+    reverse order: every sample is evaluated once more, next to other
+    neighbours, in a batch of half the size (see the module docstring).
 
     Args:
         f: the batched function.
         x: the canonical batch (N, d), N >= 2 (smaller batches are not probed).
         batch_value: ``f(x)`` as the engine computed it, canonical (N, o).
     """
-    if x.shape[0] < 2:
+    n = x.shape[0]
+    if n < 2:
         return
-    batch_rows = batch_value[:2].detach()
-    alone = [check_output(probe_call(f, x[n : n + 1]), 1, call=f"f(x[{n}:{n + 1}])") for n in range(2)]
-    if any(single.shape[1] != batch_rows.shape[1] for single in alone):
-        raise ValueError(
-            "f mixes samples: its number of outputs per sample changes with the batch size "
-            f"({batch_rows.shape[1]} for {x.shape[0]} samples, {alone[0].shape[1]} for 1)."
-        )
-    alone_rows = torch.cat(alone).to(batch_rows.dtype)
-    scale = max(1.0, float(batch_rows.abs().nan_to_num(0.0, 0.0, 0.0).max()))  # largest finite |f|
+    batch = batch_value.detach()
+    scale = max(1.0, float(batch.abs().nan_to_num(0.0, 0.0, 0.0).max()))  # largest finite |f|
     limit = mixing_tolerance(x.dtype, x.device) * scale
-    if bool(torch.isclose(batch_rows, alone_rows, rtol=0.0, atol=limit, equal_nan=True).all()):
-        return
-    for n in range(2):
-        difference = _max_difference(batch_rows[n], alone_rows[n])
-        if difference > limit:
+    for index in _regrouped(n, x.device):
+        call = "f(x[even or odd rows, reversed])"
+        alone = check_output(probe_call(f, x.index_select(0, index)), index.shape[0], like=x, call=call)
+        if alone.shape[1] != batch.shape[1]:
             raise ValueError(
-                f"f mixes samples: its output for sample {n} changes when the other samples are in the batch "
-                f"(f(x)[{n}] and f(x[{n}:{n + 1}])[0] differ by {difference:.3g}, tolerance {limit:.3g}). "
-                "Per-sample derivatives need each output row to be computed from its own input row alone. "
-                "A reduction over the batch breaks that: write x.pow(3).sum(-1, keepdim=True) instead of "
-                "torch.sum(x**3); batch normalisation in training mode and attention across the batch break it "
-                "too. If f is random (dropout inside a plain function), make it deterministic or pass "
-                "check_independence=False."
+                "f mixes samples: its number of outputs per sample changes with the batch size "
+                f"({batch.shape[1]} for {n} samples, {alone.shape[1]} for {index.shape[0]})."
             )
+        expected = batch.index_select(0, index)
+        if bool(torch.isclose(expected, alone, rtol=0.0, atol=limit, equal_nan=True).all()):
+            continue
+        differences = torch.stack([torch.tensor(_max_difference(a, b)) for a, b in zip(expected, alone)])
+        worst = int(differences.argmax())
+        sample = int(index[worst])
+        raise ValueError(
+            f"f mixes samples: its output for sample {sample} changes when the other samples in the batch change "
+            f"(it differs by {float(differences[worst]):.3g} between f(x) and f on half of the batch; tolerance "
+            f"{limit:.3g}). Per-sample derivatives need each output row to be computed from its own input row "
+            "alone. A reduction over the batch breaks that: write x.pow(3).sum(-1, keepdim=True) instead of "
+            "torch.sum(x**3); batch normalisation in training mode and attention across the batch break it too. "
+            "If f is random (dropout inside a plain function), make it deterministic or pass "
+            "check_independence=False."
+        )
 
 
 def static_independence_check(f: BatchFunction) -> bool:
@@ -202,9 +219,3 @@ def static_independence_check(f: BatchFunction) -> bool:
     modules = reachable_modules(f)
     check_no_batch_statistics(modules)
     return not any(is_random_in_training(m) for root in modules for m in root.modules())
-
-
-def check_sample_independence(f: BatchFunction, x: Tensor, batch_value: Tensor) -> None:
-    """Both checks of the module docstring for ``f`` on the canonical batch ``x`` (N, d) with ``f(x)`` (N, o)."""
-    if static_independence_check(f):
-        probe_independence(f, x, batch_value)

@@ -33,6 +33,20 @@ from torch import Tensor
 BatchFunction = Callable[[Tensor], Tensor]
 
 
+def check_create_graph(create_graph: object) -> bool:
+    """``create_graph``: True, False, or None for ``torch.is_grad_enabled()``."""
+    if create_graph is None:
+        return torch.is_grad_enabled()
+    if not isinstance(create_graph, bool):
+        raise TypeError(f"create_graph must be True, False or None, got {create_graph!r}")
+    if create_graph and torch.is_inference_mode_enabled():
+        raise ValueError(
+            "create_graph=True inside torch.inference_mode(): no autograd graph can be built there. "
+            "Leave inference mode (use torch.no_grad() for results without a graph) or pass create_graph=False."
+        )
+    return create_graph
+
+
 def check_callable(f: object) -> BatchFunction:
     if not callable(f):
         raise TypeError(f"f must be callable (a function or an nn.Module), got {type(f).__name__}")
@@ -62,17 +76,31 @@ def preserved_rng(device: torch.device) -> Iterator[None]:
         yield
 
 
-def check_output(y: object, n: int, *, call: str = "f(x)") -> Tensor:
+def check_output(y: object, n: int, *, like: Tensor | None = None, call: str = "f(x)") -> Tensor:
     """Check ``f``'s output for a batch of ``n`` samples and return it as ``(n, o)``.
 
+    ``like``: the input ``f`` was called on; the output must have its dtype
+    and device (derivatives are computed in x's dtype: an f that returns
+    another dtype, or another device, would give mixed results).
+
     Raises:
-        TypeError: not a tensor, or not floating point.
-        ValueError: a shape other than ``(n,)``, ``(n, 1)`` or ``(n, o)``.
+        TypeError: not a tensor, not floating point, or another dtype than x.
+        ValueError: a shape other than ``(n,)``, ``(n, 1)`` or ``(n, o)``, or another device than x.
     """
     if not isinstance(y, Tensor):
         raise TypeError(f"f must return a torch.Tensor, but {call} returned {type(y).__name__}")
     if not y.is_floating_point():
         raise TypeError(f"f must return a floating-point tensor, but {call} returned dtype {y.dtype}")
+    if like is not None and y.dtype != like.dtype:
+        raise TypeError(
+            f"f must return x's dtype {like.dtype}, but {call} returned {y.dtype}: derivatives are computed in "
+            f"x's dtype. Convert f's parameters (net.to({like.dtype})) or pass x.to({y.dtype})."
+        )
+    if like is not None and y.device != like.device:
+        raise ValueError(
+            f"f must return a tensor on x's device {like.device}, but {call} returned one on {y.device}: "
+            "move f's parameters and x to one device."
+        )
     if y.dim() not in (1, 2) or y.shape[0] != n:
         raise ValueError(
             f"f must map a batch x of shape (N, d) to (N,), (N, 1) or (N, o) with the same N; "
@@ -140,4 +168,4 @@ def output_width(f: BatchFunction, x: Tensor) -> int:
     """
     sample = x[:2] if x.shape[0] > 0 else torch.zeros((1, x.shape[1]), dtype=x.dtype, device=x.device)
     call = "f(x[:2])" if x.shape[0] > 0 else "f(zeros(1, d)) (called to learn o for an empty batch)"
-    return check_output(probe_call(f, sample), sample.shape[0], call=call).shape[1]
+    return check_output(probe_call(f, sample), sample.shape[0], like=sample, call=call).shape[1]

@@ -5,16 +5,23 @@ Backends (what the user asks for):
 * ``"autograd"``: the autograd engine, always available.
 * ``"kernel"``: the compiled kernels -- for ``derivatives`` the Taylor engine
   -- or :class:`~hoderiv_ext.core.errors.NotServed` saying why they cannot.
-* ``"auto"``: the Taylor engine for CUDA tensors when it serves the call, the
-  autograd engine otherwise (on CPU too); the same rule for the elementwise
-  kernels. On CUDA a module the Taylor engine does not serve gets one
-  warning per reason.
+* ``"auto"``: the Taylor engine on every device wherever it serves the call
+  (it measured faster than the autograd engine on every MLP workload it
+  serves, docs/benchmarks.md), the autograd engine otherwise; a module the
+  Taylor engine does not serve gets one warning per reason. For
+  ``elementwise_derivatives``, the kernels on CUDA, and on CPU where they
+  measured faster than autograd (:data:`CPU_ELEMENTWISE_KERNEL_BELOW`).
 
 Within the Taylor engine (:func:`taylor_algorithm`): forward Taylor mode
 carries 1 + d + s slots through every GEMM (s second-order slots of the
 request); mixed mode carries 1 + d forward plus one reverse sweep;
 forward-over-reverse carries 1 + k forward and 1 + k reverse columns for k
-Hessian rows. The last two serve scalar outputs only. Selected rows (fewer
+Hessian rows; the reverse algorithm (value and gradient only) one forward
+and one reverse column. The last three serve scalar outputs only. Without a
+second-order request a scalar output goes reverse: against the autograd
+engine it measured 1.3-4x on forward passes and 0.8-1.2x on training steps
+(tanh MLPs d = 2-16, width 16-128, N = 1-2048, 2026-12-02), where forward
+Taylor mode was 0.13-1.1x in training. Selected rows (fewer
 than d) always go forward-over-reverse: its cost grows with k, the others'
 with d, and it measured 1.0-2.0x nested autograd where forward Taylor and
 mixed mode were 0.2-0.6x (docs/taylor.md). Mixed mode is chosen when forward
@@ -77,6 +84,19 @@ BACKENDS: tuple[str, ...] = ("auto", "kernel", "autograd")
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
 MIXED_MODE_SLOT_RATIO = 2.0
+# Elementwise on CPU, backend="auto": the kernels serve a function below this many elements,
+# autograd from there on (torch's vectorised sin/cos/exp/erf beat the kernels' scalar libm
+# calls on large tensors). Functions not listed: the kernels at every size. Measured with
+# (y, y', y''), float32, 2 threads, torch 2.14.1, 2026-12-02: autograd time / kernel time at
+# 2^12 / 2^14 / 2^17 / 2^20 elements: sin 2.4 / 1.1 / 0.7 / 0.8, cos 2.0 / 1.5 / 0.7 / 0.7,
+# exp 2.9 / 1.3 / 0.6 / 0.7, gelu (erf) 3.6 / 0.9 / 0.4 / 0.4, identity 1.5 / 1.4 / 0.6 / 0.3,
+# relu 5.0 / 2.4 / 2.4 / 0.9, leaky_relu 4.4 / 3.1 / 1.9 / 0.9, elu 3.7 / 2.7 / 1.2 / 0.3; the
+# others 2.0-23x at every size (tanh 4.2-5.9, sigmoid 2.0-4.8, softplus 2.5-7.0, silu 4.6-9.2,
+# gelu_tanh 16-23, polynomial 4.0-14).
+CPU_ELEMENTWISE_KERNEL_BELOW: dict[str, int] = {
+    "sin": 1 << 14, "cos": 1 << 14, "exp": 1 << 14, "gelu": 1 << 14, "identity": 1 << 15,
+    "relu": 1 << 18, "leaky_relu": 1 << 18, "elu": 1 << 17,
+}
 # The autograd engine batches its passes on CPU below this many samples, from this many passes.
 CPU_BATCHED_BELOW_N = 256
 CPU_BATCHED_FROM_PASSES = 4
@@ -130,6 +150,12 @@ def kernel_obstacles(device: torch.device, dtype: torch.dtype) -> list[str]:
 _WARNED_REASONS: set[str] = set()
 
 
+def warn_if_not_served(choice: EngineChoice, f: object) -> None:
+    """Under backend="auto", one warning per reason when the Taylor engine does not serve a module."""
+    if choice.not_served is not None and isinstance(f, nn.Module):
+        _warn_once_not_served(choice.not_served)
+
+
 def _warn_once_not_served(reason: str) -> None:
     if reason in _WARNED_REASONS:
         return
@@ -147,6 +173,8 @@ def choose_engine(f: object, x: Tensor, request: HessianRequest, backend: str) -
 
     Raises:
         NotServed: backend="kernel" and the Taylor engine cannot serve the call.
+        TypeError, ValueError: f is a network of the Taylor engine's layers whose
+            parameters do not match x (dtype, device, width), whichever engine.
     """
     check_backend(backend)
     try:
@@ -154,23 +182,25 @@ def choose_engine(f: object, x: Tensor, request: HessianRequest, backend: str) -
         obstacles = kernel_obstacles(x.device, x.dtype)
     except NotServed as error:
         plan, obstacles = None, [error.reason]
+    if plan is not None:
+        plan.check_operands(x)
     if backend == "autograd":
         return EngineChoice("autograd", "auto", plan)
-    if obstacles and backend == "kernel":
-        raise NotServed("; ".join(obstacles))
-    if obstacles or (backend == "auto" and x.device.type != "cuda"):
-        reason = "; ".join(obstacles) if obstacles else None
-        if reason is not None and backend == "auto" and x.device.type == "cuda" and isinstance(f, nn.Module):
-            _warn_once_not_served(reason)
+    if obstacles:
+        reason = "; ".join(obstacles)
+        if backend == "kernel":
+            raise NotServed(reason)
         return EngineChoice("autograd", "auto", plan, reason)
     assert plan is not None
     return EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
 
 
 def taylor_algorithm(plan: TaylorPlan, request: HessianRequest, d: int) -> str:
-    """"forward", "mixed" or "forward_over_reverse" for this request (see the module docstring)."""
-    if request.kind == "none" or plan.output_width(d) != 1:
+    """"forward", "mixed", "forward_over_reverse" or "reverse" for this request (see the module docstring)."""
+    if plan.output_width(d) != 1:
         return "forward"
+    if request.kind == "none":
+        return "reverse"
     if request.kind == "rows" and len(request.rows) < d:
         return "forward_over_reverse"
     forward_slots = 1 + d + layout_for(request, d).num_second
@@ -185,8 +215,11 @@ def batch_autograd_passes(device: torch.device, n: int, passes: int) -> bool:
     return n < CPU_BATCHED_BELOW_N and passes >= CPU_BATCHED_FROM_PASSES
 
 
-def choose_elementwise(backend: str, device: torch.device, dtype: torch.dtype, unsupported: str | None) -> str:
-    """"kernel" or "autograd" for an elementwise call; ``unsupported`` is why the kernels cannot serve the function.
+def choose_elementwise(backend: str, x: Tensor, function: str | None, unsupported: str | None) -> str:
+    """"kernel" or "autograd" for an elementwise call on ``x``.
+
+    ``function``: the kernel function's name ("polynomial" for a Polynomial);
+    ``unsupported``: why the kernels cannot serve the function, or None.
 
     Raises:
         NotServed: backend="kernel" and the kernels cannot serve the call.
@@ -194,9 +227,15 @@ def choose_elementwise(backend: str, device: torch.device, dtype: torch.dtype, u
     check_backend(backend)
     if backend == "autograd":
         return "autograd"
-    problems = kernel_obstacles(device, dtype) + ([unsupported] if unsupported else [])
+    problems = kernel_obstacles(x.device, x.dtype) + ([unsupported] if unsupported else [])
     if backend == "kernel":
         if problems:
             raise NotServed("; ".join(problems))
         return "kernel"
-    return "kernel" if device.type == "cuda" and not problems else "autograd"
+    if problems:
+        return "autograd"
+    if x.device.type == "cpu" and function is not None:
+        below = CPU_ELEMENTWISE_KERNEL_BELOW.get(function)
+        if below is not None and x.numel() >= below:
+            return "autograd"
+    return "kernel"

@@ -7,6 +7,7 @@ to the autograd engine, and one warning says why.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from typing import Any
 
@@ -19,10 +20,33 @@ MAX_KERNEL_ORDER = 8
 _C: Any = None
 _LOAD_ERROR: str | None = None
 
-try:
-    from hoderiv_ext import _C  # type: ignore[attr-defined,no-redef]  # noqa: F811
-except (ImportError, OSError) as error:  # pragma: no cover - exercised by a subprocess test
-    _LOAD_ERROR = f"{type(error).__name__}: {error}"
+
+def _load() -> Any:
+    """Import hoderiv_ext._C; on any failure record why (the package then runs on the autograd engine)."""
+    global _LOAD_ERROR
+    try:
+        module = importlib.import_module("hoderiv_ext._C")
+    except ModuleNotFoundError as error:
+        if error.name != "hoderiv_ext._C":
+            _LOAD_ERROR = f"ModuleNotFoundError: {error}"
+        else:
+            _LOAD_ERROR = ("ModuleNotFoundError: the compiled extension hoderiv_ext._C is not installed "
+                           "(a pure-Python install, or the build was skipped)")
+        return None
+    except Exception as error:  # noqa: BLE001 - any failure to load (ABI, missing library, a bug) falls back
+        _LOAD_ERROR = f"{type(error).__name__}: {error}"
+        return None
+    if not module.build_info().get("ops_registered_here", True):
+        _LOAD_ERROR = (
+            "the ops of the namespace hoderiv_ext were already registered by another library in this process "
+            "(libhoderiv_ext_ops.so loaded with torch.ops.load_library?); use one of the two per process"
+        )
+        return None
+    return module
+
+
+_C = _load()
+if _LOAD_ERROR is not None:  # pragma: no cover - exercised by subprocess tests
     warnings.warn(
         "hoderiv_ext: the compiled extension hoderiv_ext._C could not be loaded "
         f"({_LOAD_ERROR}); every call falls back to the autograd engine. "

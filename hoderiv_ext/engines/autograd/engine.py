@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.core.validation import BatchFunction, check_callable, check_x
 from hoderiv_ext.engines.autograd.func import func_derivatives
+from hoderiv_ext.engines.autograd.modes import outside_inference_mode
 from hoderiv_ext.engines.autograd.nested import nested_derivatives
 from hoderiv_ext.engines.select import batch_autograd_passes
 
@@ -82,8 +84,11 @@ def run(
     request = _check_request(request, x.shape[1])
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    create_graph = bool(create_graph)
+    create_graph = bool(create_graph) and not torch.is_inference_mode_enabled()
+    return outside_inference_mode(lambda inputs: _run(f, inputs, request, create_graph, method), x)
 
+
+def _run(f: BatchFunction, x: Tensor, request: HessianRequest, create_graph: bool, method: str) -> Canonical:
     if x.shape[0] == 0:  # vmap cannot map over zero samples; autograd handles an empty batch
         return nested_derivatives(f, x, request, create_graph=create_graph)
     if method == "func":

@@ -39,6 +39,10 @@ def _per_sample(f: BatchFunction) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
             raise TypeError(f"f must return a torch.Tensor, got {type(y).__name__}")
         if not y.is_floating_point():
             raise TypeError(f"f must return a floating-point tensor, got dtype {y.dtype}")
+        if y.dtype != sample.dtype or y.device != sample.device:
+            raise TypeError(
+                f"f must return x's dtype and device ({sample.dtype}, {sample.device}), got ({y.dtype}, {y.device})"
+            )
         if y.dim() not in (1, 2) or y.shape[0] != 1 or y.numel() == 0:
             raise ValueError(
                 "f must map a batch of shape (N, d) to (N,), (N, 1) or (N, o); "

@@ -118,7 +118,7 @@ def nested_derivatives(
     rows = request.hessian_rows_needed(d)
     with torch.enable_grad():
         inputs = x if x.requires_grad else x.detach().requires_grad_(True)
-        value = check_output(f(inputs), n)
+        value = check_output(f(inputs), n, like=inputs)
         jacobian = jacobian_of_batch(value, inputs, create_graph=create_graph or bool(rows), batched=batched)
         second = None
         if rows:

@@ -11,9 +11,15 @@ from hoderiv_ext.engines.taylor.forward import run_forward
 from hoderiv_ext.engines.taylor.forward_over_reverse import run_forward_over_reverse
 from hoderiv_ext.engines.taylor.mixed import run_mixed
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
+from hoderiv_ext.engines.taylor.reverse import run_reverse
 
-ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse")
-_RUNNERS = {"forward": run_forward, "mixed": run_mixed, "forward_over_reverse": run_forward_over_reverse}
+ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse", "reverse")
+_RUNNERS = {
+    "forward": run_forward,
+    "mixed": run_mixed,
+    "forward_over_reverse": run_forward_over_reverse,
+    "reverse": run_reverse,
+}
 
 
 def run(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool, algorithm: str) -> Canonical:
@@ -22,7 +28,8 @@ def run(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool
     ``algorithm``: "forward" (forward Taylor mode, the fused jet kernels),
     "mixed" (forward tangents + reverse sweep, scalar outputs only) or
     "forward_over_reverse" (k directional tangents + reverse sweep,
-    Hessian-rows requests of scalar-output networks only). The choice is made
+    Hessian-rows requests of scalar-output networks only) or "reverse"
+    (value and gradient only, scalar-output networks only). The choice is made
     by :func:`hoderiv_ext.engines.select.taylor_algorithm`.
     """
     if algorithm not in ALGORITHMS:

@@ -26,11 +26,13 @@ from hoderiv_ext.core.functions import KernelFunction, activation_from_module
 class LinearStep:
     weight: Tensor  # (out, in)
     bias: Tensor | None
+    name: str = ""  # the layer's name in f, for messages
 
 
 @dataclass(frozen=True)
 class ActivationStep:
     function: KernelFunction
+    name: str = ""
 
 
 Step = Union[LinearStep, ActivationStep]
@@ -49,6 +51,38 @@ class TaylorPlan:
             if isinstance(step, LinearStep):
                 width = step.weight.shape[0]
         return width
+
+    def check_operands(self, x: Tensor) -> None:
+        """Every parameter on x's device with x's dtype, and the first layer's width matching x's.
+
+        Raises:
+            TypeError: a parameter of another dtype (naming the layer and the fix).
+            ValueError: a parameter on another device, or x of the wrong width.
+        """
+        width = x.shape[1]
+        for step in self.steps:
+            if not isinstance(step, LinearStep):
+                continue
+            for kind, tensor in (("weight", step.weight), ("bias", step.bias)):
+                if tensor is None:
+                    continue
+                where = f"layer '{step.name}' (Linear): its {kind}"
+                if tensor.device != x.device:
+                    raise ValueError(
+                        f"{where} is on {tensor.device} but x is on {x.device}: move the network and x to one "
+                        "device (net.to(x.device))"
+                    )
+                if tensor.dtype != x.dtype:
+                    raise TypeError(
+                        f"{where} is {tensor.dtype} but x is {x.dtype}: convert one of them "
+                        f"(net.to({x.dtype}) or x.to({tensor.dtype}))"
+                    )
+            if step.weight.shape[1] != width:
+                raise ValueError(
+                    f"layer '{step.name}' (Linear) takes {step.weight.shape[1]} inputs but receives {width} "
+                    f"(x has {x.shape[1]} columns)"
+                )
+            width = step.weight.shape[0]
 
 
 def _flatten(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module]]:
@@ -70,13 +104,28 @@ def _is_noop(module: nn.Module) -> bool:
     return False
 
 
-def _hooked_layer(f: nn.Module) -> str | None:
-    """The name of a layer with forward (pre-)hooks, which the engine would not run ("" for f itself)."""
-    if module_globals._global_forward_hooks or module_globals._global_forward_pre_hooks:
-        return ""
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+_MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _not_as_its_type(f: nn.Module) -> str | None:
+    """Why a layer may not compute what its type says (a hook, a forward set on the instance), or None.
+
+    The engine runs its own kernels for each layer type, so anything that
+    changes what ``f(x)`` computes (or its gradient) must keep it off.
+    """
+    if any(getattr(module_globals, hooks, None) for hooks in _GLOBAL_HOOKS):
+        return "a global hook (register_module_forward_hook and the like) runs on every module, and the Taylor " \
+               "engine would not run it"
     for name, module in f.named_modules():
-        if module._forward_hooks or module._forward_pre_hooks:
-            return name
+        where = f"layer '{name}'" if name else "f"
+        kinds = [kind for kind, hooks in zip(("forward", "forward", "backward", "backward"), _MODULE_HOOKS)
+                 if getattr(module, hooks, None)]
+        if kinds:
+            return f"{where} has {kinds[0]} hooks, which the Taylor engine would not run"
+        if "forward" in module.__dict__:
+            return f"{where} has its forward replaced on the instance, which the Taylor engine would not run"
     return None
 
 
@@ -90,18 +139,17 @@ def build_plan(f: object) -> TaylorPlan:
     """
     if type(f) is not nn.Sequential:
         raise NotServed(f"f is a {type(f).__name__}, not an nn.Sequential of Linear layers and supported activations")
-    hooked = _hooked_layer(f)
-    if hooked is not None:
-        where = f"layer '{hooked}'" if hooked else "f (or every module, through a global hook)"
-        raise NotServed(f"{where} has forward hooks, which the Taylor engine would not run")
+    why = _not_as_its_type(f)
+    if why is not None:
+        raise NotServed(why)
     steps: list[Step] = []
     for name, module in _flatten(f, ""):
         if type(module) is nn.Linear:
-            steps.append(LinearStep(module.weight, module.bias))
+            steps.append(LinearStep(module.weight, module.bias, name))
             continue
         function = activation_from_module(module)
         if function is not None:
-            steps.append(ActivationStep(function))
+            steps.append(ActivationStep(function, name))
             continue
         if _is_noop(module):
             continue

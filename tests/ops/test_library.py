@@ -1,4 +1,9 @@
-"""What was compiled in, and the package's behaviour when the extension is missing."""
+"""The compiled library (ops/library.py): what was built in, every op registered, the fallback without it.
+
+build_info() against the build, each op with its CPU (and, when CI asks, CUDA) kernel, fake kernel and
+autograd formula; without the extension the package imports with one warning, falls back to the
+autograd engine, and backend="kernel" says why it cannot serve.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 import hoderiv_ext
+from hoderiv_ext import elementwise_derivatives
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO
 
 
 def test_build_info_describes_the_build():
@@ -65,6 +72,7 @@ def test_every_op_has_cpu_kernel_and_fake_and_autograd():
             torch._library.simple_registry.singleton.find(qualified).fake_impl.kernel is not None, name
 
 
+@pytest.mark.slow
 def test_missing_extension_warns_once_and_falls_back_to_autograd():
     script = textwrap.dedent(
         """
@@ -93,3 +101,15 @@ def test_missing_extension_warns_once_and_falls_back_to_autograd():
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "fallback ok" in result.stdout
+
+
+def test_kernel_backend_without_extension_is_a_clear_error(monkeypatch):
+    import hoderiv_ext.ops.library as extension
+
+    monkeypatch.setattr(extension, "_C", None)
+    monkeypatch.setattr(extension, "_LOAD_ERROR", "ImportError: simulated")
+    with pytest.raises(RuntimeError, match="compiled extension is not loaded.*simulated"):
+        elementwise_derivatives("tanh", torch.ones(3), 2, backend="kernel")
+    y, dy = elementwise_derivatives("tanh", torch.ones(3), 1)  # auto still works
+    torch.testing.assert_close(dy, 1 - torch.tanh(torch.ones(3)) ** 2)
+    assert hoderiv_ext.build_info()["compiled"] is False

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,10 +18,12 @@ from torch.autograd import grad
 
 import hoderiv_ext
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 sys.path.insert(0, str(REPO / "examples"))
 
 from seeds import one_one_network, two_one_network  # noqa: E402
+
 
 PRINTED = {"atol": 1e-4, "rtol": 0.0}  # the notebooks print 4 decimals
 
@@ -34,9 +35,6 @@ def seed_nested_grad_at(f, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
     y_g1 = grad(y, x, create_graph=True)[0]
     y_g2 = grad(y_g1, x, create_graph=True)[0]
     return y, y_g1, y_g2
-
-
-# ----------------------------------------------------------------- notebook 1: the 1-1 network
 
 
 def test_one_one_network_at_a_point() -> None:
@@ -81,9 +79,6 @@ def test_one_one_network_results_train_like_the_seed() -> None:
         torch.testing.assert_close(a, b)
 
 
-# ----------------------------------------------------------------- notebook 1: the 2-1 map
-
-
 def test_two_one_map_gradient_and_hessian_rows_at_a_point() -> None:
     net = two_one_network()
     f = lambda x: net(x) + torch.sum(x**3)  # noqa: E731 - the notebook's f (not a plain Sequential)
@@ -106,9 +101,6 @@ def test_two_one_map_over_a_batch_is_refused_and_the_per_sample_form_works() -> 
     result = hoderiv_ext.derivatives(per_sample, batch, hessian="full")
     torch.testing.assert_close(result.hessian, torch.diag_embed(6 * batch))
     torch.testing.assert_close(result.gradient, net.weight.detach().expand(3, 2) + 3 * batch**2)
-
-
-# ----------------------------------------------------------------- notebook 2: x^3 + 2x
 
 
 def seed_second_derivative(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -144,9 +136,6 @@ def test_cubic_as_a_three_to_three_map() -> None:
     torch.testing.assert_close(result.hessian_diagonal.diagonal(dim1=1, dim2=2), 6 * x)
 
 
-# ----------------------------------------------------------------- notebook 2: least squares
-
-
 def test_least_squares_newton_step() -> None:
     x = torch.arange(10.0)
     y = 2 * x + 3
@@ -165,9 +154,7 @@ def test_least_squares_newton_step() -> None:
     torch.testing.assert_close(step, torch.tensor([2.0, 3.0]))
 
 
-# ----------------------------------------------------------------- the example script
-
-
+@pytest.mark.slow
 def test_example_script_runs_and_prints_the_notebooks_numbers() -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     completed = subprocess.run(

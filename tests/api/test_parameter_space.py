@@ -1,4 +1,4 @@
-"""Gradient, Hessian rows and Newton steps of a scalar loss with respect to parameters."""
+"""Gradient, Hessian rows and Newton steps of a scalar loss with respect to parameters (api/parameters.py)."""
 
 from __future__ import annotations
 

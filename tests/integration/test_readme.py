@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 
+import pytest
 import torch
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+from conftest import REPO
+
+README = REPO / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_usage_block_runs_and_gives_the_seed_answer():
     text = open(README).read()
     usage = text[text.index("## Usage"):]

@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,12 +26,14 @@ import torch.distributed as dist
 import hoderiv_ext
 from hoderiv_ext.ops.library import extension_loaded
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 sys.path.insert(0, str(REPO / "examples"))
 
 import heat  # noqa: E402
 import pinn_common as pc  # noqa: E402
 import poisson  # noqa: E402
+
 
 # The small CI runs and the bounds they must reach (docs/examples.md).
 POISSON_SMALL = dict(steps=1200, n_interior=256, n_boundary=64, width=32, depth=3, lr=2e-2, final_lr=2e-4)
@@ -41,7 +42,6 @@ ERROR_BOUND = 5e-2
 # Engine agreement: float64, a few Adam steps; the two engines differ by roundoff only.
 AGREE = dict(steps=20, n_interior=128, n_boundary=32, width=32, depth=3, lr=1e-2, final_lr=1e-3, dtype=torch.float64)
 AGREEMENT = 1e-10
-
 needs_kernels = pytest.mark.skipif(not extension_loaded(),
                                    reason="the compiled Taylor kernels are not built")
 
@@ -52,9 +52,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-# ----------------------------------------------------------------------------- the problems themselves
 
 
 def test_exact_solutions_solve_their_equations() -> None:
@@ -98,9 +95,7 @@ def test_progress_bar_draws_ten_lines_when_not_a_tty() -> None:
     assert "loss 1.000e-02" in lines[-1]
 
 
-# ----------------------------------------------------------------------------- Poisson
-
-
+@pytest.mark.slow
 @needs_kernels
 def test_poisson_small_run_reaches_the_error_bound(one_thread) -> None:
     result = pc.train(pc.Poisson(2), seed=0, backend="fast", **POISSON_SMALL)
@@ -120,9 +115,7 @@ def test_poisson_engines_agree_step_by_step(one_thread, dim: int) -> None:
     assert pc.max_parameter_difference(fast.parameters(), ref.parameters()) < AGREEMENT
 
 
-# ----------------------------------------------------------------------------- heat (Hessian rows / diagonal)
-
-
+@pytest.mark.slow
 @needs_kernels
 def test_heat_small_run_reaches_the_error_bound_with_hessian_rows(one_thread) -> None:
     problem = pc.CorrelatedHeat(dim=2, rho=0.5)
@@ -143,9 +136,6 @@ def test_heat_engines_agree_step_by_step(one_thread, rho: float) -> None:
     assert abs(fast.losses[-1] - fast.losses[0]) > 1e-2 * fast.losses[0]
     assert pc.max_relative_difference(fast.losses, ref.losses) < AGREEMENT
     assert pc.max_parameter_difference(fast.parameters(), ref.parameters()) < AGREEMENT
-
-
-# ----------------------------------------------------------------------------- the command lines
 
 
 @needs_kernels
@@ -183,9 +173,7 @@ def test_heat_command_line_diagonal_request(one_thread, tmp_path, capsys) -> Non
     assert report["engine"] == "taylor" and len(report["losses"]) == 10 and report["losses"][-1] < report["losses"][0]
 
 
-# ----------------------------------------------------------------------------- distributed
-
-
+@pytest.mark.slow
 @needs_kernels
 @pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo")
 def test_distributed_two_processes_match_one_process_on_the_union_of_their_points(one_thread, tmp_path) -> None:
