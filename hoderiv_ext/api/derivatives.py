@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.core.independence import probe_independence, static_independence_check
+from hoderiv_ext.core.operators import Bilaplacian, laplacian_directions, random_directions
 from hoderiv_ext.core.requests import HessianRequest, parse_hessian_request
 from hoderiv_ext.core.results import Canonical, Derivatives, Layout, empty_canonical, finalize
 from hoderiv_ext.core.validation import (
@@ -30,10 +31,22 @@ from hoderiv_ext.engines.autograd import engine as autograd_engine
 from hoderiv_ext.engines.taylor import engine as taylor_engine
 
 
-def _empty_batch(f: BatchFunction, x: Tensor, request: HessianRequest, create_graph: bool) -> Canonical:
+def _directions(request: HessianRequest, x: Tensor) -> Tensor | None:
+    """sigma of a weighted / randomized Laplacian, or the Gaussian directions of a randomized bi-Laplacian."""
+    if request.weighted:
+        return laplacian_directions(request.operator, x, request.dims)  # type: ignore[arg-type]
+    if request.kind == "bilaplacian" and isinstance(request.operator, Bilaplacian):
+        op = request.operator
+        return random_directions(x.shape[0], x.shape[1], op.samples, "gaussian", op.generator, x, request.dims)
+    return None
+
+
+def _empty_batch(
+    f: BatchFunction, x: Tensor, request: HessianRequest, create_graph: bool, directions: Tensor | None
+) -> Canonical:
     """Results for N = 0: from ``f`` on the empty batch when it accepts one, else zeros of the right shape."""
     try:
-        return autograd_engine.run(f, x, request, create_graph=create_graph, method="batched")
+        return autograd_engine.run(f, x, request, create_graph=create_graph, method="batched", directions=directions)
     except Exception:  # noqa: BLE001 - f rejects an empty batch; learn o from one zero sample instead
         o = output_width(f, x)
         return empty_canonical(request, o, x.shape[1], dtype=x.dtype, device=x.device)
@@ -60,8 +73,10 @@ def derivatives(
             is read as scalar inputs when f maps a column (m, 1) to (m,) or
             (m, o), and as one point otherwise (see
             :mod:`hoderiv_ext.core.validation`).
-        hessian: None / "none", "full", "diagonal", "laplacian", or a list of
-            row indices (see :mod:`hoderiv_ext.core.requests`).
+        hessian: None / "none", "full", "diagonal", "laplacian", a list of
+            row indices (see :mod:`hoderiv_ext.core.requests`), or a
+            :class:`~hoderiv_ext.Laplacian` / :class:`~hoderiv_ext.Bilaplacian`
+            request (see :mod:`hoderiv_ext.core.operators`).
         backend: "auto" (the compiled Taylor engine for CUDA tensors when it
             serves f, else autograd), "kernel" (the Taylor engine, CPU or
             CUDA; a RuntimeError says why when it cannot serve f) or
@@ -106,6 +121,7 @@ def derivatives(
     x2d, has_batch_axis, has_input_axis = canonical_input(f, x)
     n, d = x2d.shape
     request = parse_hessian_request(hessian, d)
+    directions = _directions(request, x2d)
     choice = select.choose_engine(f, x2d, request, backend)
     # A network of the Taylor engine's layers (Linear, activations, no-ops; no
     # batch norm, no dropout in training, no hooks) acts on each sample alone:
@@ -116,11 +132,13 @@ def derivatives(
 
     if choice.engine == "taylor":  # the Taylor kernels handle N = 0 themselves
         assert choice.plan is not None
-        value, jacobian, second = taylor_engine.run(choice.plan, x2d, request, bool(create_graph), choice.algorithm)
+        value, jacobian, second = taylor_engine.run(choice.plan, x2d, request, bool(create_graph), choice.algorithm,
+                                                    directions)
     elif n == 0:  # the autograd engine on the empty batch, or zeros when f rejects one
-        value, jacobian, second = _empty_batch(f, x2d, request, bool(create_graph))
+        value, jacobian, second = _empty_batch(f, x2d, request, bool(create_graph), directions)
     else:
-        value, jacobian, second = autograd_engine.run(f, x2d, request, create_graph=bool(create_graph))
+        value, jacobian, second = autograd_engine.run(f, x2d, request, create_graph=bool(create_graph),
+                                                      directions=directions)
         if probe and n >= 2:
             probe_independence(f, x2d, value)
 

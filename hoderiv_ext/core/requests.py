@@ -12,6 +12,8 @@ value                  meaning
                        indices count from the end as in Python
 ``"diagonal"``         ``H[i, i]`` for every input i
 ``"laplacian"``        ``sum_i H[i, i]`` (the trace of H)
+``Laplacian(...)``     partial, weighted or randomized Laplacians
+``Bilaplacian(...)``   the bi-Laplacian (see :mod:`hoderiv_ext.core.operators`)
 =====================  =====================================================
 
 :func:`parse_hessian_request` turns that value into a :class:`HessianRequest`
@@ -24,13 +26,15 @@ from __future__ import annotations
 import operator
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 
-HessianKind = Literal["none", "full", "rows", "diagonal", "laplacian"]
-HESSIAN_KINDS: tuple[str, ...] = ("none", "full", "rows", "diagonal", "laplacian")
+from hoderiv_ext.core.operators import Bilaplacian, Laplacian
+
+HessianKind = Literal["none", "full", "rows", "diagonal", "laplacian", "bilaplacian"]
+HESSIAN_KINDS: tuple[str, ...] = ("none", "full", "rows", "diagonal", "laplacian", "bilaplacian")
 
 
 @dataclass(frozen=True)
@@ -39,13 +43,20 @@ class HessianRequest:
 
     Attributes:
         kind: one of ``"none"``, ``"full"``, ``"rows"``, ``"diagonal"``,
-            ``"laplacian"``.
+            ``"laplacian"``, ``"bilaplacian"``.
         rows: for ``kind == "rows"``, the requested input indices, each in
             ``[0, d)``, distinct, in the order asked for; ``()`` otherwise.
+        dims: for the Laplacian and bi-Laplacian, the inputs they sum over
+            (in ``[0, d)``, distinct), or None for every input.
+        operator: the user's :class:`~hoderiv_ext.core.operators.Laplacian`
+            or :class:`~hoderiv_ext.core.operators.Bilaplacian` when it asks
+            for more than the plain operator (weights, random samples), else None.
     """
 
     kind: HessianKind
     rows: tuple[int, ...] = ()
+    dims: tuple[int, ...] | None = None
+    operator: Laplacian | Bilaplacian | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in HESSIAN_KINDS:
@@ -54,18 +65,35 @@ class HessianRequest:
             raise ValueError("HessianRequest(kind='rows') needs at least one row")
         if self.kind != "rows" and self.rows:
             raise ValueError(f"HessianRequest(kind={self.kind!r}) takes no rows, got {self.rows}")
+        if self.kind not in ("laplacian", "bilaplacian") and (self.dims is not None or self.operator is not None):
+            raise ValueError(f"HessianRequest(kind={self.kind!r}) takes no dims or operator")
+
+    @property
+    def weighted(self) -> bool:
+        """A Laplacian over directions sigma (given weights, or random samples) rather than over inputs."""
+        return isinstance(self.operator, Laplacian) and (self.operator.weights is not None
+                                                          or self.operator.samples is not None)
+
+    @property
+    def randomized(self) -> bool:
+        """An estimate from random directions (Laplacian or Bilaplacian with samples=)."""
+        return self.operator is not None and self.operator.samples is not None
 
     def hessian_rows_needed(self, d: int) -> tuple[int, ...]:
         """Input indices whose Hessian rows an engine has to compute.
 
         ``"full"``, ``"diagonal"`` and ``"laplacian"`` need every row (a
         reverse- or forward-mode engine gets ``H[i, i]`` only as part of row
-        ``i``); ``"rows"`` needs just the requested ones; ``"none"`` needs none.
+        ``i``), a partial Laplacian the rows of its dims; ``"rows"`` needs
+        just the requested ones; ``"none"`` none. Weighted Laplacians and the
+        bi-Laplacian need directional products instead (engines handle them apart).
         """
-        if self.kind == "none":
+        if self.kind == "none" or self.weighted or self.kind == "bilaplacian":
             return ()
         if self.kind == "rows":
             return self.rows
+        if self.dims is not None:
+            return self.dims
         return tuple(range(d))
 
 
@@ -129,6 +157,8 @@ def parse_hessian_request(hessian: object, d: int) -> HessianRequest:
     """
     if hessian is None:
         return HessianRequest("none")
+    if isinstance(hessian, (Laplacian, Bilaplacian)):
+        return _operator_request(hessian, d)
     if isinstance(hessian, str):
         if hessian in ("none", "full", "diagonal", "laplacian"):
             return HessianRequest(hessian)  # type: ignore[arg-type]
@@ -146,3 +176,14 @@ def parse_hessian_request(hessian: object, d: int) -> HessianRequest:
         )
     rows = normalize_indices(hessian, d, name="hessian")
     return HessianRequest("rows", rows)
+
+
+def _operator_request(operator: Laplacian | Bilaplacian, d: int) -> HessianRequest:
+    name = type(operator).__name__
+    dims = None if operator.dims is None else normalize_indices(operator.dims, d, name=f"{name}(dims=...)")
+    if isinstance(operator, Laplacian):
+        if operator.is_plain:
+            return HessianRequest("laplacian")
+        plain_dims = operator.weights is None and operator.samples is None
+        return HessianRequest("laplacian", dims=dims, operator=None if plain_dims else operator)
+    return HessianRequest("bilaplacian", dims=dims, operator=operator if operator.samples is not None else None)

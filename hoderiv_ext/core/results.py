@@ -15,7 +15,9 @@ full Hessian    ``(N, o, d, d)``      ``d^2 f_a / d x_i d x_j``
 Hessian rows    ``(N, o, k, d)``      ``d^2 f_a / d x_{r_m} d x_j``, rows in the
                                       requested order
 diagonal        ``(N, o, d)``         ``d^2 f_a / d x_i^2``
-Laplacian       ``(N, o)``            ``sum_i d^2 f_a / d x_i^2``
+Laplacian       ``(N, o)``            ``sum_i d^2 f_a / d x_i^2`` (or a partial,
+                                      weighted or randomized Laplacian)
+bi-Laplacian    ``(N, o)``            ``sum_ij d^4 f_a / d x_i^2 d x_j^2``
 ==============  ====================  ==========================================
 
 Squeezing rules
@@ -59,6 +61,7 @@ _AXES: dict[str, tuple[str, ...]] = {
     "rows": ("N", "o", "k", "d"),
     "diagonal": ("N", "o", "d"),
     "laplacian": ("N", "o"),
+    "bilaplacian": ("N", "o"),
 }
 
 
@@ -101,7 +104,9 @@ class Derivatives:
         hessian: the full Hessian, if ``hessian="full"``.
         hessian_rows: the requested rows of the Hessian, if ``hessian=[...]``.
         hessian_diagonal: the Hessian diagonal, if ``hessian="diagonal"``.
-        laplacian: the Laplacian (trace of the Hessian), if ``hessian="laplacian"``.
+        laplacian: the Laplacian (trace of the Hessian), if ``hessian="laplacian"``
+            or a :class:`~hoderiv_ext.core.operators.Laplacian` request.
+        bilaplacian: the bi-Laplacian, if ``hessian=Bilaplacian(...)``.
         request: the parsed ``hessian=`` argument.
         engine: ``"autograd"`` (the autograd engine) or ``"taylor"`` (the
             compiled Taylor-mode engine) -- which one computed these numbers.
@@ -119,6 +124,7 @@ class Derivatives:
     request: HessianRequest
     engine: Engine
     algorithm: str = ""
+    bilaplacian: Tensor | None = None
 
     @property
     def jacobian(self) -> Tensor:
@@ -136,7 +142,7 @@ def canonical_second_shape(request: HessianRequest, n: int, o: int, d: int) -> t
         return (n, o, len(request.rows), d)
     if request.kind == "diagonal":
         return (n, o, d)
-    return (n, o)
+    return (n, o)  # laplacian, bilaplacian
 
 
 def _check_canonical(engine: str, name: str, tensor: object, expected: tuple[int, ...]) -> Tensor:
@@ -205,6 +211,7 @@ def finalize(
         "hessian_rows": None,
         "hessian_diagonal": None,
         "laplacian": None,
+        "bilaplacian": None,
     }
     if second is not None:
         field_name = {
@@ -212,6 +219,7 @@ def finalize(
             "rows": "hessian_rows",
             "diagonal": "hessian_diagonal",
             "laplacian": "laplacian",
+            "bilaplacian": "bilaplacian",
         }[request.kind]
         fields[field_name] = _squeeze_roles(second, _AXES[request.kind], dropped)
     return Derivatives(

@@ -179,7 +179,7 @@ def choose_engine(f: object, x: Tensor, request: HessianRequest, backend: str) -
     check_backend(backend)
     try:
         plan: TaylorPlan | None = build_plan(f)
-        obstacles = kernel_obstacles(x.device, x.dtype)
+        obstacles = kernel_obstacles(x.device, x.dtype) + taylor_request_obstacles(request)
     except NotServed as error:
         plan, obstacles = None, [error.reason]
     if plan is not None:
@@ -193,6 +193,15 @@ def choose_engine(f: object, x: Tensor, request: HessianRequest, backend: str) -
         return EngineChoice("autograd", "auto", plan, reason)
     assert plan is not None
     return EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
+
+
+def taylor_request_obstacles(request: HessianRequest) -> list[str]:
+    """Why the Taylor engine cannot serve this request (empty when it can)."""
+    if request.kind == "bilaplacian":
+        return ["the Taylor engine does not compute the bi-Laplacian yet"]
+    if request.weighted or request.dims is not None:
+        return ["the Taylor engine does not compute partial, weighted or randomized Laplacians yet"]
+    return []
 
 
 def taylor_algorithm(plan: TaylorPlan, request: HessianRequest, d: int) -> str:

@@ -33,3 +33,47 @@ def test_training_step_under_torch_compile_fullgraph():
     torch.testing.assert_close(compiled_loss, eager_loss)
     for a, b in zip(compiled_grads, eager_grads):
         torch.testing.assert_close(a, b)
+
+
+_INDUCTOR_TRAINING = """
+import sys, torch
+from torch import nn
+from hoderiv_ext import derivatives
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(3, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 1))
+x = torch.rand(2048, 3)
+with torch.inference_mode():  # modes before the compile must not leak into the compiled graph
+    derivatives(net, x, hessian="laplacian")
+def loss_fn(x):
+    r = derivatives(net, x, hessian="laplacian", backend="kernel", check_independence=False)
+    return r.value.pow(2).mean() + r.gradient.pow(2).mean() + (r.laplacian + 1).pow(2).mean()
+eager = loss_fn(x)
+eager_grads = torch.autograd.grad(eager, list(net.parameters()))
+compiled = torch.compile(loss_fn, fullgraph=True)
+for step in range(2):
+    loss = compiled(x)
+    loss.backward()
+torch.testing.assert_close(loss, eager)
+for p, g in zip(net.parameters(), eager_grads):
+    torch.testing.assert_close(p.grad, 2 * g, rtol=1e-4, atol=1e-6)
+print("compiled training ok")
+"""
+
+
+@pytest.mark.slow
+def test_inductor_training_step_twice_through_the_autograd_cache(tmp_path):
+    """Regression (torch 2.13): a compiled PINN training step crashed in the AOT-autograd cache.
+
+    Two processes share one inductor cache directory, so the second loads the
+    first's cache entries; the step must give eager's loss and gradients in both.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(tmp_path / "inductor"))
+    for _ in range(2):  # cwd outside the source tree: the installed package is imported
+        result = subprocess.run([sys.executable, "-c", _INDUCTOR_TRAINING], env=env, capture_output=True, text=True,
+                                timeout=600, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert "compiled training ok" in result.stdout

@@ -32,7 +32,8 @@ from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.core.validation import BatchFunction, check_callable, check_x
 from hoderiv_ext.engines.autograd.func import func_derivatives
 from hoderiv_ext.engines.autograd.modes import outside_inference_mode
-from hoderiv_ext.engines.autograd.nested import nested_derivatives
+from hoderiv_ext.engines.autograd.nested import BatchRule, nested_derivatives
+from hoderiv_ext.engines.autograd.operators import directional_coefficients, operator_derivatives
 from hoderiv_ext.engines.select import batch_autograd_passes
 
 Method = Literal["auto", "func", "batched", "loop"]
@@ -57,6 +58,7 @@ def run(
     *,
     create_graph: bool,
     method: Method = "auto",
+    directions: Tensor | None = None,
 ) -> Canonical:
     """Value, Jacobian and the requested second derivatives of ``f`` at every sample of ``x``.
 
@@ -70,7 +72,11 @@ def run(
             x requires grad); False returns detached tensors and frees the
             graphs as it goes.
         method: ``"auto"``, ``"func"``, ``"batched"`` or ``"loop"`` (see the
-            module docstring).
+            module docstring); weighted Laplacians and the bi-Laplacian run on
+            nested autograd (:mod:`hoderiv_ext.engines.autograd.operators`).
+        directions: sigma (d, r) or (N, d, r) for a weighted or randomized
+            Laplacian, the Gaussian directions (N, d, r) of a randomized
+            bi-Laplacian; None otherwise.
 
     Returns:
         ``(value (N, o), jacobian (N, o, d), second)`` with ``second`` None for
@@ -85,17 +91,33 @@ def run(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     create_graph = bool(create_graph) and not torch.is_inference_mode_enabled()
-    return outside_inference_mode(lambda inputs: _run(f, inputs, request, create_graph, method), x)
+    return outside_inference_mode(lambda inputs: _run(f, inputs, request, create_graph, method, directions), x)
 
 
-def _run(f: BatchFunction, x: Tensor, request: HessianRequest, create_graph: bool, method: str) -> Canonical:
-    if x.shape[0] == 0:  # vmap cannot map over zero samples; autograd handles an empty batch
+def _run(
+    f: BatchFunction, x: Tensor, request: HessianRequest, create_graph: bool, method: str, directions: Tensor | None
+) -> Canonical:
+    n = x.shape[0]
+    batched: BatchRule
+    if method in ("batched", "loop"):
+        batched = method == "batched"
+    else:
+        batched = lambda passes: batch_autograd_passes(x.device, n, passes)  # noqa: E731
+    if request.weighted or request.kind == "bilaplacian":
+        return operator_derivatives(f, x, request, directions, create_graph=create_graph, batched=batched)
+    if n == 0:  # vmap cannot map over zero samples; autograd handles an empty batch
         return nested_derivatives(f, x, request, create_graph=create_graph)
     if method == "func":
         return func_derivatives(f, x, request, create_graph=create_graph)
-    if method in ("batched", "loop"):
-        return nested_derivatives(f, x, request, create_graph=create_graph, batched=method == "batched")
-    n = x.shape[0]
-    return nested_derivatives(
-        f, x, request, create_graph=create_graph, batched=lambda passes: batch_autograd_passes(x.device, n, passes)
-    )
+    return nested_derivatives(f, x, request, create_graph=create_graph, batched=batched)
+
+
+def directional(f: BatchFunction, x: Tensor, v: Tensor, order: int, *, create_graph: bool) -> Tensor:
+    """d^k/dt^k f(x + t v) at t = 0, k = 0..order, for x (N, d) and v (d,) or (N, d): (N, o, order + 1)."""
+    create_graph = bool(create_graph) and not torch.is_inference_mode_enabled()
+
+    def compute(inputs: Tensor) -> Tensor:
+        out = directional_coefficients(f, inputs, v, order, create_graph=create_graph)
+        return out if create_graph else out.detach()
+
+    return outside_inference_mode(compute, x)

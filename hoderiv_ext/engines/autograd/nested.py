@@ -106,7 +106,8 @@ def reduce_rows(rows_tensor: Tensor, request: HessianRequest) -> Tensor | None:
         return None
     if request.kind in ("full", "rows"):
         return rows_tensor
-    diagonal = rows_tensor.diagonal(dim1=2, dim2=3)  # rows are 0..d-1 here
+    rows = request.hessian_rows_needed(rows_tensor.shape[3])  # row m of rows_tensor is H[rows[m], :]
+    diagonal = torch.stack([rows_tensor[:, :, m, r] for m, r in enumerate(rows)], dim=-1)  # (N, o, k)
     return diagonal if request.kind == "diagonal" else diagonal.sum(-1)
 
 

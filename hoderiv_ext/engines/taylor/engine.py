@@ -22,7 +22,10 @@ _RUNNERS = {
 }
 
 
-def run(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool, algorithm: str) -> Canonical:
+def run(
+    plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool, algorithm: str,
+    directions: Tensor | None = None,
+) -> Canonical:
     """Canonical (value (N, o), jacobian (N, o, d), second) for x (N, d); see :mod:`hoderiv_ext.core.results`.
 
     ``algorithm``: "forward" (forward Taylor mode, the fused jet kernels),
@@ -30,11 +33,14 @@ def run(plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool
     "forward_over_reverse" (k directional tangents + reverse sweep,
     Hessian-rows requests of scalar-output networks only) or "reverse"
     (value and gradient only, scalar-output networks only). The choice is made
-    by :func:`hoderiv_ext.engines.select.taylor_algorithm`.
+    by :func:`hoderiv_ext.engines.select.taylor_algorithm`. ``directions``:
+    sigma of a weighted or randomized Laplacian (forward Taylor mode only).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm != "forward" and plan.output_width(x.shape[1]) != 1:  # one reverse sweep: scalar outputs
         raise ValueError(f"algorithm={algorithm!r} serves scalar-output networks only")
     with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        if directions is not None:
+            return run_forward(plan, x, request, directions)
         return _RUNNERS[algorithm](plan, x, request)

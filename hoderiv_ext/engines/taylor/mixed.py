@@ -52,8 +52,11 @@ def _contract(
             term = scaled[:, list(request.rows)] @ tangents.transpose(-1, -2)  # (N, k, d)
         elif request.kind == "diagonal":
             term = (scaled * tangents).sum(2)  # (N, d)
-        else:  # laplacian
+        elif request.dims is None:  # laplacian
             term = (scaled * tangents).sum((1, 2))  # (N,)
+        else:  # partial laplacian: the tangents of its dims only
+            dims = list(request.dims)
+            term = (scaled[:, dims] * tangents[..., dims, :]).sum((1, 2))
         total = term if total is None else total + term
     if total is None:  # no activation: an affine network
         shapes = {"full": (n, d, d), "rows": (n, len(request.rows), d), "diagonal": (n, d), "laplacian": (n,)}

@@ -3,6 +3,7 @@
   request      second-order slots                              S
   none         none                                            1 + d
   laplacian    one collapsed slot  sum_i d2/dx_i^2             2 + d
+               (over the request's dims when given)
   diagonal     pairs (i, i)                                    1 + 2d
   rows R       pairs (r, j) for r in R, j < d, in that order   1 + d + k d
   full         pairs i <= j                                    1 + d + d(d+1)/2
@@ -26,7 +27,7 @@ from hoderiv_ext.ops.layout import JetLayout
 def layout_for(request: HessianRequest, d: int) -> JetLayout:
     """The jet layout of ``request`` for d inputs (see the module docstring)."""
     if request.kind == "laplacian":
-        return JetLayout(d, collapsed=tuple(range(d)))
+        return JetLayout(d, collapsed=request.dims if request.dims is not None else tuple(range(d)))
     if request.kind == "none":
         return JetLayout(d)
     if request.kind == "diagonal":

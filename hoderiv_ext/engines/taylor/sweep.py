@@ -1,13 +1,15 @@
 """The forward and reverse sweeps over a plan's layers, written once for every Taylor algorithm.
 
 Forward sweep: the jet of f along t input directions u_k (rows of
-``directions`` (t, d); the unit vectors when None), carrying the slots of a
-:class:`~hoderiv_ext.ops.layout.JetLayout`. Layers before the first
+``directions`` (t, d), or (N, t, d) per sample; the unit vectors when None),
+carrying the slots of a :class:`~hoderiv_ext.ops.layout.JetLayout`. Layers before the first
 activation are affine: their value goes through F.linear and their tangents
 are the same for every sample (a (m, t) matrix, the product of the weights
 with the directions), so the first activation reads them from that matrix
 (``jet_activation_first``) and no per-sample tangents or zero second-order
-slots are ever materialised. From then on the jet is one tensor (N, S, m):
+slots are ever materialised (with per-sample directions the tangents are
+per-sample from the start, and the first activation reads a materialised
+jet). From then on the jet is one tensor (N, S, m):
 a Linear is ONE GEMM on it viewed as (N*S, m) (its bias is added to slot 0
 inside the next activation kernel) and an activation is ONE fused kernel.
 
@@ -59,11 +61,13 @@ class Jet:
 def forward_sweep(
     plan: TaylorPlan, x: Tensor, layout: JetLayout, directions: Tensor | None = None, record: bool = False
 ) -> Jet:
-    """The jet of f at x (N, d) along ``directions`` (t, d) (None: the d unit vectors), in ``layout``.
+    """The jet of f at x (N, d) along ``directions`` (t, d) or (N, t, d) (None: the d unit vectors), in ``layout``.
 
     ``record``: keep each activation's input for a reverse sweep.
     """
     n, t = x.shape[0], layout.num_tangents
+    if directions is not None and directions.dim() == 3:
+        return _per_sample_sweep(plan, x, layout, directions)
     value = x  # the affine prefix's value (N, m) ...
     matrix = None if directions is None else directions.t()  # ... and its tangents (m, t); None = identity
     jet: Tensor | None = None  # (N, S, m) once the first activation has run
@@ -103,6 +107,34 @@ def forward_sweep(
         return Jet(value, tangents, x.new_zeros((n, layout.num_second, o)), tuple(inputs))
     out_value = jet[:, 0] if pending_bias is None else jet[:, 0] + pending_bias
     return Jet(out_value, jet[:, 1 : 1 + t], jet[:, 1 + t :], tuple(inputs))
+
+
+def _per_sample_sweep(plan: TaylorPlan, x: Tensor, layout: JetLayout, directions: Tensor) -> Jet:
+    """forward_sweep for directions (N, t, d) that differ per sample: the jet is materialised from the first layer."""
+    n = x.shape[0]
+    value, tangents = x, directions  # (N, m), (N, t, m)
+    jet: Tensor | None = None
+    pending_bias: Tensor | None = None
+    for step in plan.steps:
+        if isinstance(step, LinearStep):
+            if jet is None:
+                value, tangents = F.linear(value, step.weight, step.bias), F.linear(tangents, step.weight)
+            else:
+                if pending_bias is not None:
+                    jet = torch.cat([(jet[:, 0] + pending_bias).unsqueeze(1), jet[:, 1:]], dim=1)
+                jet = F.linear(jet, step.weight)
+                pending_bias = step.bias
+            continue
+        if jet is None:
+            zeros = value.new_zeros((n, layout.num_second, value.shape[1]))
+            jet = torch.cat([value.unsqueeze(1), tangents, zeros], dim=1)
+        jet = jet_ops.jet_activation(jet, pending_bias, step.function.name, step.function.params, layout)
+        pending_bias = None
+    t = layout.num_tangents
+    if jet is None:  # an affine network
+        return Jet(value, tangents, value.new_zeros((n, layout.num_second, value.shape[1])), ())
+    out_value = jet[:, 0] if pending_bias is None else jet[:, 0] + pending_bias
+    return Jet(out_value, jet[:, 1 : 1 + t], jet[:, 1 + t :], ())
 
 
 @dataclass(frozen=True)
