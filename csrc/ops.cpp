@@ -26,7 +26,6 @@
 #include <torch/library.h>
 
 #include <algorithm>
-#include <array>
 #include <sstream>
 
 namespace hoderiv {
@@ -40,27 +39,17 @@ struct FunctionEntry {
   const char* param_names;
 };
 
-constexpr std::array<FunctionEntry, 13> kFunctions = {{
-    {"identity", math::Function::kIdentity, 0, ""},
-    {"tanh", math::Function::kTanh, 0, ""},
-    {"sigmoid", math::Function::kSigmoid, 0, ""},
-    {"softplus", math::Function::kSoftplus, 2, "beta, threshold"},
-    {"sin", math::Function::kSin, 0, ""},
-    {"cos", math::Function::kCos, 0, ""},
-    {"exp", math::Function::kExp, 0, ""},
-    {"silu", math::Function::kSiLU, 0, ""},
-    {"gelu", math::Function::kGeluErf, 0, ""},
-    {"gelu_tanh", math::Function::kGeluTanh, 0, ""},
-    {"relu", math::Function::kReLU, 0, ""},
-    {"leaky_relu", math::Function::kLeakyReLU, 1, "negative_slope"},
-    {"elu", math::Function::kELU, 1, "alpha"},
-}};
+constexpr FunctionEntry kFunctions[] = {
+#define HODERIV_FUNCTION(ENUM, NAME, NUM_PARAMS, PARAM_NAMES) {NAME, math::Function::ENUM, NUM_PARAMS, PARAM_NAMES},
+#include "hoderiv/functions.def"
+};
+static_assert(sizeof(kFunctions) / sizeof(kFunctions[0]) == math::kNumFunctions, "one entry per function");
 
 }  // namespace
 
 std::string supported_function_names() {
   std::ostringstream out;
-  for (size_t i = 0; i < kFunctions.size(); ++i) {
+  for (int i = 0; i < math::kNumFunctions; ++i) {
     if (i) out << ", ";
     out << kFunctions[i].name;
   }

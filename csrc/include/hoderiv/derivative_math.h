@@ -54,24 +54,22 @@ namespace math {
 // differentiable through the kernels; beyond that the Python layer refuses.
 constexpr int kMaxOrder = 8;
 
-// Elementwise functions served by the kernels. The numbering is internal;
-// the Python layer and the op schemas speak in names (see function_names.h).
+// Elementwise functions served by the kernels, in the order of the table
+// hoderiv/functions.def. The numbering is internal; the Python layer and the
+// op schemas speak in names (parsed by the op library).
 enum class Function : int32_t {
-  kIdentity = 0,
-  kTanh = 1,
-  kSigmoid = 2,
-  kSoftplus = 3,   // params: beta, threshold (as torch.nn.Softplus)
-  kSin = 4,
-  kCos = 5,
-  kExp = 6,
-  kSiLU = 7,
-  kGeluErf = 8,    // GELU(approximate='none')
-  kGeluTanh = 9,   // GELU(approximate='tanh')
-  kReLU = 10,
-  kLeakyReLU = 11, // params: negative_slope
-  kELU = 12,       // params: alpha
-  kNumFunctions = 13,
+#define HODERIV_FUNCTION(ENUM, NAME, NUM_PARAMS, PARAM_NAMES) ENUM,
+#include "hoderiv/functions.def"
 };
+
+// Number of functions in the table.
+constexpr int kNumFunctions = 0
+#define HODERIV_FUNCTION(ENUM, NAME, NUM_PARAMS, PARAM_NAMES) +1
+#include "hoderiv/functions.def"
+    ;
+
+// Most scalar parameters a function of the table takes.
+constexpr int kMaxParams = 2;
 
 // Scalar parameters of a function (unused entries are ignored).
 struct FunctionParams {
