@@ -8,7 +8,8 @@
 //     long double (64-bit mantissa): by induction every order is checked;
 //   * stability: float and double results finite for |x| <= 1e4 wherever the
 //     true value is finite;
-//   * kink conventions (relu, leaky_relu, elu at 0; softplus at threshold).
+//   * kink conventions (relu, leaky_relu, elu at 0; softplus at threshold);
+//   * softplus with a large beta: finite where the true derivative is.
 #include <cmath>
 #include <cstdio>
 #include <algorithm>
@@ -172,7 +173,7 @@ void test_exp_nonpositive(const char* type_name) {
   expect(huge.exp == T(0) && huge.one_minus_exp == T(1), name + "exp(-1e30) = 0");
   const auto nan = exp_nonpositive(std::numeric_limits<T>::quiet_NaN());
   expect(std::isnan(nan.exp) && std::isnan(nan.one_minus_exp), name + "NaN in, NaN out");
-  // tanh and sech^2 across |u| = 0.55, where the device switches from expm1 to exp.
+  // tanh and sech^2 on both sides of |u| = 0.55 (2|u| = 1.1, where a library expm1/exp switch would sit).
   for (long double u : {-0.56L, -0.55L, -0.549L, -1e-5L, 1e-5L, 0.3L, 0.549L, 0.55L, 0.56L, 3.0L}) {
     const auto parts = hoderiv::math::tanh_parts(static_cast<T>(u));
     const long double ut = static_cast<T>(u);
@@ -233,6 +234,36 @@ void test_kinks() {
   expect(std::fabs(d[1] - 0.9999999979388464) < 1e-15 && d[2] == 0.0, "softplus at threshold: sigmoid, 0");
   hoderiv::math::derivatives<double, K>(Function::kSoftplus, {1.0, 20.0}, 25.0, d);
   expect(d[0] == 25.0 && d[1] == 1.0 && d[2] == 0.0, "softplus above threshold is linear");
+}
+
+// Softplus(beta) for a large beta: y^(k)(x) = beta^(k-1) sigmoid^(k-1)(beta x).
+// beta^7 = 1e42 overflows float; at z = beta x = -10 the product with
+// sigmoid^(7)(z) ~ 4.5e-5 is ~4.5e37 and must come out finite. The reference
+// forms it in long double.
+template <typename T>
+void test_softplus_large_beta(const char* type_name, long double tolerance) {
+  const double beta = 1e6, threshold = 20.0;
+  for (double x_value : {-1e-5, -1.5e-5, 1.2e-5, 2e-6, 0.0}) {
+    const T x = static_cast<T>(x_value);
+    T d[K + 1];
+    hoderiv::math::derivatives<T, K>(Function::kSoftplus, {beta, threshold}, x, d);
+    const T z = static_cast<T>(beta) * x;  // as the kernel rounds it
+    long double sigmoid[K + 1];
+    hoderiv::math::derivatives<long double, K>(Function::kSigmoid, {}, static_cast<long double>(z), sigmoid);
+    for (int k = 1; k <= K; ++k) {
+      const long double want = std::pow(static_cast<long double>(beta), k - 1) * sigmoid[k - 1];
+      const std::string where = std::string("softplus beta 1e6 ") + type_name + " order " + std::to_string(k) +
+                                " at " + std::to_string(x_value);
+      if (std::fabs(want) > static_cast<long double>(std::numeric_limits<T>::max())) {
+        expect(std::isinf(d[k]), where + ": overflows as the true value does");  // near z = 0 at order 8 in float
+        continue;
+      }
+      expect(std::isfinite(static_cast<double>(d[k])), where + ": finite");
+      expect(std::fabs(d[k] - want) <= tolerance * std::fabs(want) + 1e-30L,
+             where + ": got " + std::to_string(static_cast<double>(d[k])) + ", expected " +
+                 std::to_string(static_cast<double>(want)));
+    }
+  }
 }
 
 void test_polynomial() {
@@ -328,6 +359,8 @@ int main() {
   test_log1p_unit_interval<float>("float");
   test_log1p_unit_interval<double>("double");
   test_kinks();
+  test_softplus_large_beta<float>("float", 1e-4L);
+  test_softplus_large_beta<double>("double", 1e-12L);
   test_polynomial();
   test_elements();
   std::printf("derivative_math: %d checks, %d failures\n", checks, failures);
