@@ -520,30 +520,48 @@ HODERIV_UNROLL
 
 // ---------------------------------------------------------------------------
 // Polynomials p(x) = sum_j a_j x^j (ascending coefficients).
-// p^(k)(x) = sum_{j >= k} a_j j!/(j-k)! x^(j-k), evaluated by Horner's rule.
+// p^(k)(x) = sum_{j >= k} b_{k,j} x^(j-k) with b_{k,j} = a_j j!/(j-k)!, by
+// Horner's rule. Both devices build the same table b (one row per order,
+// polynomial_derivative_coefficient per entry) and evaluate it with the same
+// function, polynomial_horner: the CPU over a block of elements, a CUDA
+// thread over one.
 // ---------------------------------------------------------------------------
 
-// j (j-1) ... (j-k+1): the falling factorial, 1 for k = 0.
+// b_{k,j} = a_j j (j-1) ... (j-k+1), for j >= k (0 below). a_j is multiplied
+// by one factor at a time (no falling factorial formed on its own: it would
+// overflow float for large j where a_j is small, or give inf * 0 = NaN).
 template <typename T>
-HODERIV_HD T falling_factorial(int64_t j, int k) {
-  T result = T(1);
-  for (int i = 0; i < k; ++i) result *= T(j - i);
-  return result;
+HODERIV_HD T polynomial_derivative_coefficient(const T* coefficients, int64_t j, int64_t k) {
+  if (j < k) return T(0);
+  T b = coefficients[j];
+  for (int64_t i = 0; i < k; ++i) b *= T(j - i);
+  return b;
 }
 
+// The table's entry (k, j) lives at table[k * num_coefficients + j], k = 0..max_order.
 template <typename T>
-HODERIV_HD T polynomial_derivative(const T* coefficients, int64_t num_coefficients, int k, T x) {
-  T acc = T(0);
+HODERIV_HD void polynomial_table_entry(const T* coefficients, int64_t num_coefficients, T* table, int64_t entry) {
+  const int64_t k = entry / num_coefficients, j = entry - k * num_coefficients;
+  table[entry] = polynomial_derivative_coefficient<T>(coefficients, j, k);
+}
+
+// p^(k) at `count` points x[0..count) into value[0..count): Horner over row k
+// of the table, the loop over points innermost (vectorised on the host).
+template <typename T>
+HODERIV_HD void polynomial_horner(const T* __restrict__ table, int64_t num_coefficients, int64_t k,
+                                  const T* __restrict__ x, int64_t count, T* __restrict__ value) {
+  for (int64_t i = 0; i < count; ++i) value[i] = T(0);
+  const T* row = table + k * num_coefficients;
   for (int64_t j = num_coefficients - 1; j >= k; --j) {
-    acc = acc * x + coefficients[j] * falling_factorial<T>(j, k);
+    const T b = row[j];
+    for (int64_t i = 0; i < count; ++i) value[i] = value[i] * x[i] + b;
   }
-  return acc;
 }
 
 // ---------------------------------------------------------------------------
 // One element i of the elementwise ops over n elements: a CUDA thread's work
-// (csrc/cuda/elementwise_cuda.cu; the CPU loops compute the same derivatives
-// with the same operations in vectorised blocks).
+// (csrc/cuda/elementwise_cuda.cu; the CPU loops call the same derivatives and
+// polynomial_horner over vectorised blocks).
 // Outputs and weights are planes of n elements: plane k holds order k.
 // Tested on the host by csrc/tests/test_derivative_math.cpp.
 // ---------------------------------------------------------------------------
@@ -574,22 +592,24 @@ HODERIV_HD T weighted_derivatives_at(Function fn, const FunctionParams& params, 
   return acc;
 }
 
-// out[k * n + i] = p^(k)(x[i]) for k = 0..order.
+// out[k * n + i] = p^(k)(x[i]) for k = 0..order, from the table of
+// polynomial_table_entry (rows 0..order at least).
 template <typename T>
-HODERIV_HD void polynomial_planes_at(const T* coefficients, int64_t num_coefficients, const T* x, T* out, int64_t n,
+HODERIV_HD void polynomial_planes_at(const T* table, int64_t num_coefficients, const T* x, T* out, int64_t n,
                                      int64_t i, int order) {
-  const T xi = x[i];
-  for (int k = 0; k <= order; ++k) out[k * n + i] = polynomial_derivative<T>(coefficients, num_coefficients, k, xi);
+  for (int k = 0; k <= order; ++k) polynomial_horner<T>(table, num_coefficients, k, x + i, 1, out + k * n + i);
 }
 
-// sum_{k = 0..m} weights[k * n + i] p^(k + shift)(x[i]).
+// sum_{k = 0..m} weights[k * n + i] p^(k + shift)(x[i]), from the table (rows
+// 0..m + shift at least).
 template <typename T>
-HODERIV_HD T weighted_polynomial_at(const T* coefficients, int64_t num_coefficients, const T* x, const T* weights,
+HODERIV_HD T weighted_polynomial_at(const T* table, int64_t num_coefficients, const T* x, const T* weights,
                                     int64_t n, int64_t i, int m, int shift) {
-  const T xi = x[i];
   T acc = T(0);
   for (int k = 0; k <= m; ++k) {
-    acc += weights[k * n + i] * polynomial_derivative<T>(coefficients, num_coefficients, k + shift, xi);
+    T value;
+    polynomial_horner<T>(table, num_coefficients, k + shift, x + i, 1, &value);
+    acc += weights[k * n + i] * value;
   }
   return acc;
 }
