@@ -109,7 +109,7 @@ def _extensions():
     debug = _flag("HODERIV_DEBUG")
     with_cuda = _want_cuda()
     csrc = ROOT / "csrc"
-    sources = [csrc / "python_module.cpp", csrc / "ops.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
+    sources = [csrc / "python_module.cpp", *sorted((csrc / "ops").glob("*.cpp")), *sorted((csrc / "cpu").glob("*.cpp"))]
     define_macros = [("HODERIV_TORCH_VERSION", f'"{torch.__version__}"')]
     # -fno-trapping-math: lets GCC if-convert (vectorise) the branch-free
     # derivative loops; nothing here reads floating-point exception flags.

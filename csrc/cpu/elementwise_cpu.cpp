@@ -1,18 +1,18 @@
 // CPU implementations of the elementwise derivative ops. The math is in
 // hoderiv/derivative_math.h, shared with the CUDA kernels; checks, operands and
-// outputs come from prepare_* in ops.cpp, shared too.
+// outputs come from prepare_* (csrc/ops/prepare_elementwise.cpp), shared too.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
 #include <algorithm>
-#include <vector>
 
+#include "cpu/simd.h"
 #include "hoderiv/derivative_math.h"
 #include "hoderiv/order_dispatch.h"
-#include "ops.h"
-#include "simd.h"
+#include "ops/prepare.h"
+#include "ops/registration.h"
 
 namespace hoderiv {
 namespace {
@@ -68,31 +68,15 @@ HODERIV_CPU_CLONES void weighted_derivatives(const scalar_t* in, const scalar_t*
   }
 }
 
-// Coefficients of p^(k), k = 0..max_order, in ascending powers of x:
-// table[k * num + j] = c_j j!/(j-k)! (math::falling_factorial) for j >= k,
-// unused below. Horner over row k gives p^(k)(x) with the same operations as
-// math::polynomial_derivative (which the CUDA kernels call per element).
+// The polynomial's derivative table (math::polynomial_table_entry per entry),
+// the same table the CUDA kernels build.
 template <typename scalar_t>
-std::vector<scalar_t> derivative_coefficients(const scalar_t* coefficients, int64_t num, int64_t max_order) {
-  std::vector<scalar_t> table((max_order + 1) * num, scalar_t(0));
-  for (int64_t k = 0; k <= max_order; ++k) {
-    for (int64_t j = k; j < num; ++j) {
-      table[k * num + j] = coefficients[j] * math::falling_factorial<scalar_t>(j, static_cast<int>(k));
-    }
-  }
-  return table;
-}
-
-// p^(k)(x) of `count` <= kBlock elements into value[i], Horner with the loop
-// over elements innermost (vectorised).
-template <typename scalar_t>
-HODERIV_HD void polynomial_block(const scalar_t* __restrict__ table, int64_t num, int64_t k,
-                                 const scalar_t* __restrict__ in, int64_t count, scalar_t* __restrict__ value) {
-  for (int64_t i = 0; i < count; ++i) value[i] = scalar_t(0);
-  const scalar_t* row = table + k * num;
-  for (int64_t j = num - 1; j >= k; --j) {
-    const scalar_t c = row[j];
-    for (int64_t i = 0; i < count; ++i) value[i] = value[i] * in[i] + c;
+void fill_polynomial_table(const ElementwiseCall& call) {
+  const scalar_t* coefficients = call.coefficients.const_data_ptr<scalar_t>();
+  scalar_t* table = call.table.mutable_data_ptr<scalar_t>();
+  const int64_t num = call.coefficients.numel();
+  for (int64_t entry = 0; entry < call.table.numel(); ++entry) {
+    math::polynomial_table_entry<scalar_t>(coefficients, num, table, entry);
   }
 }
 
@@ -104,7 +88,7 @@ HODERIV_CPU_CLONES void polynomial_planes(const scalar_t* table, int64_t num, co
   for (int64_t start = begin; start < end; start += kBlock) {
     const int64_t count = std::min(kBlock, end - start);
     for (int64_t k = 0; k <= order; ++k) {
-      polynomial_block(table, num, k, in + start, count, value);
+      math::polynomial_horner<scalar_t>(table, num, k, in + start, count, value);
       for (int64_t i = 0; i < count; ++i) out[k * n + start + i] = value[i];
     }
   }
@@ -121,7 +105,7 @@ HODERIV_CPU_CLONES void weighted_polynomial(const scalar_t* table, int64_t num, 
     scalar_t* o = out + start;
     for (int64_t i = 0; i < count; ++i) o[i] = scalar_t(0);
     for (int64_t k = 0; k < num_weights; ++k) {
-      polynomial_block(table, num, k + shift, in + start, count, value);
+      math::polynomial_horner<scalar_t>(table, num, k + shift, in + start, count, value);
       const scalar_t* w = weights + k * n + start;
       for (int64_t i = 0; i < count; ++i) o[i] += w[i] * value[i];
     }
@@ -177,13 +161,13 @@ at::Tensor polynomial_derivatives_cpu(const at::Tensor& x, const at::Tensor& coe
   const ElementwiseCall call = prepare_polynomial(x, coefficients, order);
   if (call.n == 0) return call.out;
   AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "polynomial_derivatives_cpu", [&] {
+    fill_polynomial_table<scalar_t>(call);
     const int64_t num = call.coefficients.numel();
-    const std::vector<scalar_t> table =
-        derivative_coefficients(call.coefficients.const_data_ptr<scalar_t>(), num, call.order);
+    const scalar_t* table = call.table.const_data_ptr<scalar_t>();
     const scalar_t* in_ptr = call.input.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = call.out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, call.n, kGrainSize, [&](int64_t begin, int64_t end) {
-      polynomial_planes<scalar_t>(table.data(), num, in_ptr, out_ptr, call.n, call.order, begin, end);
+      polynomial_planes<scalar_t>(table, num, in_ptr, out_ptr, call.n, call.order, begin, end);
     });
   });
   return call.out;
@@ -194,26 +178,27 @@ at::Tensor polynomial_derivatives_backward_cpu(const at::Tensor& grad, const at:
   const ElementwiseCall call = prepare_polynomial_backward(grad, x, coefficients, shift);
   if (call.n == 0) return call.out;
   AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "polynomial_derivatives_backward_cpu", [&] {
+    fill_polynomial_table<scalar_t>(call);
     const int64_t num = call.coefficients.numel();
-    const std::vector<scalar_t> table =
-        derivative_coefficients(call.coefficients.const_data_ptr<scalar_t>(), num, call.order + call.shift);
+    const scalar_t* table = call.table.const_data_ptr<scalar_t>();
     const scalar_t* in_ptr = call.input.const_data_ptr<scalar_t>();
     const scalar_t* w_ptr = call.weights.const_data_ptr<scalar_t>();
     scalar_t* out_ptr = call.out.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, call.n, kGrainSize, [&](int64_t begin, int64_t end) {
-      weighted_polynomial<scalar_t>(table.data(), num, in_ptr, w_ptr, out_ptr, call.n, call.order + 1, call.shift,
-                                    begin, end);
+      weighted_polynomial<scalar_t>(table, num, in_ptr, w_ptr, out_ptr, call.n, call.order + 1, call.shift, begin,
+                                    end);
     });
   });
   return call.out;
 }
 
 }  // namespace
-}  // namespace hoderiv
 
-TORCH_LIBRARY_IMPL(hoderiv_ext, CPU, m) {
-  m.impl("elementwise_derivatives", &hoderiv::elementwise_derivatives_cpu);
-  m.impl("elementwise_derivatives_backward", &hoderiv::elementwise_derivatives_backward_cpu);
-  m.impl("polynomial_derivatives", &hoderiv::polynomial_derivatives_cpu);
-  m.impl("polynomial_derivatives_backward", &hoderiv::polynomial_derivatives_backward_cpu);
+void register_elementwise_cpu(torch::Library& library) {
+  library.impl("elementwise_derivatives", &elementwise_derivatives_cpu);
+  library.impl("elementwise_derivatives_backward", &elementwise_derivatives_backward_cpu);
+  library.impl("polynomial_derivatives", &polynomial_derivatives_cpu);
+  library.impl("polynomial_derivatives_backward", &polynomial_derivatives_backward_cpu);
 }
+
+}  // namespace hoderiv

@@ -8,9 +8,14 @@
 //     long double (64-bit mantissa): by induction every order is checked;
 //   * stability: float and double results finite for |x| <= 1e4 wherever the
 //     true value is finite;
-//   * kink conventions (relu, leaky_relu, elu at 0; softplus at threshold).
+//   * kink conventions (relu, leaky_relu, elu at 0; softplus at threshold);
+//   * softplus with a large beta: finite where the true derivative is;
+//   * polynomials: the shared table and Horner evaluation against closed
+//     forms, one element at a time (a CUDA thread) and in blocks (the CPU
+//     loops) bitwise equal.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <algorithm>
 #include <functional>
 #include <limits>
@@ -172,7 +177,7 @@ void test_exp_nonpositive(const char* type_name) {
   expect(huge.exp == T(0) && huge.one_minus_exp == T(1), name + "exp(-1e30) = 0");
   const auto nan = exp_nonpositive(std::numeric_limits<T>::quiet_NaN());
   expect(std::isnan(nan.exp) && std::isnan(nan.one_minus_exp), name + "NaN in, NaN out");
-  // tanh and sech^2 across |u| = 0.55, where the device switches from expm1 to exp.
+  // tanh and sech^2 on both sides of |u| = 0.55 (2|u| = 1.1, where a library expm1/exp switch would sit).
   for (long double u : {-0.56L, -0.55L, -0.549L, -1e-5L, 1e-5L, 0.3L, 0.549L, 0.55L, 0.56L, 3.0L}) {
     const auto parts = hoderiv::math::tanh_parts(static_cast<T>(u));
     const long double ut = static_cast<T>(u);
@@ -235,18 +240,93 @@ void test_kinks() {
   expect(d[0] == 25.0 && d[1] == 1.0 && d[2] == 0.0, "softplus above threshold is linear");
 }
 
+// Softplus(beta) for a large beta: y^(k)(x) = beta^(k-1) sigmoid^(k-1)(beta x).
+// beta^7 = 1e42 overflows float; at z = beta x = -10 the product with
+// sigmoid^(7)(z) ~ 4.5e-5 is ~4.5e37 and must come out finite. The reference
+// forms it in long double.
+template <typename T>
+void test_softplus_large_beta(const char* type_name, long double tolerance) {
+  const double beta = 1e6, threshold = 20.0;
+  for (double x_value : {-1e-5, -1.5e-5, 1.2e-5, 2e-6, 0.0}) {
+    const T x = static_cast<T>(x_value);
+    T d[K + 1];
+    hoderiv::math::derivatives<T, K>(Function::kSoftplus, {beta, threshold}, x, d);
+    const T z = static_cast<T>(beta) * x;  // as the kernel rounds it
+    long double sigmoid[K + 1];
+    hoderiv::math::derivatives<long double, K>(Function::kSigmoid, {}, static_cast<long double>(z), sigmoid);
+    for (int k = 1; k <= K; ++k) {
+      const long double want = std::pow(static_cast<long double>(beta), k - 1) * sigmoid[k - 1];
+      const std::string where = std::string("softplus beta 1e6 ") + type_name + " order " + std::to_string(k) +
+                                " at " + std::to_string(x_value);
+      if (std::fabs(want) > static_cast<long double>(std::numeric_limits<T>::max())) {
+        expect(std::isinf(d[k]), where + ": overflows as the true value does");  // near z = 0 at order 8 in float
+        continue;
+      }
+      expect(std::isfinite(static_cast<double>(d[k])), where + ": finite");
+      expect(std::fabs(d[k] - want) <= tolerance * std::fabs(want) + 1e-30L,
+             where + ": got " + std::to_string(static_cast<double>(d[k])) + ", expected " +
+                 std::to_string(static_cast<double>(want)));
+    }
+  }
+}
+
+// The polynomial derivative table, as both devices build it.
+template <typename T>
+std::vector<T> polynomial_table(const T* coefficients, int64_t num, int max_order) {
+  std::vector<T> table((max_order + 1) * num);
+  for (int64_t e = 0; e < static_cast<int64_t>(table.size()); ++e) {
+    hoderiv::math::polynomial_table_entry<T>(coefficients, num, table.data(), e);
+  }
+  return table;
+}
+
+template <typename T>
+T polynomial_at(const std::vector<T>& table, int64_t num, int k, T x) {
+  T value;
+  hoderiv::math::polynomial_horner<T>(table.data(), num, k, &x, 1, &value);
+  return value;
+}
+
 void test_polynomial() {
   // p(x) = 3 + 2x - x^2 + 0.5 x^4
   const double coefficients[] = {3.0, 2.0, -1.0, 0.0, 0.5};
+  const std::vector<double> table = polynomial_table(coefficients, 5, 6);
   for (double x : {-2.0, -0.5, 0.0, 1.5, 3.0}) {
     const double expected[] = {3 + 2 * x - x * x + 0.5 * x * x * x * x, 2 - 2 * x + 2 * x * x * x, -2 + 6 * x * x,
                                12 * x, 12.0, 0.0, 0.0};
     for (int k = 0; k <= 6; ++k) {
-      const double got = hoderiv::math::polynomial_derivative<double>(coefficients, 5, k, x);
+      const double got = polynomial_at(table, 5, k, x);
       expect(std::fabs(got - expected[k]) <= 1e-12 * (1 + std::fabs(expected[k])),
              "polynomial order " + std::to_string(k) + " at " + std::to_string(x));
     }
   }
+  // The table's entries: b_{k,j} = a_j j!/(j-k)!, 0 for j < k.
+  expect(table[2 * 5 + 4] == 0.5 * 12 && table[3 * 5 + 4] == 0.5 * 24 && table[4 * 5 + 4] == 0.5 * 24 &&
+             table[4 * 5 + 3] == 0.0 && table[1 * 5 + 2] == -2.0,
+         "polynomial table entries");
+  // A block of points (the CPU loops) and the same points one at a time (a
+  // CUDA thread each): one function, bitwise equal results.
+  const int64_t count = 37;
+  std::vector<double> points(count), block(count), single(count);
+  for (int64_t i = 0; i < count; ++i) points[i] = -3.0 + 0.17 * static_cast<double>(i);
+  for (int k = 0; k <= 6; ++k) {
+    hoderiv::math::polynomial_horner<double>(table.data(), 5, k, points.data(), count, block.data());
+    for (int64_t i = 0; i < count; ++i) single[i] = polynomial_at(table, 5, k, points[i]);
+    expect(std::memcmp(block.data(), single.data(), sizeof(double) * count) == 0,
+           "polynomial block and per-element evaluation bitwise equal, order " + std::to_string(k));
+  }
+  // A long float polynomial: j!/(j-8)! overflows float for j ~ 1e5, the
+  // coefficients b = a_j j (j-1) ... do not, and zero coefficients stay 0.
+  const int64_t num = 100001;
+  std::vector<float> long_coefficients(num, 0.0f);
+  long_coefficients[0] = 1.0f;
+  long_coefficients[num - 1] = 1e-35f;
+  const std::vector<float> long_table = polynomial_table(long_coefficients.data(), num, K);
+  bool all_finite = true;
+  for (float b : long_table) all_finite &= std::isfinite(b);
+  expect(all_finite, "long float polynomial: every table entry finite (no inf, no 0 * inf)");
+  const long double want = 1e-35L * std::pow(1e5L, 8);  // ~ a_j j^8 for j = 1e5
+  expect(std::fabs(long_table[K * num + num - 1] - want) <= 1e-3L * want, "long float polynomial: b_{8,j}");
 }
 
 // The per-element functions the CUDA elementwise kernels run (one call per
@@ -276,6 +356,7 @@ void test_elements() {
   }
   // p(x) = 3 + 2x - x^2 + 0.5 x^4
   const double coefficients[] = {3.0, 2.0, -1.0, 0.0, 0.5};
+  const std::vector<double> table = polynomial_table(coefficients, 5, K);
   for (int m = 0; m <= 3; ++m) {
     for (int shift = 0; m + shift <= K; ++shift) {
       std::vector<double> weights((m + 1) * n);
@@ -286,8 +367,7 @@ void test_elements() {
         double want = 0.0, want_polynomial = 0.0;
         for (int k = 0; k <= m; ++k) {
           want += weights[k * n + i] * d[k + shift];
-          want_polynomial +=
-              weights[k * n + i] * hoderiv::math::polynomial_derivative<double>(coefficients, 5, k + shift, x[i]);
+          want_polynomial += weights[k * n + i] * polynomial_at(table, 5, k + shift, x[i]);
         }
         const std::string where = " m " + std::to_string(m) + " shift " + std::to_string(shift) + " element " +
                                   std::to_string(i);
@@ -295,7 +375,7 @@ void test_elements() {
             hoderiv::math::weighted_derivatives_at<double, K>(function, params, x, weights.data(), n, i, m, shift);
         expect(std::fabs(got - want) <= 1e-14 * (1 + std::fabs(want)), "weighted_derivatives_at" + where);
         const double got_polynomial =
-            hoderiv::math::weighted_polynomial_at<double>(coefficients, 5, x, weights.data(), n, i, m, shift);
+            hoderiv::math::weighted_polynomial_at<double>(table.data(), 5, x, weights.data(), n, i, m, shift);
         expect(std::fabs(got_polynomial - want_polynomial) <= 1e-14 * (1 + std::fabs(want_polynomial)),
                "weighted_polynomial_at" + where);
       }
@@ -304,12 +384,11 @@ void test_elements() {
   for (int order = 0; order <= 6; ++order) {
     std::vector<double> out(7 * n, sentinel);
     for (int64_t i = 0; i < n; ++i) {
-      hoderiv::math::polynomial_planes_at<double>(coefficients, 5, x, out.data(), n, i, order);
+      hoderiv::math::polynomial_planes_at<double>(table.data(), 5, x, out.data(), n, i, order);
     }
     for (int64_t i = 0; i < n; ++i) {
       for (int k = 0; k <= 6; ++k) {
-        const double want =
-            k <= order ? hoderiv::math::polynomial_derivative<double>(coefficients, 5, k, x[i]) : sentinel;
+        const double want = k <= order ? polynomial_at(table, 5, k, x[i]) : sentinel;
         expect(out[k * n + i] == want, "polynomial_planes_at order " + std::to_string(order) + " plane " +
                                            std::to_string(k) + " element " + std::to_string(i));
       }
@@ -328,6 +407,8 @@ int main() {
   test_log1p_unit_interval<float>("float");
   test_log1p_unit_interval<double>("double");
   test_kinks();
+  test_softplus_large_beta<float>("float", 1e-4L);
+  test_softplus_large_beta<double>("double", 1e-12L);
   test_polynomial();
   test_elements();
   std::printf("derivative_math: %d checks, %d failures\n", checks, failures);

@@ -2,8 +2,15 @@
 //
 // Everything here is __host__ __device__ and header-only: the CPU kernels
 // (csrc/cpu), the CUDA kernels (csrc/cuda) and the C++ test
-// (csrc/tests/test_derivative_math.cpp) all include this file, so the three
-// can never disagree about a formula.
+// (csrc/tests/test_derivative_math.cpp) all include this file and run the
+// same source, with no host- or device-only branch: the three can never
+// disagree about a formula. exp and log1p on [0, 1] are plain arithmetic
+// here (exp_nonpositive, log1p_unit_interval), so they too are the same code
+// everywhere. Results can still differ in the last bits between devices
+// where a compiler contracts a * b + c into a fused multiply-add (nvcc does
+// by default; gcc may in the FMA builds of the CPU loops) and in the few
+// functions taken from each platform's math library: sin and cos, erfc (the
+// GELU's CDF) and exp of a positive argument (kExp).
 //
 // Method: truncated Taylor arithmetic. For a function phi and a point x we
 // compute the normalised Taylor coefficients c_k = phi^(k)(x) / k! for
@@ -34,8 +41,8 @@
 #define HODERIV_HD inline
 #endif
 
-// Loop unrolling hint understood by both nvcc and gcc (plain `HODERIV_UNROLL`
-// makes gcc warn).
+// Loop unrolling hint understood by both nvcc and gcc (a plain
+// `#pragma unroll` makes gcc warn).
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define HODERIV_UNROLL _Pragma("unroll")
 #elif defined(__GNUC__) && !defined(__clang__)
@@ -54,26 +61,25 @@ namespace math {
 // differentiable through the kernels; beyond that the Python layer refuses.
 constexpr int kMaxOrder = 8;
 
-// Elementwise functions served by the kernels. The numbering is internal;
-// the Python layer and the op schemas speak in names (see function_names.h).
+// Elementwise functions served by the kernels, in the order of the table
+// hoderiv/functions.def. The numbering is internal; the Python layer and the
+// op schemas speak in names (parsed by csrc/ops/functions.cpp).
 enum class Function : int32_t {
-  kIdentity = 0,
-  kTanh = 1,
-  kSigmoid = 2,
-  kSoftplus = 3,   // params: beta, threshold (as torch.nn.Softplus)
-  kSin = 4,
-  kCos = 5,
-  kExp = 6,
-  kSiLU = 7,
-  kGeluErf = 8,    // GELU(approximate='none')
-  kGeluTanh = 9,   // GELU(approximate='tanh')
-  kReLU = 10,
-  kLeakyReLU = 11, // params: negative_slope
-  kELU = 12,       // params: alpha
-  kNumFunctions = 13,
+#define HODERIV_FUNCTION(ENUM, NAME, NUM_PARAMS, PARAM_NAMES) ENUM,
+#include "hoderiv/functions.def"
 };
 
-// Scalar parameters of a function (unused entries are ignored).
+// Number of functions in the table.
+constexpr int kNumFunctions = 0
+#define HODERIV_FUNCTION(ENUM, NAME, NUM_PARAMS, PARAM_NAMES) +1
+#include "hoderiv/functions.def"
+    ;
+
+// Most scalar parameters a function of the table takes.
+constexpr int kMaxParams = 2;
+
+// Scalar parameters of a function, in the order of functions.def (unused
+// entries are ignored).
 struct FunctionParams {
   double p0 = 0.0;
   double p1 = 0.0;
@@ -83,31 +89,11 @@ struct FunctionParams {
 // Stable scalar building blocks.
 // ---------------------------------------------------------------------------
 
-// sigmoid(x) = 1 / (1 + exp(-x)) without overflow for either sign.
-template <typename T>
-HODERIV_HD T stable_sigmoid(T x) {
-  if (x >= T(0)) {
-    const T e = std::exp(-x);
-    return T(1) / (T(1) + e);
-  }
-  const T e = std::exp(x);
-  return e / (T(1) + e);
-}
-
-// sech^2(x) = 1 - tanh^2(x), computed as 4 e / (1 + e)^2 with e = exp(-2|x|):
-// accurate to a few ulp for every x, where 1 - tanh^2 loses all digits once
-// |x| exceeds a few units.
-template <typename T>
-HODERIV_HD T sech_squared(T x) {
-  const T e = std::exp(T(-2) * std::fabs(x));
-  const T one_plus_e = T(1) + e;
-  return T(4) * e / (one_plus_e * one_plus_e);
-}
-
 // exp(x) and 1 - exp(x) for x <= 0, both to a few ulp, from one range
 // reduction and no branch or library call, so the host compiler vectorises
 // the loops that call it (glibc's exp/expm1 are scalar calls: they made the
-// tanh-family activations cost ~17 ns per element). Method (Cody-Waite):
+// tanh-family activations cost ~17 ns per element) and the device runs the
+// very same arithmetic. Method (Cody-Waite):
 //   x = k ln2 + r, |r| <= ln2 / 2,  p = expm1(r) by its Taylor polynomial
 //   (degree 7 for float, 13 for double: truncation below 1/4 ulp),
 //   exp(x) = 2^k (1 + p),  1 - exp(x) = (1 - 2^k) - 2^k p.
@@ -147,10 +133,27 @@ struct ExpAndComplement {
   T one_minus_exp;   // 1 - exp(x)
 };
 
-// 1/j!, j = 0..13: the Taylor coefficients of exp.
-constexpr double kInverseFactorials[14] = {
-    1.0, 1.0, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720, 1.0 / 5040, 1.0 / 40320, 1.0 / 362880,
-    1.0 / 3628800, 1.0 / 39916800, 1.0 / 479001600, 1.0 / 6227020800.0};
+// 1/j!: the Taylor coefficients of exp (j! is exact in double for j <= 22,
+// so this is the correctly rounded 1/j!). Evaluated at compile time only
+// (exp_taylor_horner): no table, since a namespace-scope array is not
+// visible in device code.
+HODERIV_HD constexpr double inverse_factorial(int j) {
+  double factorial = 1.0;
+  for (int i = 2; i <= j; ++i) factorial *= i;
+  return 1.0 / factorial;
+}
+
+// Horner's rule for the exp series: acc = acc * r + 1/j! for j = J down to 1,
+// each coefficient a compile-time constant.
+template <typename T, int J>
+HODERIV_HD T exp_taylor_horner(T acc, T r) {
+  if constexpr (J < 1) {
+    return acc;
+  } else {
+    constexpr double coefficient = inverse_factorial(J);
+    return exp_taylor_horner<T, J - 1>(acc * r + T(coefficient), r);
+  }
+}
 
 // 2^k for an integer k with kExponentBias + k >= 1 (a normal number).
 template <typename T>
@@ -171,9 +174,8 @@ HODERIV_HD ExpAndComplement<T> exp_nonpositive(T x) {
   const T x_finite = x == x ? x : T(0);  // k from a number, r (hence p) from x: NaN in, NaN out
   const T k = (x_finite * T(1.44269504088896340736) + C::kShifter) - C::kShifter;  // round(x log2 e)
   const T r = (x - k * C::kLn2High) - k * C::kLn2Low;
-  T acc = T(kInverseFactorials[C::kDegree]);
-HODERIV_UNROLL
-  for (int j = C::kDegree - 1; j >= 1; --j) acc = acc * r + T(kInverseFactorials[j]);
+  constexpr double leading = inverse_factorial(C::kDegree);
+  const T acc = exp_taylor_horner<T, C::kDegree - 1>(T(leading), r);
   const T p = acc * r;  // expm1(r)
   // k in [kLowest / ln 2 - 1, 0]: applied as 2^half * 2^rest, each a normal number.
   const int32_t k_int = static_cast<int32_t>(k);
@@ -184,22 +186,9 @@ HODERIV_UNROLL
   return {((T(1) + p) * scale_half) * scale_rest, (T(1) - two_to_k) - two_to_k * p};
 }
 
-// tanh(u), sech^2(u) and e = exp(-2|u|) from one transcendental:
-//   tanh(|u|) = (1 - e) / (1 + e),  sech^2(u) = 4 e / (1 + e)^2.
-// 1 - e must not be formed by cancellation (|u| small): the host computes
-// both with exp_nonpositive (vectorisable), the device with expm1 / exp.
-// sigmoid(2u) = 1 / (1 + e) for u >= 0 and e / (1 + e) otherwise, so the
-// sigmoid-based functions reuse e as well.
-template <typename T>
-struct TanhParts {
-  T tanh;
-  T sech_squared;
-  T e;  // exp(-2|u|)
-};
-
 // exp(x) and 1 - exp(x) for x <= 0 from the math library, with expm1 where
-// 1 - exp(x) would cancel (x > -1.1). The device's path (its exp and expm1
-// are fast), and the host's for types other than float and double.
+// 1 - exp(x) would cancel (x > -1.1): for the types exp_nonpositive has no
+// constants for (long double, which only the host tests use).
 template <typename T>
 HODERIV_HD ExpAndComplement<T> exp_nonpositive_library(T x) {
   if (x > T(-1.1)) {
@@ -210,19 +199,34 @@ HODERIV_HD ExpAndComplement<T> exp_nonpositive_library(T x) {
   return {e, T(1) - e};
 }
 
+// exp(x) and 1 - exp(x) for x <= 0: exp_nonpositive for float and double
+// (every kernel, host and device alike), the library otherwise.
+template <typename T>
+HODERIV_HD ExpAndComplement<T> exp_parts_nonpositive(T x) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    return exp_nonpositive(x);
+  } else {
+    return exp_nonpositive_library(x);
+  }
+}
+
+// tanh(u), sech^2(u) and e = exp(-2|u|) from one transcendental:
+//   tanh(|u|) = (1 - e) / (1 + e),  sech^2(u) = 4 e / (1 + e)^2,
+// with e and 1 - e from exp_parts_nonpositive, so 1 - e is not formed by
+// cancellation when |u| is small.
+// sigmoid(2u) = 1 / (1 + e) for u >= 0 and e / (1 + e) otherwise, so the
+// sigmoid-based functions reuse e as well.
+template <typename T>
+struct TanhParts {
+  T tanh;
+  T sech_squared;
+  T e;  // exp(-2|u|)
+};
+
 template <typename T>
 HODERIV_HD TanhParts<T> tanh_parts(T u) {
   const T au = std::fabs(u);
-#if defined(__CUDA_ARCH__)
-  const ExpAndComplement<T> exp_parts = exp_nonpositive_library(T(-2) * au);
-#else
-  ExpAndComplement<T> exp_parts;
-  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
-    exp_parts = exp_nonpositive(T(-2) * au);
-  } else {
-    exp_parts = exp_nonpositive_library(T(-2) * au);
-  }
-#endif
+  const ExpAndComplement<T> exp_parts = exp_parts_nonpositive(T(-2) * au);
   const T e = exp_parts.exp;
   const T one_plus_e = T(1) + e;
   const T magnitude = exp_parts.one_minus_exp / one_plus_e;
@@ -235,8 +239,8 @@ HODERIV_HD T sigmoid_of_double(T u, T e) {
   return u >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
 
-// log1p(e) for e in [0, 1], branch-free (vectorisable) on the host, after
-// fdlibm's log1p: 1 + e = 2^k (1 + f) with
+// log1p(e) for e in [0, 1], branch-free (vectorisable on the host, the same
+// arithmetic on the device), after fdlibm's log1p: 1 + e = 2^k (1 + f) with
 //   k = 0, f = e             for e <= 1/2,
 //   k = 1, f = (e - 1) / 2   for e >  1/2 (exact: Sterbenz, then a halving),
 // so f is in (-1/4, 1/2] and carries no rounding. With s = f / (2 + f)
@@ -263,30 +267,27 @@ HODERIV_UNROLL
 }
 
 // softplus(z) = log(1 + exp(z)) = max(z, 0) + log1p(e), e = exp(-|z|).
-// Host float/double: log1p_unit_interval (vectorisable); device and other
-// types: the math library.
+// float/double (every kernel): log1p_unit_interval; other types (the host
+// tests' long double): the math library.
 template <typename T>
 HODERIV_HD T softplus_from_exp(T z, T e) {
   const T positive_part = z > T(0) ? z : T(0);
-#if defined(__CUDA_ARCH__)
-  return positive_part + std::log1p(e);
-#else
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
     return positive_part + log1p_unit_interval(e);
   } else {
     return positive_part + std::log1p(e);
   }
-#endif
 }
 
-// Standard normal CDF and density.
+// Standard normal CDF (the math library's erfc) and density (exp of a
+// non-positive argument: exp_parts_nonpositive).
 template <typename T>
 HODERIV_HD T normal_cdf(T x) {
   return T(0.5) * std::erfc(-x * T(0.70710678118654752440));
 }
 template <typename T>
 HODERIV_HD T normal_pdf(T x) {
-  return T(0.39894228040143267794) * std::exp(T(-0.5) * x * x);
+  return T(0.39894228040143267794) * exp_parts_nonpositive(T(-0.5) * x * x).exp;
 }
 
 // ---------------------------------------------------------------------------
@@ -374,6 +375,12 @@ HODERIV_UNROLL
       // torch.nn.Softplus: y^(k)(x) = beta^(k-1) sigmoid^(k-1)(beta x).
       // Computed for every z and then selected, with no early exit, so the
       // host's loops over elements vectorise.
+      // beta^(k-1) is never formed on its own: it overflows for large beta
+      // (1e6^7 in float) where the product with the small sigmoid
+      // coefficient is finite. The coefficient is multiplied by beta one
+      // factor at a time instead; for |beta| >= 1 the partial products grow
+      // monotonically to the final coefficient, so none overflows unless the
+      // result does (and c_k = y^(k) / k! is no larger than y^(k)).
       const T beta = T(params.p0);
       const T threshold = T(params.p1);
       const T z = beta * x;
@@ -385,16 +392,16 @@ HODERIV_UNROLL
       T sig[K + 1];
       const T e = sigmoid_series<T, K>(z, sig);  // e = exp(-|z|)
       c[0] = linear ? x : softplus_from_exp(z, e) / beta;
-      T beta_power = T(1);  // beta^(k-1)
 HODERIV_UNROLL
       for (int k = 1; k <= K; ++k) {
-        const T smooth = beta_power * sig[k - 1] / T(k);
+        T smooth = sig[k - 1] / T(k);
+HODERIV_UNROLL
+        for (int j = 1; j < k; ++j) smooth *= beta;  // beta^(k-1) sig_{k-1} / k
         if (k == 1) {
           c[k] = linear ? T(1) : smooth;
         } else {
           c[k] = smooth_beyond_first ? smooth : T(0);
         }
-        beta_power *= beta;
       }
       break;
     }
@@ -480,8 +487,9 @@ HODERIV_UNROLL
         break;
       }
       const T alpha = T(params.p0);
-      const T e = std::exp(x);
-      c[0] = alpha * std::expm1(x);
+      const ExpAndComplement<T> exp_parts = exp_parts_nonpositive(x);  // x <= 0 here
+      const T e = exp_parts.exp;
+      c[0] = alpha * (T(0) - exp_parts.one_minus_exp);  // alpha expm1(x), +0 at x = 0 as torch
       // At x == 0 torch's autograd gives elu'(0) = alpha but elu''(0) = 0
       // (its double backward masks with x < 0); mirror it.
       const int highest = x < T(0) ? K : 1;
@@ -512,30 +520,48 @@ HODERIV_UNROLL
 
 // ---------------------------------------------------------------------------
 // Polynomials p(x) = sum_j a_j x^j (ascending coefficients).
-// p^(k)(x) = sum_{j >= k} a_j j!/(j-k)! x^(j-k), evaluated by Horner's rule.
+// p^(k)(x) = sum_{j >= k} b_{k,j} x^(j-k) with b_{k,j} = a_j j!/(j-k)!, by
+// Horner's rule. Both devices build the same table b (one row per order,
+// polynomial_derivative_coefficient per entry) and evaluate it with the same
+// function, polynomial_horner: the CPU over a block of elements, a CUDA
+// thread over one.
 // ---------------------------------------------------------------------------
 
-// j (j-1) ... (j-k+1): the falling factorial, 1 for k = 0.
+// b_{k,j} = a_j j (j-1) ... (j-k+1), for j >= k (0 below). a_j is multiplied
+// by one factor at a time (no falling factorial formed on its own: it would
+// overflow float for large j where a_j is small, or give inf * 0 = NaN).
 template <typename T>
-HODERIV_HD T falling_factorial(int64_t j, int k) {
-  T result = T(1);
-  for (int i = 0; i < k; ++i) result *= T(j - i);
-  return result;
+HODERIV_HD T polynomial_derivative_coefficient(const T* coefficients, int64_t j, int64_t k) {
+  if (j < k) return T(0);
+  T b = coefficients[j];
+  for (int64_t i = 0; i < k; ++i) b *= T(j - i);
+  return b;
 }
 
+// The table's entry (k, j) lives at table[k * num_coefficients + j], k = 0..max_order.
 template <typename T>
-HODERIV_HD T polynomial_derivative(const T* coefficients, int64_t num_coefficients, int k, T x) {
-  T acc = T(0);
+HODERIV_HD void polynomial_table_entry(const T* coefficients, int64_t num_coefficients, T* table, int64_t entry) {
+  const int64_t k = entry / num_coefficients, j = entry - k * num_coefficients;
+  table[entry] = polynomial_derivative_coefficient<T>(coefficients, j, k);
+}
+
+// p^(k) at `count` points x[0..count) into value[0..count): Horner over row k
+// of the table, the loop over points innermost (vectorised on the host).
+template <typename T>
+HODERIV_HD void polynomial_horner(const T* __restrict__ table, int64_t num_coefficients, int64_t k,
+                                  const T* __restrict__ x, int64_t count, T* __restrict__ value) {
+  for (int64_t i = 0; i < count; ++i) value[i] = T(0);
+  const T* row = table + k * num_coefficients;
   for (int64_t j = num_coefficients - 1; j >= k; --j) {
-    acc = acc * x + coefficients[j] * falling_factorial<T>(j, k);
+    const T b = row[j];
+    for (int64_t i = 0; i < count; ++i) value[i] = value[i] * x[i] + b;
   }
-  return acc;
 }
 
 // ---------------------------------------------------------------------------
 // One element i of the elementwise ops over n elements: a CUDA thread's work
-// (csrc/cuda/elementwise_cuda.cu; the CPU loops compute the same derivatives
-// with the same operations in vectorised blocks).
+// (csrc/cuda/elementwise_cuda.cu; the CPU loops call the same derivatives and
+// polynomial_horner over vectorised blocks).
 // Outputs and weights are planes of n elements: plane k holds order k.
 // Tested on the host by csrc/tests/test_derivative_math.cpp.
 // ---------------------------------------------------------------------------
@@ -566,22 +592,24 @@ HODERIV_HD T weighted_derivatives_at(Function fn, const FunctionParams& params, 
   return acc;
 }
 
-// out[k * n + i] = p^(k)(x[i]) for k = 0..order.
+// out[k * n + i] = p^(k)(x[i]) for k = 0..order, from the table of
+// polynomial_table_entry (rows 0..order at least).
 template <typename T>
-HODERIV_HD void polynomial_planes_at(const T* coefficients, int64_t num_coefficients, const T* x, T* out, int64_t n,
+HODERIV_HD void polynomial_planes_at(const T* table, int64_t num_coefficients, const T* x, T* out, int64_t n,
                                      int64_t i, int order) {
-  const T xi = x[i];
-  for (int k = 0; k <= order; ++k) out[k * n + i] = polynomial_derivative<T>(coefficients, num_coefficients, k, xi);
+  for (int k = 0; k <= order; ++k) polynomial_horner<T>(table, num_coefficients, k, x + i, 1, out + k * n + i);
 }
 
-// sum_{k = 0..m} weights[k * n + i] p^(k + shift)(x[i]).
+// sum_{k = 0..m} weights[k * n + i] p^(k + shift)(x[i]), from the table (rows
+// 0..m + shift at least).
 template <typename T>
-HODERIV_HD T weighted_polynomial_at(const T* coefficients, int64_t num_coefficients, const T* x, const T* weights,
+HODERIV_HD T weighted_polynomial_at(const T* table, int64_t num_coefficients, const T* x, const T* weights,
                                     int64_t n, int64_t i, int m, int shift) {
-  const T xi = x[i];
   T acc = T(0);
   for (int k = 0; k <= m; ++k) {
-    acc += weights[k * n + i] * polynomial_derivative<T>(coefficients, num_coefficients, k + shift, xi);
+    T value;
+    polynomial_horner<T>(table, num_coefficients, k + shift, x + i, 1, &value);
+    acc += weights[k * n + i] * value;
   }
   return acc;
 }

@@ -24,33 +24,19 @@ void dispatch_taylor_order(int needed_order, Body&& body) {
 
 // Calls body(std::integral_constant<math::Function, F>{}) for the runtime
 // function, so host loops see a constant and the derivative switch folds
-// away (13 specialisations; the CUDA kernels keep the runtime switch to hold
-// their compile time down, and there the switch is uniform across a warp).
+// away (one specialisation per entry of functions.def; the CUDA kernels keep
+// the runtime switch to hold their compile time down, and there the switch
+// is uniform across a warp).
 template <typename Body>
 void dispatch_function(math::Function function, Body&& body) {
   using F = math::Function;
-#define HODERIV_FUNCTION_CASE(NAME) \
-  case F::NAME:                     \
-    body(std::integral_constant<F, F::NAME>{}); \
-    return;
   switch (function) {
-    HODERIV_FUNCTION_CASE(kIdentity)
-    HODERIV_FUNCTION_CASE(kTanh)
-    HODERIV_FUNCTION_CASE(kSigmoid)
-    HODERIV_FUNCTION_CASE(kSoftplus)
-    HODERIV_FUNCTION_CASE(kSin)
-    HODERIV_FUNCTION_CASE(kCos)
-    HODERIV_FUNCTION_CASE(kExp)
-    HODERIV_FUNCTION_CASE(kSiLU)
-    HODERIV_FUNCTION_CASE(kGeluErf)
-    HODERIV_FUNCTION_CASE(kGeluTanh)
-    HODERIV_FUNCTION_CASE(kReLU)
-    HODERIV_FUNCTION_CASE(kLeakyReLU)
-    HODERIV_FUNCTION_CASE(kELU)
-    default:
-      break;
+#define HODERIV_FUNCTION(ENUM, NAME, NUM_PARAMS, PARAM_NAMES) \
+  case F::ENUM:                                               \
+    body(std::integral_constant<F, F::ENUM>{});               \
+    return;
+#include "hoderiv/functions.def"
   }
-#undef HODERIV_FUNCTION_CASE
   body(std::integral_constant<F, F::kIdentity>{});  // unreachable: parse_function validated the name
 }
 

@@ -1,0 +1,117 @@
+// The host half of every op call, shared by the CPU and CUDA wrappers: every
+// argument checked (before any arithmetic on it and before the empty-input
+// return), the operands made contiguous, the outputs allocated on the
+// operands' device and the function parsed. Each device then only runs its
+// kernels. Nothing here synchronises with a device or reads device memory.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/ArrayRef.h>
+#include <c10/util/Optional.h>
+#include <c10/util/string_view.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "hoderiv/jet_math.h"
+#include "ops/functions.h"
+
+namespace hoderiv {
+
+// ----- elementwise_derivatives*, polynomial_derivatives* -----
+
+// Checks: x (and grad) float32/float64 of one dtype on one device (the first
+// tensor argument's); order in [0, kMaxOrder]; for a backward shift in
+// [0, kMaxOrder], grad of shape (m + 1, *x.shape) with m in [0, kMaxOrder]
+// and m + shift <= kMaxOrder; coefficients 1-D, non-empty. When n == 0 the
+// wrapper returns `out` as is.
+struct ElementwiseCall {
+  at::Tensor input;    // x, contiguous
+  at::Tensor weights;  // backward: grad (m + 1, *x.shape), plane k weighs y^(k + shift)
+  at::Tensor coefficients;  // polynomial ops: ascending powers, contiguous
+  at::Tensor table;         // polynomial ops: (highest_order + 1, num_coefficients), for the device to fill
+                            // with math::polynomial_table_entry
+  at::Tensor out;           // forward: (order + 1, *x.shape); backward: x's shape
+  int64_t n = 0;            // elements of x
+  int64_t order = 0;        // forward: the highest order; backward: m
+  int64_t shift = 0;        // backward only
+  ParsedFunction parsed{};  // elementwise_derivatives*: the function and its parameters
+
+  // The highest derivative order the kernels need: order (forward) or m + shift.
+  int64_t highest_order() const { return order + shift; }
+};
+
+ElementwiseCall prepare_elementwise(const at::Tensor& x, c10::string_view function, c10::ArrayRef<double> params,
+                                    int64_t order);
+ElementwiseCall prepare_elementwise_backward(const at::Tensor& grad, const at::Tensor& x, c10::string_view function,
+                                             c10::ArrayRef<double> params, int64_t shift);
+ElementwiseCall prepare_polynomial(const at::Tensor& x, const at::Tensor& coefficients, int64_t order);
+ElementwiseCall prepare_polynomial_backward(const at::Tensor& grad, const at::Tensor& x,
+                                            const at::Tensor& coefficients, int64_t shift);
+
+// ----- jet_activation* -----
+
+// The validated index lists of a jet: t tangents, pairs with entries in
+// [0, t), a collapsed list of distinct entries in [0, t). Host memory; the
+// layout's pointers point into the vectors.
+struct JetIndices {
+  int64_t num_tangents = 0;
+  std::vector<jet::Index> pair_i, pair_j, collapsed;
+
+  jet::SlotLayout layout() const;
+};
+
+// Checks, all before the empty-input return: the jet (N, S, m) with
+// S = 1 + t + p + c (c = 1 when collapsed is non-empty); num_tangents in
+// [0, 2^31 - 1] (the first layer's t = weight.size(1) likewise); pair_i and
+// pair_j of one length with entries in [0, t); collapsed entries in [0, t)
+// and distinct; the bias (m,); the backward's grad of the jet's shape; the
+// first layer's preactivation (N, m), weight (m, t) and grad (N, S, m); every
+// tensor float32/float64 of one dtype on the first tensor argument's device;
+// the function and its parameters. When `out` is empty the wrapper returns it
+// (and, for the first layer's backward, `grad_weight`, filled by the device).
+struct JetCall {
+  at::Tensor input;     // the jet (N, S, m), or the first layer's preactivation (N, m)
+  at::Tensor bias;      // (m), or undefined
+  at::Tensor weight_t;  // first layer: the weight's transpose (t, m); row k holds T_k for every unit
+  at::Tensor grad;      // backward: the output jet's gradient (N, S, m)
+  at::Tensor out;       // the result: a jet (N, S, m), the gradient with respect to the input jet, or
+                        // (first layer's backward) the gradient with respect to the preactivation (N, m)
+  // First layer's backward only:
+  at::Tensor grad_weight;  // (m, t), every entry written by the device (jet::first_weight_grad_entry)
+  at::Tensor sums;         // per-chunk partial sums (chunks, t + p + c, m), uninitialised: each chunk's
+                           // writer zeroes it
+  int64_t samples_per_chunk = 0;
+  int64_t chunks = 0;
+  int64_t n = 0, slots = 0, m = 0;
+  JetIndices indices;
+  ParsedFunction parsed{};
+};
+
+JetCall prepare_jet_activation(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                               c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
+                               c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed);
+JetCall prepare_jet_activation_backward(const at::Tensor& grad, const at::Tensor& jet,
+                                        const c10::optional<at::Tensor>& bias, c10::string_view function,
+                                        c10::ArrayRef<double> params, int64_t num_tangents,
+                                        c10::IntArrayRef pair_i, c10::IntArrayRef pair_j,
+                                        c10::IntArrayRef collapsed);
+JetCall prepare_jet_activation_first(const at::Tensor& preactivation, const at::Tensor& weight,
+                                     c10::string_view function, c10::ArrayRef<double> params,
+                                     c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed);
+
+// The first layer's backward. When m > 0 the device then picks its chunk
+// size (which must not depend on the number of threads) and calls
+// allocate_chunk_sums; its kernels write call.out (the gradient with respect
+// to the preactivation) and chunk q's partial sums into sums[q]
+// (jet::first_backward_columns), then every entry of grad_weight
+// (jet::first_weight_grad_entry; zeros when N = 0).
+JetCall prepare_jet_activation_first_backward(const at::Tensor& grad, const at::Tensor& preactivation,
+                                              const at::Tensor& weight, c10::string_view function,
+                                              c10::ArrayRef<double> params, c10::IntArrayRef pair_i,
+                                              c10::IntArrayRef pair_j, c10::IntArrayRef collapsed);
+// Allocates sums (chunks, t + p + c, m), chunks = ceil(N / samples_per_chunk),
+// uninitialised: the kernel that fills a chunk zeroes it first.
+void allocate_chunk_sums(JetCall& call, int64_t samples_per_chunk);
+
+}  // namespace hoderiv

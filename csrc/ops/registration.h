@@ -1,0 +1,35 @@
+// Registration of the ops with the dispatcher (csrc/ops/registration.cpp):
+// one static initialiser per library defines the schemas (schemas.cpp) and
+// registers the kernels of each device through the functions below, unless
+// the namespace hoderiv_ext is already registered in this process (by
+// another build of these sources: the Python module hoderiv_ext._C or the
+// CMake library libhoderiv_ext_ops.so), in which case it registers nothing.
+#pragma once
+
+#include <torch/library.h>
+
+#include <string>
+
+namespace hoderiv {
+
+// The op schemas, "name(args) -> returns", without the namespace.
+c10::ArrayRef<const char*> op_schemas();
+
+// Per-device kernels, each registering its own ops on `library` (an IMPL
+// library for its dispatch key).
+void register_elementwise_cpu(torch::Library& library);  // csrc/cpu/elementwise_cpu.cpp
+void register_jet_cpu(torch::Library& library);          // csrc/cpu/jet_cpu.cpp
+#ifdef HODERIV_WITH_CUDA
+void register_elementwise_cuda(torch::Library& library);  // csrc/cuda/elementwise_cuda.cu
+void register_jet_cuda(torch::Library& library);          // csrc/cuda/jet_cuda.cu
+#endif
+
+// True when this library registered the ops; false when another library had
+// registered the namespace first (or registration failed: see
+// registration_error()).
+bool ops_registered_here();
+
+// Empty, or why registering raised (the exception's message).
+std::string registration_error();
+
+}  // namespace hoderiv

@@ -1,0 +1,42 @@
+// The op schemas of hoderiv_ext. The elementwise ops:
+//   elementwise_derivatives(x, function, params, order) -> (order + 1, *x.shape)
+//       out[k] = phi^(k)(x)
+//   elementwise_derivatives_backward(grad, x, function, params, shift) -> x.shape
+//       out = sum_k grad[k] * phi^(k + shift)(x)     (grad: (m + 1, *x.shape))
+//   polynomial_derivatives / polynomial_derivatives_backward: the same for
+//       p(x) = sum_j coefficients[j] x^j.
+// The jet ops: the activation step of a second-order jet (N, S, m) with
+// S = 1 + t + p + c (slot layout and math: hoderiv/jet_math.h); pair_i,
+// pair_j and collapsed are host lists of tangent indices.
+//   jet_activation: the step, bias added to slot 0 first;
+//   jet_activation_backward: its gradient with respect to the jet (slot 0:
+//       with respect to the activation's argument);
+//   jet_activation_first: the first layer's step from the preactivation
+//       (N, m) and the weight (m, t): tangents W[:, k], no second-order input;
+//   jet_activation_first_backward: its gradients with respect to the
+//       preactivation (N, m) and the weight (m, t).
+// The backward ops are ops of their own, with their own autograd formulas
+// and fake kernels, registered by the Python package.
+#include "ops/registration.h"
+
+namespace hoderiv {
+
+c10::ArrayRef<const char*> op_schemas() {
+  static constexpr const char* kSchemas[] = {
+      "elementwise_derivatives(Tensor x, str function, float[] params, int order) -> Tensor",
+      "elementwise_derivatives_backward(Tensor grad, Tensor x, str function, float[] params, int shift) -> Tensor",
+      "polynomial_derivatives(Tensor x, Tensor coefficients, int order) -> Tensor",
+      "polynomial_derivatives_backward(Tensor grad, Tensor x, Tensor coefficients, int shift) -> Tensor",
+      "jet_activation(Tensor jet, Tensor? bias, str function, float[] params, int num_tangents, int[] pair_i, "
+      "int[] pair_j, int[] collapsed) -> Tensor",
+      "jet_activation_backward(Tensor grad, Tensor jet, Tensor? bias, str function, float[] params, "
+      "int num_tangents, int[] pair_i, int[] pair_j, int[] collapsed) -> Tensor",
+      "jet_activation_first(Tensor preactivation, Tensor weight, str function, float[] params, int[] pair_i, "
+      "int[] pair_j, int[] collapsed) -> Tensor",
+      "jet_activation_first_backward(Tensor grad, Tensor preactivation, Tensor weight, str function, "
+      "float[] params, int[] pair_i, int[] pair_j, int[] collapsed) -> (Tensor, Tensor)",
+  };
+  return kSchemas;
+}
+
+}  // namespace hoderiv
