@@ -68,8 +68,9 @@ struct JetIndices {
 // and distinct; the bias (m,); the backward's grad of the jet's shape; the
 // first layer's preactivation (N, m), weight (m, t) and grad (N, S, m); every
 // tensor float32/float64 of one dtype on the first tensor argument's device;
-// the function and its parameters. When `out` is empty the wrapper returns it
-// (and, for the first layer's backward, `grad_weight`, filled by the device).
+// the function and its parameters. The steps return `out` as is when it is
+// empty; the first layer's backward returns (out, grad_weight) as they are
+// when m = 0, and for N = 0 still runs the weight gradient (zeros).
 struct JetCall {
   at::Tensor input;     // the jet (N, S, m), or the first layer's preactivation (N, m)
   at::Tensor bias;      // (m), or undefined
