@@ -199,8 +199,6 @@ def taylor_request_obstacles(request: HessianRequest) -> list[str]:
     """Why the Taylor engine cannot serve this request (empty when it can)."""
     if request.kind == "bilaplacian":
         return ["the Taylor engine does not compute the bi-Laplacian yet"]
-    if request.weighted or request.dims is not None:
-        return ["the Taylor engine does not compute partial, weighted or randomized Laplacians yet"]
     return []
 
 
@@ -210,6 +208,8 @@ def taylor_algorithm(plan: TaylorPlan, request: HessianRequest, d: int) -> str:
         return "forward"
     if request.kind == "none":
         return "reverse"
+    if request.weighted or request.dims is not None:
+        return "forward"  # the directions' collapsed slot: 1 + d + r + 1 slots (or 2 + d)
     if request.kind == "rows" and len(request.rows) < d:
         return "forward_over_reverse"
     forward_slots = 1 + d + layout_for(request, d).num_second

@@ -48,28 +48,32 @@ def polynomial_derivatives_backward(grad: Tensor, x: Tensor, coefficients: Tenso
     return torch.empty_like(x)
 
 
-def jet_activation(jet, bias, function, params, pair_i, pair_j, num_inputs, collapsed):  # type: ignore[no-untyped-def]
-    check_same_device("jet_activation", jet=jet, bias=bias, pair_i=pair_i, pair_j=pair_j)
+def _num_slots(num_tangents: int, pair_i: Sequence[int], collapsed: Sequence[int]) -> int:
+    return 1 + num_tangents + len(pair_i) + (1 if collapsed else 0)
+
+
+def jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]
+    check_same_device("jet_activation", jet=jet, bias=bias)
     torch._check(jet.dim() == 3, lambda: "jet must be (N, S, m)")
+    torch._check(jet.shape[1] == _num_slots(num_tangents, pair_i, collapsed), lambda: "jet has the wrong slot count")
     return torch.empty_like(jet)
 
 
-def jet_activation_backward(grad, jet, bias, function, params, pair_i, pair_j, num_inputs, collapsed):  # type: ignore[no-untyped-def]
-    check_same_device("jet_activation_backward", grad=grad, jet=jet, bias=bias, pair_i=pair_i, pair_j=pair_j)
+def jet_activation_backward(grad, jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]
+    check_same_device("jet_activation_backward", grad=grad, jet=jet, bias=bias)
     torch._check(grad.shape == jet.shape, lambda: "grad must have the jet's shape")
     return torch.empty_like(jet)
 
 
 def jet_activation_first(preactivation, weight, function, params, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]
-    check_same_device("jet_activation_first", preactivation=preactivation, weight=weight, pair_i=pair_i, pair_j=pair_j)
-    num_second = 1 if collapsed else pair_i.shape[0]
+    check_same_device("jet_activation_first", preactivation=preactivation, weight=weight)
+    torch._check(preactivation.dim() == 2 and weight.dim() == 2, lambda: "preactivation (N, m) and weight (m, t)")
     n, m = preactivation.shape
-    return preactivation.new_empty((n, 1 + weight.shape[1] + num_second, m))
+    return preactivation.new_empty((n, _num_slots(weight.shape[1], pair_i, collapsed), m))
 
 
 def jet_activation_first_backward(grad, preactivation, weight, function, params, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]
-    check_same_device("jet_activation_first_backward", grad=grad, preactivation=preactivation, weight=weight,
-                      pair_i=pair_i, pair_j=pair_j)
+    check_same_device("jet_activation_first_backward", grad=grad, preactivation=preactivation, weight=weight)
     torch._check(grad.dim() == 3, lambda: "grad must be the output jet's gradient (N, S, m)")
     return preactivation.new_empty(preactivation.shape), weight.new_empty(weight.shape)
 

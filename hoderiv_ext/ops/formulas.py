@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.ops import elementwise as elementwise_ops
+from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops import jet_composite
 from hoderiv_ext.ops.layout import JetLayout
 
@@ -170,43 +171,33 @@ def recomputed_vjp(reference: Callable[..., tuple], inputs: tuple, cotangents: t
     return [None if a is None else next(grads) for a in aliases]
 
 
-class _TensorPairLayout:  # TEMPORARY: the JetLayout of the Tensor-pair schema, pairs kept as tensors
-    def __init__(self, pair_i: Tensor, pair_j: Tensor, num_tangents: int, collapsed: bool) -> None:
-        self.num_tangents, self.pair_i, self.pair_j = num_tangents, pair_i, pair_j
-        self.pairs = pair_i.numel() > 0
-        self.collapsed = tuple(range(num_tangents)) if collapsed else ()
-
-
-def _layout(pair_i: Tensor, pair_j: Tensor, num_tangents: int, collapsed: bool) -> Any:
-    return _TensorPairLayout(pair_i, pair_j, num_tangents, collapsed)
+def _layout(num_tangents: int, pair_i: list[int], pair_j: list[int], collapsed: list[int]) -> JetLayout:
+    return JetLayout(num_tangents, tuple(zip(pair_i, pair_j)), tuple(collapsed))
 
 
 def setup_step(ctx: Any, inputs: tuple, output: Tensor) -> None:
-    jet, bias, function, params, pair_i, pair_j, num_tangents, collapsed = inputs
-    ctx.save_for_backward(jet, bias, pair_i, pair_j)
-    ctx.config = (function, list(params), num_tangents, collapsed)
+    jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed = inputs
+    ctx.save_for_backward(jet, bias)
+    ctx.config = (function, list(params), _layout(num_tangents, pair_i, pair_j, collapsed))
 
 
 def backward_step(ctx: Any, grad: Tensor) -> tuple:
-    jet, bias, pair_i, pair_j = ctx.saved_tensors
-    function, params, num_tangents, collapsed = ctx.config
-    grad_jet = torch.ops.hoderiv_ext.jet_activation_backward(
-        grad, jet, bias, function, params, pair_i, pair_j, num_tangents, collapsed
-    )
+    jet, bias = ctx.saved_tensors
+    function, params, layout = ctx.config
+    grad_jet = jet_ops.jet_activation_backward(grad, jet, bias, function, params, layout)
     grad_bias = grad_jet[:, 0].sum(0) if bias is not None and ctx.needs_input_grad[1] else None
     return grad_jet, grad_bias, None, None, None, None, None, None
 
 
 def setup_step_backward(ctx: Any, inputs: tuple, output: Tensor) -> None:
-    grad, jet, bias, function, params, pair_i, pair_j, num_tangents, collapsed = inputs
-    ctx.save_for_backward(grad, jet, bias, pair_i, pair_j)
-    ctx.config = (function, list(params), num_tangents, collapsed)
+    grad, jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed = inputs
+    ctx.save_for_backward(grad, jet, bias)
+    ctx.config = (function, list(params), _layout(num_tangents, pair_i, pair_j, collapsed))
 
 
 def backward_step_backward(ctx: Any, grad_grad_jet: Tensor) -> tuple:
-    grad, jet, bias, pair_i, pair_j = ctx.saved_tensors
-    function, params, num_tangents, collapsed = ctx.config
-    layout = _layout(pair_i, pair_j, num_tangents, collapsed)
+    grad, jet, bias = ctx.saved_tensors
+    function, params, layout = ctx.config
 
     def step_backward(grad_: Tensor, jet_: Tensor, bias_: Tensor | None) -> tuple:
         out = jet_composite.activation_step(jet_, bias_, function, params, layout)
@@ -218,29 +209,26 @@ def backward_step_backward(ctx: Any, grad_grad_jet: Tensor) -> tuple:
 
 def setup_first(ctx: Any, inputs: tuple, output: Tensor) -> None:
     preactivation, weight, function, params, pair_i, pair_j, collapsed = inputs
-    ctx.save_for_backward(preactivation, weight, pair_i, pair_j)
-    ctx.config = (function, list(params), collapsed)
+    ctx.save_for_backward(preactivation, weight)
+    ctx.config = (function, list(params), _layout(weight.shape[1], pair_i, pair_j, collapsed))
 
 
 def backward_first(ctx: Any, grad: Tensor) -> tuple:
-    preactivation, weight, pair_i, pair_j = ctx.saved_tensors
-    function, params, collapsed = ctx.config
-    grad_a, grad_weight = torch.ops.hoderiv_ext.jet_activation_first_backward(
-        grad, preactivation, weight, function, params, pair_i, pair_j, collapsed
-    )
+    preactivation, weight = ctx.saved_tensors
+    function, params, layout = ctx.config
+    grad_a, grad_weight = jet_ops.jet_activation_first_backward(grad, preactivation, weight, function, params, layout)
     return grad_a, grad_weight, None, None, None, None, None
 
 
 def setup_first_backward(ctx: Any, inputs: tuple, output: tuple) -> None:
     grad, preactivation, weight, function, params, pair_i, pair_j, collapsed = inputs
-    ctx.save_for_backward(grad, preactivation, weight, pair_i, pair_j)
-    ctx.config = (function, list(params), collapsed)
+    ctx.save_for_backward(grad, preactivation, weight)
+    ctx.config = (function, list(params), _layout(weight.shape[1], pair_i, pair_j, collapsed))
 
 
 def backward_first_backward(ctx: Any, grad_grad_a: Tensor | None, grad_grad_weight: Tensor | None) -> tuple:
-    grad, preactivation, weight, pair_i, pair_j = ctx.saved_tensors
-    function, params, collapsed = ctx.config
-    layout = _layout(pair_i, pair_j, weight.shape[1], collapsed)
+    grad, preactivation, weight = ctx.saved_tensors
+    function, params, layout = ctx.config
 
     def first_backward(grad_: Tensor, preactivation_: Tensor, weight_: Tensor) -> tuple:
         return jet_composite.first_activation_step_backward(grad_, preactivation_, weight_, function, params, layout)

@@ -17,25 +17,10 @@ from torch import Tensor
 from hoderiv_ext.ops.layout import JetLayout
 
 
-def _pairs(layout: JetLayout, device: torch.device) -> tuple[Tensor, Tensor]:
-    pair_i = torch.tensor(layout.pair_i, dtype=torch.int64, device=device)
-    pair_j = torch.tensor(layout.pair_j, dtype=torch.int64, device=device)
-    return pair_i, pair_j
-
-
-def _collapsed_flag(layout: JetLayout) -> bool:
-    if layout.collapsed and layout.collapsed != tuple(range(layout.num_tangents)):
-        raise ValueError("this build's jet ops collapse all tangents or none")
-    if layout.collapsed and layout.pairs:
-        raise ValueError("this build's jet ops carry pair slots or a collapsed slot, not both")
-    return bool(layout.collapsed)
-
-
 def jet_activation(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout) -> Tensor:
     """The jet (N, S, m) of phi(v + bias) for the jet ``jet`` (N, S, m) of v; ``bias`` (m,) or None."""
-    pair_i, pair_j = _pairs(layout, jet.device)
     return torch.ops.hoderiv_ext.jet_activation(
-        jet, bias, function, list(params), pair_i, pair_j, layout.num_tangents, _collapsed_flag(layout)
+        jet, bias, function, list(params), layout.num_tangents, layout.pair_i, layout.pair_j, list(layout.collapsed)
     )
 
 
@@ -43,9 +28,9 @@ def jet_activation_backward(
     grad: Tensor, jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout
 ) -> Tensor:
     """The gradient with respect to the input jet of :func:`jet_activation`; slot 0 is the gradient w.r.t. v + bias."""
-    pair_i, pair_j = _pairs(layout, jet.device)
     return torch.ops.hoderiv_ext.jet_activation_backward(
-        grad, jet, bias, function, list(params), pair_i, pair_j, layout.num_tangents, _collapsed_flag(layout)
+        grad, jet, bias, function, list(params), layout.num_tangents, layout.pair_i, layout.pair_j,
+        list(layout.collapsed),
     )
 
 
@@ -57,9 +42,8 @@ def jet_activation_first(
     ``preactivation`` a (N, m); ``tangents`` (m, t): column k holds T_k for every
     unit; a's second-order slots are zero. No per-sample tangents are read.
     """
-    pair_i, pair_j = _pairs(layout, preactivation.device)
     return torch.ops.hoderiv_ext.jet_activation_first(
-        preactivation, tangents, function, list(params), pair_i, pair_j, _collapsed_flag(layout)
+        preactivation, tangents, function, list(params), layout.pair_i, layout.pair_j, list(layout.collapsed)
     )
 
 
@@ -67,8 +51,7 @@ def jet_activation_first_backward(
     grad: Tensor, preactivation: Tensor, tangents: Tensor, function: str, params: Sequence[float], layout: JetLayout
 ) -> tuple[Tensor, Tensor]:
     """Gradients of :func:`jet_activation_first` with respect to (preactivation (N, m), tangents (m, t))."""
-    pair_i, pair_j = _pairs(layout, preactivation.device)
     grad_a, grad_tangents = torch.ops.hoderiv_ext.jet_activation_first_backward(
-        grad, preactivation, tangents, function, list(params), pair_i, pair_j, _collapsed_flag(layout)
+        grad, preactivation, tangents, function, list(params), layout.pair_i, layout.pair_j, list(layout.collapsed)
     )
     return grad_a, grad_tangents

@@ -25,7 +25,7 @@ def _phi(a: Tensor, function: str, params: Sequence[float], order: int) -> Tenso
 
 def _one_hot(indices: Sequence[int], size: int, like: Tensor) -> Tensor:
     """(len(indices), size) with a 1 at (s, indices[s])."""
-    return torch.eye(size, dtype=like.dtype, device=like.device)[indices if isinstance(indices, Tensor) else list(indices)]
+    return torch.eye(size, dtype=like.dtype, device=like.device)[list(indices)]
 
 
 def _collapsed_sum_of_squares(tangents: Tensor, layout: JetLayout, axis: int) -> Tensor:
@@ -39,7 +39,7 @@ def _collapsed_sum_of_squares(tangents: Tensor, layout: JetLayout, axis: int) ->
 
 def activation_step(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout) -> Tensor:
     """phi applied to a jet (N, S, m): the jet of phi(v + bias)."""
-    t, p = layout.num_tangents, len(layout.pair_i)
+    t, p = layout.num_tangents, len(layout.pairs)
     a = jet[:, 0] if bias is None else jet[:, 0] + bias
     phi = _phi(a, function, params, 2)
     tangents, second = jet[:, 1 : 1 + t], jet[:, 1 + t :]
@@ -77,7 +77,7 @@ def first_activation_step_backward(
       gW[:, k] = sum_n phi' gT_k + sum_s H_s (delta_{i_s k} W[:, j_s] + delta_{j_s k} W[:, i_s]) + [k in C] 2 H_c W[:, k]
     with H = sum_n phi'' gQ (per pair slot s, and for the collapsed slot c).
     """
-    t, p = layout.num_tangents, len(layout.pair_i)
+    t, p = layout.num_tangents, len(layout.pairs)
     phi = _phi(preactivation, function, params, 3)
     weight_t = weight.t()  # (t, m)
     grad_value, grad_tangents, grad_second = grad[:, 0], grad[:, 1 : 1 + t], grad[:, 1 + t :]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class JetLayout:
@@ -39,6 +41,8 @@ class JetLayout:
 
     def __post_init__(self) -> None:
         t = self.num_tangents
+        if isinstance(t, torch.SymInt):  # traced with dynamic shapes (the first layer's weight width)
+            return
         if isinstance(t, bool) or not isinstance(t, int) or t < 0:
             raise ValueError(f"JetLayout.num_tangents must be an int >= 0, got {t!r}")
         for pair in self.pairs:

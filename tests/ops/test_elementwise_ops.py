@@ -177,3 +177,15 @@ def test_tails_keep_relative_accuracy():
     expected = torch.tensor([1 / math.cosh(20.0) ** 2] * 2, dtype=torch.float64)
     torch.testing.assert_close(dy.double(), expected, rtol=1e-5, atol=0)
     torch.testing.assert_close(d2y.double().abs(), 2 * expected, rtol=1e-5, atol=0)
+
+
+def test_softplus_with_a_large_beta_stays_finite_where_the_derivative_is():
+    """Regression: beta^(k-1) was formed alone and overflowed float32 (order 8 gave inf where autograd gave 4.5e37)."""
+    module = nn.Softplus(beta=1e6)
+    x = torch.linspace(-3e-5, 3e-5, 7)
+    kernel = elementwise_derivatives(module, x, 8, backend="kernel")
+    reference = elementwise_derivatives(module, x, 8, backend="autograd")  # the same float32 points and branches
+    for got, expected in zip(kernel, reference):
+        finite = torch.isfinite(expected)
+        assert bool(torch.isfinite(got[finite]).all()), (got, expected)
+        torch.testing.assert_close(got[finite], expected[finite], rtol=2e-3, atol=0)

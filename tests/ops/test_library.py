@@ -113,3 +113,70 @@ def test_kernel_backend_without_extension_is_a_clear_error(monkeypatch):
     y, dy = elementwise_derivatives("tanh", torch.ones(3), 1)  # auto still works
     torch.testing.assert_close(dy, 1 - torch.tanh(torch.ones(3)) ** 2)
     assert hoderiv_ext.build_info()["compiled"] is False
+
+
+def test_the_function_table_is_one_list_that_every_layer_reads():
+    """Python's names come from the compiled table; every listed function runs through the kernels and its
+    torch implementation, with the parameter count the table states."""
+    from hoderiv_ext.core.functions import KERNEL_FUNCTION_NAMES, by_name
+    from hoderiv_ext.ops.library import function_table
+
+    table = function_table()
+    assert table is not None
+    assert tuple(entry["name"] for entry in table) == KERNEL_FUNCTION_NAMES == hoderiv_ext.KERNEL_FUNCTION_NAMES
+    x = torch.linspace(-3, 3, 61, dtype=torch.float64)
+    for entry in table:
+        spec = by_name(entry["name"])
+        assert len(spec.params) == entry["num_params"] == len(entry["param_names"]), entry
+        kernel = hoderiv_ext.elementwise_derivatives(spec, x, 2, backend="kernel")
+        autograd = hoderiv_ext.elementwise_derivatives(spec, x, 2, backend="autograd")
+        for got, expected in zip(kernel, autograd):
+            torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12, msg=entry["name"])
+    with pytest.raises(RuntimeError, match="takes 2 parameter"):
+        torch.ops.hoderiv_ext.elementwise_derivatives(x, "softplus", [1.0], 1)
+
+
+def test_a_failing_or_missing_extension_falls_back_with_a_clear_reason():
+    """Regression: a _C raising anything but ImportError/OSError broke the import; a deleted _C read "circular import"."""
+    script = textwrap.dedent(
+        """
+        import importlib.abc, sys, warnings
+
+        class Broken(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "hoderiv_ext._C":
+                    raise ValueError("a broken build")
+                return None
+
+        sys.meta_path.insert(0, Broken())
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import hoderiv_ext
+        info = hoderiv_ext.build_info()
+        assert info["compiled"] is False and "ValueError: a broken build" in info["load_error"], info
+        print("broken ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "broken ok" in result.stdout
+    missing = textwrap.dedent(
+        """
+        import importlib.abc, sys
+
+        class Missing(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "hoderiv_ext._C":
+                    raise ModuleNotFoundError("No module named 'hoderiv_ext._C'", name="hoderiv_ext._C")
+                return None
+
+        sys.meta_path.insert(0, Missing())
+        import hoderiv_ext
+        error = hoderiv_ext.build_info()["load_error"]
+        assert "circular" not in error and "is not installed" in error, error
+        print("missing ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", missing], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "missing ok" in result.stdout
