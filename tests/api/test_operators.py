@@ -111,11 +111,13 @@ def test_the_hutchinson_estimate_is_the_same_on_both_engines_for_the_same_genera
     torch.testing.assert_close(a.laplacian, b.laplacian, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("outputs", [1, 2])
 @pytest.mark.parametrize("dims", [None, [0, 2]], ids=str)
-def test_bilaplacian_exact(dims, outputs):
+def test_bilaplacian_exact(dims, outputs, backend):
     net, x = _net(outputs), torch.randn(4, 4, dtype=torch.float64)
-    result = derivatives(net, x, hessian=Bilaplacian(dims=dims))
+    result = derivatives(net, x, hessian=Bilaplacian(dims=dims), backend=backend)
+    assert (result.engine, result.algorithm) == (("taylor", "univariate") if backend == "kernel" else ("autograd", "auto"))
     expected = _bilaplacian(net, x, list(range(4)) if dims is None else dims)
     torch.testing.assert_close(result.bilaplacian, expected.squeeze(-1) if outputs == 1 else expected,
                                rtol=1e-9, atol=1e-11)
@@ -125,9 +127,15 @@ def test_bilaplacian_exact(dims, outputs):
 def test_bilaplacian_parameter_gradients_and_estimate():
     net, x = _net(), torch.randn(3, 4, dtype=torch.float64)
     exact = _bilaplacian(net, x, list(range(4)))[:, 0]
-    loss = derivatives(net, x, hessian=Bilaplacian()).bilaplacian.square().sum()
-    grads = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True, materialize_grads=True)
-    assert all(torch.isfinite(g).all() for g in grads)
+    grads = []
+    for backend in BACKENDS:
+        loss = derivatives(net, x, hessian=Bilaplacian(), backend=backend).bilaplacian.square().sum()
+        grads.append(torch.autograd.grad(loss, list(net.parameters()), allow_unused=True, materialize_grads=True))
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
+    same = [derivatives(net, x, hessian=Bilaplacian(samples=5, generator=torch.Generator().manual_seed(2)),
+                        backend=backend).bilaplacian for backend in BACKENDS]
+    torch.testing.assert_close(same[0], same[1], rtol=1e-9, atol=1e-11)
     generator = torch.Generator().manual_seed(3)
     draws = torch.stack([derivatives(net, x, hessian=Bilaplacian(samples=8, generator=generator)).bilaplacian
                          for _ in range(300)])
@@ -135,13 +143,14 @@ def test_bilaplacian_parameter_gradients_and_estimate():
     assert bool(((draws.mean(0) - exact).abs() <= 4 * standard_error + 1e-12).all()), (draws.mean(0), exact)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("order", [0, 1, 4, 8])
 @pytest.mark.parametrize("per_sample", [False, True])
-def test_directional_derivatives_to_order_eight(order, per_sample):
+def test_directional_derivatives_to_order_eight(order, per_sample, backend):
     net = make_mlp(3, [8, 8], 2, nn.Tanh, torch.float64, "cpu", seed=1)
     x = torch.randn(5, 3, dtype=torch.float64)
     v = torch.randn((5, 3) if per_sample else (3,), dtype=torch.float64)
-    got = directional_derivatives(net, x, v, order=order)
+    got = directional_derivatives(net, x, v, order=order, backend=backend)
     assert got.shape == (5, 2, order + 1)
     for n in range(5):
         direction = v[n] if per_sample else v
@@ -157,6 +166,11 @@ def test_directional_derivatives_shapes_and_gradients():
     net = _net()
     x = torch.randn(6, 4, dtype=torch.float64)
     v = torch.randn(4, dtype=torch.float64)
+    params = list(net.parameters())
+    grads = [torch.autograd.grad(directional_derivatives(net, x, v, order=3, backend=b)[:, 3].sum(), params,
+                                 allow_unused=True, materialize_grads=True) for b in BACKENDS]
+    for got, expected in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-11)
     assert directional_derivatives(net, x, v, order=3).shape == (6, 4)
     assert directional_derivatives(net, x[0], v, order=3).shape == (4,)
     third = directional_derivatives(net, x, v, order=3)[:, 3]
@@ -205,5 +219,7 @@ def test_bad_operator_arguments_are_refused_naming_the_argument():
         directional_derivatives(net, x, torch.ones(3, dtype=torch.float64))
     with pytest.raises(TypeError, match="v must have x's dtype"):
         directional_derivatives(net, x, torch.ones(4))
-    with pytest.raises(NotServed):
-        directional_derivatives(net, x, x[0], order=2, backend="kernel")
+    with pytest.raises(NotServed, match="not an nn.Sequential"):
+        directional_derivatives(lambda t: net(t), x, x[0], order=2, backend="kernel")
+    with pytest.raises(NotServed, match="exceeds the kernels' highest order"):
+        directional_derivatives(net, x, x[0], order=9, backend="kernel")

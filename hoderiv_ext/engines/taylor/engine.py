@@ -12,8 +12,9 @@ from hoderiv_ext.engines.taylor.forward_over_reverse import run_forward_over_rev
 from hoderiv_ext.engines.taylor.mixed import run_mixed
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.reverse import run_reverse
+from hoderiv_ext.engines.taylor.univariate import run_univariate
 
-ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse", "reverse")
+ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse", "reverse", "univariate")
 _RUNNERS = {
     "forward": run_forward,
     "mixed": run_mixed,
@@ -38,9 +39,11 @@ def run(
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if algorithm != "forward" and plan.output_width(x.shape[1]) != 1:  # one reverse sweep: scalar outputs
+    if algorithm not in ("forward", "univariate") and plan.output_width(x.shape[1]) != 1:  # one reverse sweep
         raise ValueError(f"algorithm={algorithm!r} serves scalar-output networks only")
     with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        if algorithm == "univariate":
+            return run_univariate(plan, x, request, directions)
         if directions is not None:
             return run_forward(plan, x, request, directions)
         return _RUNNERS[algorithm](plan, x, request)
