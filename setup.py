@@ -18,6 +18,9 @@ CUDA kernels are built by default when torch is a CUDA build and a toolkit
 (nvcc) is found. Headers that torch's CUDA headers include (cusparse.h,
 cublas_v2.h, ...) are also looked up in pip-installed NVIDIA packages
 (nvidia/cu13/include, nvidia/*/include) when the toolkit lacks them.
+
+Sources are found by glob: every csrc/**/*.cpp except csrc/tests/, plus
+csrc/**/*.cu for a CUDA build.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import glob
 import os
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -105,11 +109,28 @@ def _want_cuda() -> bool:
     return True
 
 
+def _sources(with_cuda: bool) -> list[str]:
+    """Every csrc/**/*.cpp except csrc/tests/ (the ctest programs), plus csrc/**/*.cu for CUDA."""
+    csrc = ROOT / "csrc"
+    patterns = ("*.cpp", "*.cu") if with_cuda else ("*.cpp",)
+    found = sorted(
+        path for pattern in patterns for path in csrc.rglob(pattern) if path.relative_to(csrc).parts[0] != "tests"
+    )
+    if not found:
+        raise RuntimeError(f"no C++ sources under {csrc} (an sdist built without MANIFEST.in?)")
+    # Objects are named after the source without its suffix: a.cpp and a.cu in
+    # one folder would overwrite each other's object.
+    clashes = [str(stem) for stem, count in Counter(p.with_suffix("") for p in found).items() if count > 1]
+    if clashes:
+        raise RuntimeError(f"sources that would share one object file (rename one): {clashes}")
+    return [str(path.relative_to(ROOT)) for path in found]
+
+
 def _extensions():
     debug = _flag("HODERIV_DEBUG")
     with_cuda = _want_cuda()
     csrc = ROOT / "csrc"
-    sources = [csrc / "python_module.cpp", csrc / "ops.cpp", *sorted((csrc / "cpu").glob("*.cpp"))]
+    sources = _sources(with_cuda)
     define_macros = [("HODERIV_TORCH_VERSION", f'"{torch.__version__}"')]
     # -fno-trapping-math: lets GCC if-convert (vectorise) the branch-free
     # derivative loops; nothing here reads floating-point exception flags.
@@ -131,7 +152,7 @@ def _extensions():
         return [
             CppExtension(
                 "hoderiv_ext._C",
-                [str(s.relative_to(ROOT)) for s in sources],
+                sources,
                 include_dirs=include_dirs,
                 define_macros=define_macros,
                 extra_compile_args={"cxx": cxx_flags},
@@ -145,7 +166,6 @@ def _extensions():
         arch_list = ";".join(visible[:-1] + [visible[-1] + "+PTX"]) if visible else DEFAULT_ARCH_LIST_WITHOUT_GPU
         os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
     print(f"hoderiv_ext setup: CUDA kernels for archs {arch_list} (CUDA_HOME={_CUDA_HOME})", file=sys.stderr)
-    sources += sorted((csrc / "cuda").glob("*.cu"))
     define_macros += [
         ("HODERIV_WITH_CUDA", "1"),
         ("HODERIV_CUDA_ARCHS", f'"{arch_list}"'),
@@ -159,7 +179,7 @@ def _extensions():
     return [
         CUDAExtension(
             "hoderiv_ext._C",
-            [str(s.relative_to(ROOT)) for s in sources],
+            sources,
             include_dirs=include_dirs,
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
