@@ -20,15 +20,20 @@ cublas_v2.h, ...) are also looked up in pip-installed NVIDIA packages
 (nvidia/cu13/include, nvidia/*/include) when the toolkit lacks them.
 
 Sources are found by glob: every csrc/**/*.cpp except csrc/tests/, plus
-csrc/**/*.cu for a CUDA build.
+csrc/**/*.cu for a CUDA build. Objects are kept under build/ (one folder per
+Python and torch version), so rebuilding an unchanged tree -- a second
+`pip install --no-build-isolation -e .` included -- compiles nothing; ninja
+recompiles what a changed source, header or flag affects.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import sys
+import sysconfig
 from collections import Counter
 from pathlib import Path
 
@@ -188,8 +193,28 @@ def _extensions():
     ]
 
 
+class BuildExtensionInTree(BuildExtension.with_options(use_ninja=True)):
+    """torch's ninja build_ext with its objects in <source tree>/build/.
+
+    pip's editable install (setuptools' editable_wheel) points build_temp at a
+    fresh temporary folder on every run, so ninja never saw its previous
+    objects and each `pip install -e .` recompiled everything. Here the
+    objects and build.ninja stay in one folder per platform, Python and torch
+    version: ninja then recompiles only what a changed source, header (its
+    depfiles) or command line affects, and an unchanged tree only relinks.
+    An explicit --build-temp is honoured.
+    """
+
+    def finalize_options(self) -> None:
+        chosen = self.build_temp is not None or "build_temp" in self.distribution.get_option_dict("build")
+        super().finalize_options()
+        if not chosen:
+            tag = f"{sysconfig.get_platform()}-{sys.implementation.cache_tag}-torch{torch.__version__}"
+            self.build_temp = str(ROOT / "build" / ("temp." + re.sub(r"[^A-Za-z0-9._-]", "_", tag)))
+
+
 setup(
     packages=find_packages(include=["hoderiv_ext", "hoderiv_ext.*"]),
     ext_modules=_extensions(),
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExtensionInTree},
 )
