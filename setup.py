@@ -6,16 +6,20 @@ against the torch already installed). Switches, all environment variables:
   FORCE_CUDA=1            build the CUDA kernels even if torch sees no GPU
                           (needs a CUDA build of torch and a CUDA toolkit).
   HODERIV_CPU_ONLY=1      never build the CUDA kernels (also FORCE_ONLY_CPU=1).
-  TORCH_CUDA_ARCH_LIST    CUDA architectures, e.g. "9.0" or "8.0;9.0+PTX".
+  TORCH_CUDA_ARCH_LIST    CUDA architectures, e.g. "9.0" or "8.0;9.0+PTX"; when
+                          set, the CUDA kernels are built for exactly these
+                          (if torch is a CUDA build and nvcc is found).
                           Default: the visible GPUs' archs; with no GPU visible
-                          "7.5;8.0;9.0;10.0;12.0+PTX".
+                          no CUDA kernels (CPU only, one line says so), or with
+                          FORCE_CUDA=1 "7.5;8.0;9.0;10.0;12.0+PTX".
   HODERIV_DEBUG=1         -O0 -g host code, -G device code, no -DNDEBUG.
   CUDA_HOME               the CUDA toolkit; default: $CUDA_PATH, then
                           /usr/local/cuda, then the directory above `nvcc`.
   MAX_JOBS                parallel compile jobs (ninja).
 
-CUDA kernels are built by default when torch is a CUDA build and a toolkit
-(nvcc) is found. Headers that torch's CUDA headers include (cusparse.h,
+CUDA kernels are built by default when torch is a CUDA build, a toolkit
+(nvcc) is found and a GPU is visible (or FORCE_CUDA / TORCH_CUDA_ARCH_LIST ask
+for them). Headers that torch's CUDA headers include (cusparse.h,
 cublas_v2.h, ...) are also looked up in pip-installed NVIDIA packages
 (nvidia/cu13/include, nvidia/*/include) when the toolkit lacks them.
 
@@ -40,6 +44,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).resolve().parent
+# With FORCE_CUDA=1 and no GPU visible: a broad list (slow: every .cu compiles once per arch).
 DEFAULT_ARCH_LIST_WITHOUT_GPU = "7.5;8.0;9.0;10.0;12.0+PTX"
 # Headers torch's ATen/cuda headers include that a bare toolkit may lack.
 CUDA_LIBRARY_HEADERS = ("cusparse.h", "cublas_v2.h", "cublasLt.h", "cusolverDn.h", "curand.h")
@@ -100,18 +105,41 @@ def _visible_gpu_archs() -> list[str]:
     return sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(count)})
 
 
+def _explicit_arch_list() -> str:
+    """TORCH_CUDA_ARCH_LIST as the user set it ("" when unset; "native" means the visible GPUs)."""
+    value = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+    return "" if value == "native" else value
+
+
+def _note(message: str) -> None:
+    print(f"hoderiv_ext setup: {message}", file=sys.stderr)
+
+
 def _want_cuda() -> bool:
+    """Whether to build the CUDA kernels (see the module docstring for the rules)."""
     if _flag("HODERIV_CPU_ONLY") or _flag("FORCE_ONLY_CPU"):
         return False
+    force = _flag("FORCE_CUDA")
+    archs = _explicit_arch_list()
     if torch.version.cuda is None:
-        if _flag("FORCE_CUDA"):
+        if force:
             raise RuntimeError("FORCE_CUDA=1 but the installed torch is a CPU-only build")
+        if archs:
+            _note(f"TORCH_CUDA_ARCH_LIST={archs} ignored: torch {torch.__version__} is a CPU-only build; CPU kernels only")
         return False
     if _CUDA_HOME is None:
-        if _flag("FORCE_CUDA"):
+        if force:
             raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit (nvcc) was found; set CUDA_HOME")
+        if archs or _visible_gpu_archs():
+            _note("no CUDA toolkit (nvcc) found, set CUDA_HOME for the CUDA kernels; CPU kernels only")
         return False
-    return True
+    if force or archs or _visible_gpu_archs():
+        return True
+    # Without a GPU the CUDA kernels cannot run here, and a broad arch list
+    # costs many minutes per .cu file: build them only when asked.
+    _note("no GPU visible: CPU kernels only; for the CUDA kernels set TORCH_CUDA_ARCH_LIST=9.0 "
+          "(your GPU's compute capability) or FORCE_CUDA=1 (archs " + DEFAULT_ARCH_LIST_WITHOUT_GPU + ")")
+    return False
 
 
 def _sources(with_cuda: bool) -> list[str]:
@@ -165,8 +193,8 @@ def _extensions():
             )
         ]
 
-    arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
-    if not arch_list or arch_list == "native":
+    arch_list = _explicit_arch_list()
+    if not arch_list:
         visible = _visible_gpu_archs()
         arch_list = ";".join(visible[:-1] + [visible[-1] + "+PTX"]) if visible else DEFAULT_ARCH_LIST_WITHOUT_GPU
         os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
