@@ -28,6 +28,9 @@ csrc/**/*.cu for a CUDA build. Objects are kept under build/ (one folder per
 Python and torch version), so rebuilding an unchanged tree -- a second
 `pip install --no-build-isolation -e .` included -- compiles nothing; ninja
 recompiles what a changed source, header or flag affects.
+
+The built distribution requires the torch minor version it was compiled
+against (torch==X.Y.*): the compiled extension does not load into another.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).resolve().parent
 # With FORCE_CUDA=1 and no GPU visible: a broad list (slow: every .cu compiles once per arch).
 DEFAULT_ARCH_LIST_WITHOUT_GPU = "7.5;8.0;9.0;10.0;12.0+PTX"
+# torch minor versions CI builds and tests against (README "Set-up").
+TESTED_TORCH = ("2.13", "2.14")
 # Headers torch's ATen/cuda headers include that a bare toolkit may lack.
 CUDA_LIBRARY_HEADERS = ("cusparse.h", "cublas_v2.h", "cublasLt.h", "cusolverDn.h", "curand.h")
 
@@ -241,8 +246,27 @@ class BuildExtensionInTree(BuildExtension.with_options(use_ninja=True)):
             self.build_temp = str(ROOT / "build" / ("temp." + re.sub(r"[^A-Za-z0-9._-]", "_", tag)))
 
 
+def _install_requires() -> list[str]:
+    """torch and numpy; a build needs the torch minor version it was compiled against.
+
+    The extension's C++ ABI is torch's: a wheel (or an install) built against
+    torch X.Y does not load into another torch, so it requires torch==X.Y.*.
+    The sdist itself builds against any tested torch, so its metadata says so.
+    """
+    if "sdist" in sys.argv[1:]:
+        return [f"torch>={TESTED_TORCH[0]}", "numpy"]
+    match = re.match(r"(\d+)\.(\d+)", torch.__version__)
+    if match is None:  # pragma: no cover - a torch without a version
+        return ["torch", "numpy"]
+    built = f"{match.group(1)}.{match.group(2)}"
+    if built not in TESTED_TORCH:
+        _note(f"torch {torch.__version__} is untested (CI tests torch {' and '.join(TESTED_TORCH)})")
+    return [f"torch=={built}.*", "numpy"]
+
+
 setup(
     packages=find_packages(include=["hoderiv_ext", "hoderiv_ext.*"]),
     ext_modules=_extensions(),
+    install_requires=_install_requires(),
     cmdclass={"build_ext": BuildExtensionInTree},
 )
