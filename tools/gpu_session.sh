@@ -61,7 +61,7 @@ torch.ops.hoderiv_ext.jet_activation; assert torch.cuda.is_available()"
     # The kernels use no shared memory, so racecheck should be clean by construction; run it anyway.
     for tool in memcheck racecheck; do
       run "sanitize-$tool" compute-sanitizer --tool "$tool" --error-exitcode 99 \
-        python -m pytest -q -x -k "${SANITIZE_K:-cuda and not hypothesis}" tests/test_taylor.py tests/test_elementwise.py
+        python -m pytest -q -x -m cuda -k "${SANITIZE_K:-not hypothesis}" tests/ops tests/engines
     done
     ;;
   bench)
