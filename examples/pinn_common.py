@@ -149,10 +149,14 @@ class CorrelatedHeat(Problem):
     The Kolmogorov equation of a Brownian motion with correlated components
     (covariance C/π² per unit time; the diffusion part of the multi-asset
     Black–Scholes operator in log-prices). With ρ ≠ 0 the residual needs the
-    mixed derivatives ∂²u/∂x_i∂x_j: the network's input is z = (x, t) and one
-    ``derivatives(net, z, hessian=list(range(d)))`` call gives the d Hessian
-    rows of the space coordinates (the t row is never formed) plus u_t from the
-    gradient. With ρ = 0, A is diagonal and ``hessian="diagonal"`` is enough.
+    mixed derivatives ∂²u/∂x_i∂x_j: the network's input is z = (x, t), and
+    Σ_ij A_ij ∂²u/∂x_i∂x_j = tr(σσᵀ ∇²u) with σ = [L; 0] ((d+1, d), L the
+    Cholesky factor of A, 0 in the row of t) is one weighted Laplacian:
+    ``derivatives(net, z, hessian=Laplacian(weights=sigma))`` carries d extra
+    tangents and one collapsed slot, plus u_t from the gradient
+    (operator="weighted", the default). operator="rows" asks for the d Hessian
+    rows of the space coordinates instead and contracts them with A (the t row
+    is never formed); with ρ = 0 it asks for hessian="diagonal".
 
     Exact solution: two modes, k₁ = π(1, 1, ..., 1) and k₂ = π(1, -1, 1, -1, ...),
         u = e^{-λ₁ t} sin(k₁·x) + e^{-λ₂ t} sin(k₂·x),  λ_m = k_mᵀ A k_m,
@@ -161,7 +165,7 @@ class CorrelatedHeat(Problem):
     and at t = 0.
     """
 
-    def __init__(self, dim: int = 2, rho: float = 0.5, horizon: float = 1.0):
+    def __init__(self, dim: int = 2, rho: float = 0.5, horizon: float = 1.0, operator: str = "weighted"):
         if dim < 2:
             raise ValueError(f"dim must be >= 2 for the two modes, got {dim}")
         if not -1.0 / (dim - 1) < rho < 1.0:
@@ -176,7 +180,14 @@ class CorrelatedHeat(Problem):
         signs[1, 1::2] = -1.0
         self.wavevectors = math.pi * signs  # (2, d)
         self.rates = torch.einsum("mi,ij,mj->m", self.wavevectors, self.diffusion, self.wavevectors)  # λ
-        self.hessian = "diagonal" if rho == 0 else list(range(dim))
+        if operator not in ("weighted", "rows"):
+            raise ValueError(f"operator must be 'weighted' or 'rows', got {operator!r}")
+        self.operator = operator
+        self.sigma = torch.cat([torch.linalg.cholesky(self.diffusion), torch.zeros(1, dim, dtype=torch.float64)])
+        if operator == "weighted":
+            self.hessian: object = "weighted Laplacian"
+        else:
+            self.hessian = "diagonal" if rho == 0 else list(range(dim))
 
     def exact(self, z: Tensor) -> Tensor:
         x, t = z[:, : self.dim], z[:, self.dim :]
@@ -200,6 +211,13 @@ class CorrelatedHeat(Problem):
 
     def loss(self, net: nn.Module, batch: Batch, backend: str) -> tuple[Tensor, str]:
         z, d = batch["interior"], self.dim
+        if self.operator == "weighted":  # Σ_ij A_ij u_ij = tr(σσᵀ ∇²u): d directions, one collapsed slot
+            out = hoderiv_ext.derivatives(net, z, hessian=hoderiv_ext.Laplacian(weights=self.sigma.to(z)),
+                                          backend=backend)
+            residual = out.gradient[:, d] - out.laplacian
+            zb = batch["boundary"]
+            boundary = net(zb).squeeze(1) - self.exact(zb)
+            return residual.pow(2).mean() + boundary.pow(2).mean(), out.engine
         out = hoderiv_ext.derivatives(net, z, hessian=self.hessian, backend=backend)
         u_t = out.gradient[:, d]
         a = self.diffusion.to(z)

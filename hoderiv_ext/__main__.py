@@ -16,11 +16,11 @@ import sys
 
 import torch
 
+import hoderiv_ext
+from hoderiv_ext import Polynomial, elementwise_derivatives
+
 
 def _demo(args: argparse.Namespace) -> int:
-    import hoderiv_ext
-    from hoderiv_ext import Polynomial, elementwise_derivatives
-
     device = torch.device(args.device)
     print("hoderiv_ext", hoderiv_ext.__version__, "on", device)
     print("build:", json.dumps(hoderiv_ext.build_info()))
@@ -41,8 +41,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    import hoderiv_ext
-
     print(json.dumps(hoderiv_ext.build_info(), indent=2))
     return 0
 
@@ -51,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hoderiv_ext", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
+    # Imported here, not at the top: the benchmark suite (torch.utils.benchmark and friends) loads only
+    # for the command line, never for `import hoderiv_ext`.
     from hoderiv_bench import cli as bench_cli
 
     bench = commands.add_parser("bench", help="benchmark suite: every path against every baseline",

@@ -117,19 +117,22 @@ def test_poisson_engines_agree_step_by_step(one_thread, dim: int) -> None:
 
 @pytest.mark.slow
 @needs_kernels
-def test_heat_small_run_reaches_the_error_bound_with_hessian_rows(one_thread) -> None:
-    problem = pc.CorrelatedHeat(dim=2, rho=0.5)
-    assert problem.hessian == [0, 1]
+@pytest.mark.parametrize("operator", ["weighted", "rows"])
+def test_heat_small_run_reaches_the_error_bound(one_thread, operator: str) -> None:
+    problem = pc.CorrelatedHeat(dim=2, rho=0.5, operator=operator)
+    assert problem.hessian == ("weighted Laplacian" if operator == "weighted" else [0, 1])
     result = pc.train(problem, seed=0, backend="fast", **HEAT_SMALL)
     assert result.engine == "taylor"
     assert result.error < ERROR_BOUND, f"relative L2 error {result.error:.3e} above {ERROR_BOUND}"
 
 
 @needs_kernels
-@pytest.mark.parametrize("rho", [0.5, 0.0], ids=["rows", "diagonal"])
-def test_heat_engines_agree_step_by_step(one_thread, rho: float) -> None:
-    problem = pc.CorrelatedHeat(dim=3, rho=rho)
-    assert problem.hessian == ("diagonal" if rho == 0 else [0, 1, 2])
+@pytest.mark.parametrize(("rho", "operator"), [(0.5, "weighted"), (0.5, "rows"), (0.0, "rows")],
+                         ids=["weighted", "rows", "diagonal"])
+def test_heat_engines_agree_step_by_step(one_thread, rho: float, operator: str) -> None:
+    problem = pc.CorrelatedHeat(dim=3, rho=rho, operator=operator)
+    if operator == "rows":
+        assert problem.hessian == ("diagonal" if rho == 0 else [0, 1, 2])
     fast = pc.train(problem, seed=2, backend="fast", **AGREE)
     ref = pc.train(problem, seed=2, backend="reference", **AGREE)
     assert (fast.engine, ref.engine) == ("taylor", "autograd")
@@ -165,7 +168,7 @@ def test_poisson_command_line_reports_and_enforces_the_bound(one_thread, tmp_pat
 @needs_kernels
 def test_heat_command_line_diagonal_request(one_thread, tmp_path, capsys) -> None:
     report_path = tmp_path / "heat.json"
-    status = heat.main(["--rho", "0", "--steps", "10", "--batch", "64", "--bound", "0", "--no-progress",
+    status = heat.main(["--rho", "0", "--operator", "rows", "--steps", "10", "--batch", "64", "--bound", "0", "--no-progress",
                         "--json", str(report_path), "--device", "cpu"])
     assert status == 0
     assert "hessian='diagonal'" in capsys.readouterr().out

@@ -1,0 +1,140 @@
+"""The differential operators beyond the Hessian against the routes users take today (CPU, paired rounds).
+
+Cases (each checked against its baseline before timing; speed-up = baseline time / contender time
+in the same round, median (min-max) over rounds; forward pass and training step):
+
+  weighted     tr(sigma sigma^T H) with r = d/2 directions, sigma (d, r), on 50 -> 768, 768, 512, 512 -> 1
+               at N = 256: the Taylor engine (one collapsed slot over r tangents) against the full
+               Hessian by nested autograd contracted with sigma sigma^T, and the autograd engine
+  hutchinson   the randomized Laplacian, 16 Rademacher directions, d = 100 (100 -> 128 x 3 -> 1,
+               N = 1024), against the exact Laplacian on the Taylor engine (the estimate's cost
+               does not grow with d)
+  bilaplacian  the exact bi-Laplacian of tanh 3 -> 64 x 3 -> 1 at N = 1024: the Taylor engine's
+               univariate sweep (backend="kernel") and the autograd engine against nested autograd
+
+    python benchmarks/bench_operators.py [--cases weighted hutchinson bilaplacian] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+import torch
+from torch import nn
+
+from hoderiv_bench.environment import device_name
+from hoderiv_bench.pairing import interleaved_samples, paired_speedups
+from hoderiv_ext import Bilaplacian, Laplacian, derivatives
+
+
+def _mlp(widths: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for a, b in zip(widths[:-2], widths[1:-1]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    layers.append(nn.Linear(widths[-2], widths[-1]))
+    return nn.Sequential(*layers)
+
+
+@torch.enable_grad()
+def _nested_full_hessian(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = x.detach().requires_grad_(True)
+    y = net(x).squeeze(-1)
+    (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    rows = [torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0] for i in range(x.shape[1])]
+    return y, g, torch.stack(rows, dim=1)
+
+
+@torch.enable_grad()
+def _nested_bilaplacian(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    x = x.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+    lap = sum(torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(x.shape[1]))
+    (g2,) = torch.autograd.grad(lap.sum(), x, create_graph=True)
+    return sum(torch.autograd.grad(g2[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(x.shape[1]))
+
+
+def _case(name: str) -> tuple[nn.Module, dict, str]:
+    torch.manual_seed(0)
+    if name == "weighted":
+        net, x = _mlp([50, 768, 768, 512, 512, 1]), torch.randn(256, 50)
+        sigma = torch.randn(50, 25) / 5
+        a = sigma @ sigma.T
+
+        def route():
+            y, g, h = _nested_full_hessian(net, x)
+            return y, g, torch.einsum("nij,ij->n", h, a)
+
+        contenders = {
+            "full Hessian + contract (nested)": route,
+            "Taylor engine": lambda: _fields(derivatives(net, x, hessian=Laplacian(weights=sigma), backend="kernel")),
+            "autograd engine": lambda: _fields(derivatives(net, x, hessian=Laplacian(weights=sigma),
+                                                           backend="autograd")),
+        }
+        return net, contenders, "full Hessian + contract (nested)"
+    if name == "hutchinson":
+        net, x = _mlp([100, 128, 128, 128, 1]), torch.randn(1024, 100)
+        generator = torch.Generator().manual_seed(0)
+        contenders = {
+            "exact Laplacian (Taylor engine)": lambda: _fields(derivatives(net, x, hessian="laplacian")),
+            "16 samples (Taylor engine)": lambda: _fields(derivatives(net, x, hessian=Laplacian(samples=16,
+                                                                      generator=generator))),
+        }
+        return net, contenders, "exact Laplacian (Taylor engine)"
+    net, x = _mlp([3, 64, 64, 64, 1]), torch.randn(1024, 3)
+    contenders = {
+        "nested autograd": lambda: (_nested_bilaplacian(net, x),),
+        "Taylor engine (univariate)": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="kernel")
+                                               .bilaplacian,),
+        "autograd engine": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="autograd").bilaplacian,),
+    }
+    return net, contenders, "nested autograd"
+
+
+def _fields(result) -> tuple[torch.Tensor, ...]:
+    return result.value, result.gradient, result.laplacian
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", nargs="+", default=["weighted", "hutchinson", "bilaplacian"],
+                        choices=["weighted", "hutchinson", "bilaplacian"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--min-round-time", type=float, default=0.3)
+    args = parser.parse_args()
+    print(f"# speed-up over the first contender, median (min-max) of {args.rounds} paired rounds; forward | training "
+          f"step; torch {torch.__version__}, {device_name(torch.device('cpu'))}, {torch.get_num_threads()} threads, "
+          f"{datetime.date.today()}")
+    print("| case | contender | forward | training step |")
+    print("|---|---|---:|---:|")
+    for case in args.cases:
+        net, contenders, baseline = _case(case)
+        params = list(net.parameters())
+        if case != "hutchinson":  # check the contenders against the baseline (the estimate is random)
+            expected = contenders[baseline]()[-1].detach()
+            for name, fn in contenders.items():
+                got = fn()[-1].detach().reshape(expected.shape)
+                scale = max(1.0, float(expected.abs().max()))
+                assert float((got - expected).abs().max()) < 1e-3 * scale, (case, name)
+
+        def train(fn):
+            return lambda: torch.autograd.grad(sum(t.square().mean() for t in fn()), params, allow_unused=True)
+
+        def forward(fn):
+            def call():
+                with torch.no_grad():  # no graph kept (the nested baselines build theirs inside)
+                    return fn()
+            return call
+
+        samples = interleaved_samples({**{f"{n} f": forward(fn) for n, fn in contenders.items()},
+                                       **{f"{n} t": train(fn) for n, fn in contenders.items()}},
+                                      args.rounds, args.min_round_time)
+        ratios_f = paired_speedups({k: v for k, v in samples.items() if k.endswith(" f")}, f"{baseline} f")
+        ratios_t = paired_speedups({k: v for k, v in samples.items() if k.endswith(" t")}, f"{baseline} t")
+        for name in contenders:
+            cells = [f"{r[0]:.2f} ({r[1]:.2f}-{r[2]:.2f})" for r in (ratios_f[f"{name} f"], ratios_t[f"{name} t"])]
+            print(f"| {case} | {name} | {cells[0]} | {cells[1]} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
