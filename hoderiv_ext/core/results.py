@@ -112,7 +112,8 @@ class Derivatives:
             compiled Taylor-mode engine) -- which one computed these numbers.
         algorithm: how that engine computed them: the Taylor engine's
             ``"forward"`` (forward Taylor mode), ``"mixed"`` or
-            ``"forward_over_reverse"``; the autograd engine's ``"auto"``.
+            ``"forward_over_reverse"``, ``"reverse"``, ``"collapsed_reverse"``,
+            ``"univariate"``; the autograd engine's ``"auto"``.
     """
 
     value: Tensor

@@ -17,7 +17,10 @@ carries 1 + d + s slots through every GEMM (s second-order slots of the
 request); mixed mode carries 1 + d forward plus one reverse sweep;
 forward-over-reverse carries 1 + k forward and 1 + k reverse columns for k
 Hessian rows; the reverse algorithm (value and gradient only) one forward
-and one reverse column. The last three serve scalar outputs only. Without a
+and one reverse column; collapsed_reverse (partial, weighted and randomized
+Laplacians) 2 + r forward columns (r directions, one collapsed slot) and the
+gradient by one reverse column, where forward Taylor mode carries 2 + d + r.
+The last four serve scalar outputs only. Without a
 second-order request a scalar output goes reverse: against the autograd
 engine it measured 1.3-4x on forward passes and 0.8-1.2x on training steps
 (tanh MLPs d = 2-16, width 16-128, N = 1-2048, 2026-12-02), where forward
@@ -215,10 +218,8 @@ def taylor_algorithm(plan: TaylorPlan, request: HessianRequest, d: int) -> str:
         return "forward"
     if request.kind == "none":
         return "reverse"
-    if request.kind == "bilaplacian":
-        return "univariate"
     if request.weighted or request.dims is not None:
-        return "forward"  # the directions' collapsed slot: 1 + d + r + 1 slots (or 2 + d)
+        return "collapsed_reverse"  # 2 + r slots and a reverse sweep, against 2 + d + r for forward Taylor
     if request.kind == "rows" and len(request.rows) < d:
         return "forward_over_reverse"
     forward_slots = 1 + d + layout_for(request, d).num_second

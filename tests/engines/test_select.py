@@ -146,3 +146,21 @@ def test_algorithm_choice_and_mixed_gradgradcheck():
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: taylor_engine.run(small_plan, t, request, True, algorithm="mixed")[2], (x,))
     assert torch.autograd.gradgradcheck(lambda t: taylor_engine.run(small_plan, t, request, True, algorithm="mixed")[2], (x,))
+
+
+def test_operator_requests_pick_their_algorithms():
+    from hoderiv_ext import Bilaplacian, Laplacian
+
+    scalar = build_plan(make_mlp(4, [8], 1, nn.Tanh, torch.float64, "cpu"))
+    vector = build_plan(make_mlp(4, [8], 2, nn.Tanh, torch.float64, "cpu"))
+    weighted = parse_hessian_request(Laplacian(weights=torch.ones(4, 2, dtype=torch.float64)), 4)
+    partial = parse_hessian_request(Laplacian(dims=[0, 3]), 4)
+    randomized = parse_hessian_request(Laplacian(samples=3), 4)
+    for request in (weighted, partial, randomized):
+        assert select.taylor_algorithm(scalar, request, 4) == "collapsed_reverse"  # 2 + r slots + a reverse sweep
+        assert select.taylor_algorithm(vector, request, 4) == "forward"  # 2 + d + r slots
+    assert select.taylor_algorithm(scalar, parse_hessian_request(Bilaplacian(), 4), 4) == "univariate"
+    net, x = make_mlp(4, [8], 1, nn.Tanh, torch.float64, "cpu"), torch.randn(3, 4, dtype=torch.float64)
+    assert derivatives(net, x, hessian=Bilaplacian()).engine == "autograd"  # auto: measured faster
+    assert derivatives(net, x, hessian=Bilaplacian(), backend="kernel").algorithm == "univariate"
+    assert derivatives(net, x, hessian=Laplacian(dims=[1])).algorithm == "collapsed_reverse"

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
+from hoderiv_ext.engines.taylor.collapsed_reverse import run_collapsed_reverse
 from hoderiv_ext.engines.taylor.forward import run_forward
 from hoderiv_ext.engines.taylor.forward_over_reverse import run_forward_over_reverse
 from hoderiv_ext.engines.taylor.mixed import run_mixed
@@ -14,7 +15,8 @@ from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.reverse import run_reverse
 from hoderiv_ext.engines.taylor.univariate import run_univariate
 
-ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse", "reverse", "univariate")
+ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse", "reverse", "univariate",
+                               "collapsed_reverse")
 _RUNNERS = {
     "forward": run_forward,
     "mixed": run_mixed,
@@ -44,6 +46,8 @@ def run(
     with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
         if algorithm == "univariate":
             return run_univariate(plan, x, request, directions)
+        if algorithm == "collapsed_reverse":
+            return run_collapsed_reverse(plan, x, request, directions)
         if directions is not None:
             return run_forward(plan, x, request, directions)
         return _RUNNERS[algorithm](plan, x, request)

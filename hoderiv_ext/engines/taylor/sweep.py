@@ -67,7 +67,7 @@ def forward_sweep(
     """
     n, t = x.shape[0], layout.num_tangents
     if directions is not None and directions.dim() == 3:
-        return _per_sample_sweep(plan, x, layout, directions)
+        return _per_sample_sweep(plan, x, layout, directions, record)
     value = x  # the affine prefix's value (N, m) ...
     matrix = None if directions is None else directions.t()  # ... and its tangents (m, t); None = identity
     jet: Tensor | None = None  # (N, S, m) once the first activation has run
@@ -109,12 +109,13 @@ def forward_sweep(
     return Jet(out_value, jet[:, 1 : 1 + t], jet[:, 1 + t :], tuple(inputs))
 
 
-def _per_sample_sweep(plan: TaylorPlan, x: Tensor, layout: JetLayout, directions: Tensor) -> Jet:
+def _per_sample_sweep(plan: TaylorPlan, x: Tensor, layout: JetLayout, directions: Tensor, record: bool) -> Jet:
     """forward_sweep for directions (N, t, d) that differ per sample: the jet is materialised from the first layer."""
-    n = x.shape[0]
+    n, t = x.shape[0], layout.num_tangents
     value, tangents = x, directions  # (N, m), (N, t, m)
     jet: Tensor | None = None
     pending_bias: Tensor | None = None
+    inputs: list[ActivationInput] = []
     for step in plan.steps:
         if isinstance(step, LinearStep):
             if jet is None:
@@ -128,13 +129,15 @@ def _per_sample_sweep(plan: TaylorPlan, x: Tensor, layout: JetLayout, directions
         if jet is None:
             zeros = value.new_zeros((n, layout.num_second, value.shape[1]))
             jet = torch.cat([value.unsqueeze(1), tangents, zeros], dim=1)
+        if record:
+            a = jet[:, 0] if pending_bias is None else jet[:, 0] + pending_bias
+            inputs.append(ActivationInput(a, jet[:, 1 : 1 + t]))
         jet = jet_ops.jet_activation(jet, pending_bias, step.function.name, step.function.params, layout)
         pending_bias = None
-    t = layout.num_tangents
     if jet is None:  # an affine network
         return Jet(value, tangents, value.new_zeros((n, layout.num_second, value.shape[1])), ())
     out_value = jet[:, 0] if pending_bias is None else jet[:, 0] + pending_bias
-    return Jet(out_value, jet[:, 1 : 1 + t], jet[:, 1 + t :], ())
+    return Jet(out_value, jet[:, 1 : 1 + t], jet[:, 1 + t :], tuple(inputs))
 
 
 @dataclass(frozen=True)
