@@ -13,6 +13,7 @@ from hoderiv_ext.core.validation import (
     canonical_input,
     check_callable,
     check_create_graph,
+    check_order,
     check_x,
 )
 from hoderiv_ext.engines import select
@@ -21,13 +22,6 @@ from hoderiv_ext.engines.taylor.plan import build_plan
 from hoderiv_ext.engines.taylor.univariate import univariate_sweep
 from hoderiv_ext.ops.library import MAX_KERNEL_ORDER
 
-
-def _check_order(order: object) -> int:
-    if isinstance(order, bool) or not isinstance(order, int):
-        raise TypeError(f"order must be an int, got {type(order).__name__}")
-    if order < 0:
-        raise ValueError(f"order must be >= 0, got {order}")
-    return order
 
 
 def _canonical_direction(v: object, x2d: Tensor, has_batch_axis: bool) -> Tensor:
@@ -106,7 +100,7 @@ def directional_derivatives(
     f = check_callable(f)
     x = check_x(x)
     select.check_backend(backend)
-    order = _check_order(order)
+    order = check_order(order)
     create_graph = check_create_graph(create_graph)
     x2d, has_batch_axis, _ = canonical_input(f, x)
     direction = _canonical_direction(v, x2d, has_batch_axis)

@@ -5,18 +5,12 @@ from __future__ import annotations
 from torch import Tensor
 
 from hoderiv_ext.core.functions import KernelFunction, Polynomial, describe, resolve_elementwise
+from hoderiv_ext.core.validation import check_order
 from hoderiv_ext.engines import select
 from hoderiv_ext.engines.autograd.elementwise import autograd_elementwise_derivatives
 from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops.library import MAX_KERNEL_ORDER
 
-
-def _check_order(order: object) -> int:
-    if isinstance(order, bool) or not isinstance(order, int):
-        raise TypeError(f"order must be an int, got {type(order).__name__}")
-    if order < 0:
-        raise ValueError(f"order must be non-negative, got {order}")
-    return order
 
 
 def _check_x(x: object) -> Tensor:
@@ -51,7 +45,7 @@ def elementwise_derivatives(fn, x: Tensor, order: int = 2, *, backend: str = "au
         written in a single pass that reads x once.
     """
     x = _check_x(x)
-    order = _check_order(order)
+    order = check_order(order)
     spec = resolve_elementwise(fn)
     if isinstance(spec, Polynomial):
         coefficients = spec.coefficients_for(x)  # checks the device

@@ -47,6 +47,15 @@ def check_create_graph(create_graph: object) -> bool:
     return create_graph
 
 
+def check_order(order: object) -> int:
+    """A derivative order: an int >= 0 (not a bool)."""
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise TypeError(f"order must be an int, got {type(order).__name__}")
+    if order < 0:
+        raise ValueError(f"order must be non-negative, got {order}")
+    return order
+
+
 def check_callable(f: object) -> BatchFunction:
     if not callable(f):
         raise TypeError(f"f must be callable (a function or an nn.Module), got {type(f).__name__}")
