@@ -2,16 +2,24 @@
 
 Forward sweep: the jet of f along t input directions u_k (rows of
 ``directions`` (t, d), or (N, t, d) per sample; the unit vectors when None),
-carrying the slots of a :class:`~hoderiv_ext.ops.layout.JetLayout`. Layers before the first
-activation are affine: their value goes through F.linear and their tangents
-are the same for every sample (a (m, t) matrix, the product of the weights
-with the directions), so the first activation reads them from that matrix
-(``jet_activation_first``) and no per-sample tangents or zero second-order
-slots are ever materialised (with per-sample directions the tangents are
-per-sample from the start, and the first activation reads a materialised
-jet). From then on the jet is one tensor (N, S, m):
-a Linear is ONE GEMM on it viewed as (N*S, m) (its bias is added to slot 0
-inside the next activation kernel) and an activation is ONE fused kernel.
+carrying the slots of a :class:`~hoderiv_ext.ops.layout.JetLayout`. Layers
+before the first activation are affine: their value goes through F.linear
+and their tangents are the same for every sample (a (m, t) matrix, the
+product of the weights with the directions), so the first activation reads
+them from that matrix and no per-sample tangents or zero second-order slots
+are ever materialised (with per-sample directions the tangents are
+per-sample from the start). From then on the jet is one tensor (N, S, m): a
+Linear is ONE GEMM on it viewed as (N*S, m), its bias added to slot 0 inside
+the next activation.
+
+An activation is, depending on what the sweep carries:
+
+* ``"jet"`` -- ONE fused kernel (``jet_activation``, ``jet_activation_first``)
+  for any layout: forward Taylor mode, the collapsed slots;
+* ``"tangents"`` -- for a first-order jet kept for a reverse sweep (mixed
+  mode, forward-over-reverse): ONE fused elementwise pass gives phi, phi'
+  and phi'' at a, the tangents are scaled by phi', and phi', phi'' are kept
+  for the reverse sweep (which then reads no activation again).
 
 Reverse sweep (scalar outputs): delta = df/dh back through the layers, with
 per activation the curvature c_l = delta_l * phi''(a_l) that mixed mode
@@ -30,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hoderiv_ext.engines.taylor.plan import LinearStep, TaylorPlan
+from hoderiv_ext.engines.taylor.plan import ActivationStep, LinearStep, TaylorPlan
 from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops.layout import JetLayout
@@ -38,7 +46,7 @@ from hoderiv_ext.ops.layout import JetLayout
 
 @dataclass(frozen=True)
 class ActivationInput:
-    """What the forward sweep fed an activation: a = v + bias (N, m) and its tangents along the directions.
+    """What the forward sweep fed an activation: a = v + bias (N, m), its tangents, and phi'(a), phi''(a) if known.
 
     ``tangents`` is (N, t, m), or (t, m) when they are the same for every sample
     (the first activation); it broadcasts against (N, t, m) either way.
@@ -46,6 +54,8 @@ class ActivationInput:
 
     preactivation: Tensor
     tangents: Tensor
+    first: Tensor | None = None
+    second: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -58,86 +68,90 @@ class Jet:
     inputs: tuple[ActivationInput, ...]  # per activation, when recorded
 
 
+class _Carried:
+    """The sweep's state: the affine prefix (value, shared tangent matrix), then the jet or value + tangents."""
+
+    def __init__(self, x: Tensor, layout: JetLayout, directions: Tensor | None, mode: str, record: bool) -> None:
+        self.layout, self.mode, self.record = layout, mode, record
+        self.value = x  # the affine prefix's value (N, m), and in "tangents" mode always the value
+        self.per_sample = directions is not None and directions.dim() == 3
+        # Tangents of the current value: (t, m) shared while affine (None = identity; kept contiguous, so
+        # the first activation and the GEMMs read them without a copy), or (N, t, m) per sample.
+        self.shared: Tensor | None = None if directions is None or self.per_sample else directions
+        self.tangents: Tensor | None = directions if self.per_sample else None
+        self.jet: Tensor | None = None  # (N, S, m) once the first activation has run ("jet" mode)
+        self.bias: Tensor | None = None  # a Linear's bias not yet added (to slot 0 of the jet)
+        self.inputs: list[ActivationInput] = []
+
+    def linear(self, step: LinearStep) -> None:
+        if self.jet is not None:
+            if self.bias is not None:  # two Linear layers in a row
+                self.jet = torch.cat([(self.jet[:, 0] + self.bias).unsqueeze(1), self.jet[:, 1:]], dim=1)
+            self.jet, self.bias = F.linear(self.jet, step.weight), step.bias
+            return
+        self.value = F.linear(self.value, step.weight, step.bias)
+        if self.tangents is not None:
+            self.tangents = F.linear(self.tangents, step.weight)
+        else:
+            self.shared = step.weight.t().contiguous() if self.shared is None else F.linear(self.shared, step.weight)
+
+    def _shared_tangents(self, like: Tensor) -> Tensor:
+        """The tangents (t, m) of the affine prefix, the same for every sample (the identity when nothing was applied)."""
+        if self.shared is None:
+            self.shared = torch.eye(self.layout.num_tangents, dtype=like.dtype, device=like.device)
+        return self.shared
+
+    def activation(self, step: ActivationStep) -> None:
+        name, params = step.function.name, step.function.params
+        if self.mode == "tangents":
+            tangents = self.tangents if self.tangents is not None else self._shared_tangents(self.value)
+            phi = elementwise_ops.elementwise_derivatives(self.value, name, params, 2)  # phi, phi', phi''
+            if self.record:
+                self.inputs.append(ActivationInput(self.value, tangents, phi[1], phi[2]))
+            self.value, self.tangents = phi[0], phi[1].unsqueeze(1) * tangents
+            return
+        if self.jet is None and self.tangents is None:  # the first activation reads the shared tangents
+            shared = self._shared_tangents(self.value)
+            if self.record:
+                self.inputs.append(ActivationInput(self.value, shared))
+            self.jet = jet_ops.jet_activation_first(self.value, shared.t(), name, params, self.layout)
+            return
+        if self.jet is None:  # per-sample tangents: materialise the first layer's jet
+            zeros = self.value.new_zeros((self.value.shape[0], self.layout.num_second, self.value.shape[1]))
+            self.jet = torch.cat([self.value.unsqueeze(1), self.tangents, zeros], dim=1)
+        t = self.layout.num_tangents
+        if self.record:
+            a = self.jet[:, 0] if self.bias is None else self.jet[:, 0] + self.bias
+            self.inputs.append(ActivationInput(a, self.jet[:, 1 : 1 + t]))
+        self.jet, self.bias = jet_ops.jet_activation(self.jet, self.bias, name, params, self.layout), None
+
+    def result(self) -> Jet:
+        n, t, s = self.value.shape[0], self.layout.num_tangents, self.layout.num_second
+        if self.jet is not None:
+            value = self.jet[:, 0] if self.bias is None else self.jet[:, 0] + self.bias
+            return Jet(value, self.jet[:, 1 : 1 + t], self.jet[:, 1 + t :], tuple(self.inputs))
+        o = self.value.shape[1]
+        tangents = self.tangents if self.tangents is not None else \
+            self._shared_tangents(self.value).unsqueeze(0).expand(n, t, o)
+        return Jet(self.value, tangents, self.value.new_zeros((n, s, o)), tuple(self.inputs))
+
+
 def forward_sweep(
     plan: TaylorPlan, x: Tensor, layout: JetLayout, directions: Tensor | None = None, record: bool = False
 ) -> Jet:
     """The jet of f at x (N, d) along ``directions`` (t, d) or (N, t, d) (None: the d unit vectors), in ``layout``.
 
-    ``record``: keep each activation's input for a reverse sweep.
+    ``record``: keep each activation's input for a reverse sweep; a first-order
+    layout recorded for one runs in "tangents" mode (module docstring).
     """
-    n, t = x.shape[0], layout.num_tangents
-    if directions is not None and directions.dim() == 3:
-        return _per_sample_sweep(plan, x, layout, directions, record)
-    value = x  # the affine prefix's value (N, m) ...
-    matrix = None if directions is None else directions.t()  # ... and its tangents (m, t); None = identity
-    jet: Tensor | None = None  # (N, S, m) once the first activation has run
-    pending_bias: Tensor | None = None  # a Linear's bias not yet added to slot 0
-    inputs: list[ActivationInput] = []
-
+    mode = "tangents" if record and layout.num_second == 0 else "jet"
+    carried = _Carried(x, layout, directions, mode, record)
     for step in plan.steps:
         if isinstance(step, LinearStep):
-            if jet is None:
-                value = F.linear(value, step.weight, step.bias)
-                matrix = step.weight if matrix is None else step.weight @ matrix
-            else:
-                if pending_bias is not None:  # two Linear layers in a row
-                    jet = torch.cat([(jet[:, 0] + pending_bias).unsqueeze(1), jet[:, 1:]], dim=1)
-                jet = F.linear(jet, step.weight)
-                pending_bias = step.bias
-            continue
-        name, params = step.function.name, step.function.params
-        if jet is None:
-            if matrix is None:
-                matrix = torch.eye(t, dtype=x.dtype, device=x.device)
-            if record:
-                inputs.append(ActivationInput(value, matrix.t()))
-            jet = jet_ops.jet_activation_first(value, matrix, name, params, layout)
+            carried.linear(step)
         else:
-            if record:
-                a = jet[:, 0] if pending_bias is None else jet[:, 0] + pending_bias
-                inputs.append(ActivationInput(a, jet[:, 1 : 1 + t]))
-            jet = jet_ops.jet_activation(jet, pending_bias, name, params, layout)
-            pending_bias = None
-
-    if jet is None:  # an affine network: constant tangents, zero second derivatives
-        if matrix is None:
-            matrix = torch.eye(t, dtype=x.dtype, device=x.device)
-        o = value.shape[1]
-        tangents = matrix.t().unsqueeze(0).expand(n, t, o)
-        return Jet(value, tangents, x.new_zeros((n, layout.num_second, o)), tuple(inputs))
-    out_value = jet[:, 0] if pending_bias is None else jet[:, 0] + pending_bias
-    return Jet(out_value, jet[:, 1 : 1 + t], jet[:, 1 + t :], tuple(inputs))
-
-
-def _per_sample_sweep(plan: TaylorPlan, x: Tensor, layout: JetLayout, directions: Tensor, record: bool) -> Jet:
-    """forward_sweep for directions (N, t, d) that differ per sample: the jet is materialised from the first layer."""
-    n, t = x.shape[0], layout.num_tangents
-    value, tangents = x, directions  # (N, m), (N, t, m)
-    jet: Tensor | None = None
-    pending_bias: Tensor | None = None
-    inputs: list[ActivationInput] = []
-    for step in plan.steps:
-        if isinstance(step, LinearStep):
-            if jet is None:
-                value, tangents = F.linear(value, step.weight, step.bias), F.linear(tangents, step.weight)
-            else:
-                if pending_bias is not None:
-                    jet = torch.cat([(jet[:, 0] + pending_bias).unsqueeze(1), jet[:, 1:]], dim=1)
-                jet = F.linear(jet, step.weight)
-                pending_bias = step.bias
-            continue
-        if jet is None:
-            zeros = value.new_zeros((n, layout.num_second, value.shape[1]))
-            jet = torch.cat([value.unsqueeze(1), tangents, zeros], dim=1)
-        if record:
-            a = jet[:, 0] if pending_bias is None else jet[:, 0] + pending_bias
-            inputs.append(ActivationInput(a, jet[:, 1 : 1 + t]))
-        jet = jet_ops.jet_activation(jet, pending_bias, step.function.name, step.function.params, layout)
-        pending_bias = None
-    if jet is None:  # an affine network
-        return Jet(value, tangents, value.new_zeros((n, layout.num_second, value.shape[1])), ())
-    out_value = jet[:, 0] if pending_bias is None else jet[:, 0] + pending_bias
-    return Jet(out_value, jet[:, 1 : 1 + t], jet[:, 1 + t :], tuple(inputs))
+            carried.activation(step)
+    return carried.result()
 
 
 @dataclass(frozen=True)
@@ -168,12 +182,16 @@ def reverse_sweep(plan: TaylorPlan, inputs: tuple[ActivationInput, ...], x: Tens
             continue
         index -= 1
         recorded = inputs[index]
-        phi = elementwise_ops.elementwise_derivatives(recorded.preactivation, step.function.name, step.function.params, 2)
-        curvature = delta * phi[2]
+        first, second = recorded.first, recorded.second
+        if first is None or second is None:  # recorded in "jet" mode: phi at a once more
+            phi = elementwise_ops.elementwise_derivatives(recorded.preactivation, step.function.name,
+                                                          step.function.params, 2)
+            first, second = phi[1], phi[2]
+        curvature = delta * second
         curvatures.append(curvature)
         if directional:
             term = curvature.unsqueeze(1) * recorded.tangents
-            delta_dot = term if delta_dot is None else delta_dot * phi[1].unsqueeze(1) + term
-        delta = delta * phi[1]
+            delta_dot = term if delta_dot is None else delta_dot * first.unsqueeze(1) + term
+        delta = delta * first
     curvatures.reverse()
     return Adjoint(delta, tuple(curvatures), delta_dot)
