@@ -20,6 +20,7 @@ double backward) is the vector-Jacobian product of the torch-ops twin
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -172,7 +173,15 @@ def recomputed_vjp(reference: Callable[..., tuple], inputs: tuple, cotangents: t
 
 
 def _layout(num_tangents: int, pair_i: list[int], pair_j: list[int], collapsed: list[int]) -> JetLayout:
-    return JetLayout(num_tangents, tuple(zip(pair_i, pair_j)), tuple(collapsed))
+    if isinstance(num_tangents, int):  # a layout holds only integers: cached across calls
+        return _cached_layout(num_tangents, tuple(pair_i), tuple(pair_j), tuple(collapsed))
+    return JetLayout(num_tangents, tuple(zip(pair_i, pair_j)), tuple(collapsed))  # a SymInt while tracing
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_layout(num_tangents: int, pair_i: tuple[int, ...], pair_j: tuple[int, ...],
+                   collapsed: tuple[int, ...]) -> JetLayout:
+    return JetLayout(num_tangents, tuple(zip(pair_i, pair_j)), collapsed)
 
 
 def setup_step(ctx: Any, inputs: tuple, output: Tensor) -> None:

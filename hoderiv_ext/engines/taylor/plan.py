@@ -85,15 +85,6 @@ class TaylorPlan:
             width = step.weight.shape[0]
 
 
-def _flatten(module: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module]]:
-    for name, child in module.named_children():
-        qualified = f"{prefix}.{name}" if prefix else name
-        if type(child) is nn.Sequential:
-            yield from _flatten(child, qualified)
-        else:
-            yield qualified, child
-
-
 def _is_noop(module: nn.Module) -> bool:
     if type(module) is nn.Identity:
         return True
@@ -106,27 +97,44 @@ def _is_noop(module: nn.Module) -> bool:
 
 _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
                  "_global_backward_pre_hooks")
-_MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
-def _not_as_its_type(f: nn.Module) -> str | None:
-    """Why a layer may not compute what its type says (a hook, a forward set on the instance), or None.
+def _not_as_its_type(name: str, module: nn.Module) -> str | None:
+    """Why ``module`` may not compute what its type says (a hook, a forward set on the instance), or None.
 
     The engine runs its own kernels for each layer type, so anything that
     changes what ``f(x)`` computes (or its gradient) must keep it off.
     """
-    if any(getattr(module_globals, hooks, None) for hooks in _GLOBAL_HOOKS):
-        return "a global hook (register_module_forward_hook and the like) runs on every module, and the Taylor " \
-               "engine would not run it"
-    for name, module in f.named_modules():
-        where = f"layer '{name}'" if name else "f"
-        kinds = [kind for kind, hooks in zip(("forward", "forward", "backward", "backward"), _MODULE_HOOKS)
-                 if getattr(module, hooks, None)]
-        if kinds:
-            return f"{where} has {kinds[0]} hooks, which the Taylor engine would not run"
-        if "forward" in module.__dict__:
-            return f"{where} has its forward replaced on the instance, which the Taylor engine would not run"
+    state = module.__dict__
+    where = f"layer '{name}'" if name else "f"
+    if state["_forward_hooks"] or state["_forward_pre_hooks"]:
+        return f"{where} has forward hooks, which the Taylor engine would not run"
+    if state["_backward_hooks"] or state.get("_backward_pre_hooks"):
+        return f"{where} has backward hooks, which the Taylor engine would not run"
+    if "forward" in state:
+        return f"{where} has its forward replaced on the instance, which the Taylor engine would not run"
     return None
+
+
+def _layers(f: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """The non-Sequential modules of f in order, nested Sequentials flattened; NotServed for any module that
+    may not compute what its type says (f and the containers included)."""
+    why = _not_as_its_type("", f)
+    if why is not None:
+        raise NotServed(why)
+    stack: list[tuple[str, nn.Module]] = [("", f)]
+    while stack:
+        prefix, container = stack.pop()
+        children = list(container._modules.items())
+        for index in range(len(children) - 1, -1, -1):  # reversed onto the stack: popped in order
+            name, child = children[index]
+            stack.append((f"{prefix}.{name}" if prefix else name, child))
+        if container is not f:
+            why = _not_as_its_type(prefix, container)
+            if why is not None:
+                raise NotServed(why)
+            if type(container) is not nn.Sequential:
+                yield prefix, container
 
 
 def build_plan(f: object) -> TaylorPlan:
@@ -139,11 +147,11 @@ def build_plan(f: object) -> TaylorPlan:
     """
     if type(f) is not nn.Sequential:
         raise NotServed(f"f is a {type(f).__name__}, not an nn.Sequential of Linear layers and supported activations")
-    why = _not_as_its_type(f)
-    if why is not None:
-        raise NotServed(why)
+    if any(getattr(module_globals, hooks, None) for hooks in _GLOBAL_HOOKS):
+        raise NotServed("a global hook (register_module_forward_hook and the like) runs on every module, and the "
+                        "Taylor engine would not run it")
     steps: list[Step] = []
-    for name, module in _flatten(f, ""):
+    for name, module in _layers(f):
         if type(module) is nn.Linear:
             steps.append(LinearStep(module.weight, module.bias, name))
             continue

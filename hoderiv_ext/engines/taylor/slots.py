@@ -17,6 +17,8 @@ triangle and is read back through an index computed on the tensor's device
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import Tensor
 
@@ -24,8 +26,12 @@ from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.ops.layout import JetLayout
 
 
+@functools.lru_cache(maxsize=256)
 def layout_for(request: HessianRequest, d: int) -> JetLayout:
-    """The jet layout of ``request`` for d inputs (see the module docstring)."""
+    """The jet layout of ``request`` for d inputs (see the module docstring).
+
+    Cached: a layout holds only integers (no tensor that could carry a mode or a device).
+    """
     if request.kind == "laplacian":
         return JetLayout(d, collapsed=request.dims if request.dims is not None else tuple(range(d)))
     if request.kind == "none":
