@@ -132,6 +132,19 @@ class Bilaplacian:
         _check_generator(self.generator, "Bilaplacian")
 
 
+_BITS_PER_WORD = 62
+
+
+def _random_signs(shape: tuple[int, ...], generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """+-1 entries of ``shape``, independent and equally likely, 62 per random int64 (the RNG is the cost)."""
+    count = math.prod(shape)
+    words = torch.randint(0, 1 << _BITS_PER_WORD, (-(-count // _BITS_PER_WORD), 1), generator=generator,
+                          dtype=torch.int64, device=like.device)
+    shifts = torch.arange(_BITS_PER_WORD, dtype=torch.int64, device=like.device)
+    bits = ((words >> shifts) & 1).reshape(-1)[:count].reshape(shape)
+    return bits.to(like.dtype) * 2 - 1
+
+
 def random_directions(
     n: int, d: int, samples: int, distribution: str, generator: torch.Generator | None, like: Tensor,
     dims: tuple[int, ...] | None = None,
@@ -147,7 +160,7 @@ def random_directions(
     if distribution == "gaussian":
         values = torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
     else:
-        values = torch.randint(0, 2, shape, generator=generator, device=like.device).to(like.dtype) * 2 - 1
+        values = _random_signs(shape, generator, like)
     if dims is None:
         return values
     full = like.new_zeros((n, d, samples))
