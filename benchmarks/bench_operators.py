@@ -12,6 +12,12 @@ in the same round, median (min-max) over rounds; forward pass and training step)
   bilaplacian  the exact bi-Laplacian of tanh 3 -> 64 x 3 -> 1 at N = 1024: the Taylor engine's
                univariate sweep (backend="kernel") and the autograd engine against nested autograd
 
+With torch-jet (``jet-for-pytorch``) importable, its weighted Laplacian and bi-Laplacian (vmapped over
+the batch, eager and under torch.compile) join as baselines; it computes only the operator, not the
+value and gradient. On Python 3.11 it installs with ``pip install --no-deps --ignore-requires-python
+jet-for-pytorch scipy`` after its one ``type PyTree[Leaf] = ...`` statement in ``jet/utils.py`` is
+replaced by an ordinary alias.
+
     python benchmarks/bench_operators.py [--cases weighted hutchinson bilaplacian] [--rounds 7]
 """
 
@@ -54,6 +60,33 @@ def _nested_bilaplacian(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return sum(torch.autograd.grad(g2[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(x.shape[1]))
 
 
+def _torch_jet():
+    try:
+        import jet  # noqa: PLC0415 - an optional baseline
+    except Exception:  # noqa: BLE001 - absent or not importable on this Python
+        return None
+    return jet
+
+
+def _jet_contenders(name: str, net: nn.Module, x: torch.Tensor, sigma: torch.Tensor | None) -> dict:
+    """torch-jet's operator, vmapped over the batch, eager and compiled (empty without torch-jet)."""
+    jet = _torch_jet()
+    if jet is None:
+        return {}
+    from torch.func import vmap  # noqa: PLC0415
+
+    d = x.shape[1]
+    if name == "weighted":
+        assert sigma is not None
+        apply_s = lambda point, v: (v @ sigma.T).reshape(v.shape[0], *point.shape)  # noqa: E731
+        per_sample = jet.laplacian(net, (torch.zeros(d),), weighting=(apply_s, sigma.shape[1]))
+    else:
+        per_sample = jet.bilaplacian(net, (torch.zeros(d),))
+    batched = vmap(per_sample)
+    compiled = torch.compile(batched)
+    return {"torch-jet": lambda: (batched(x).squeeze(-1),), "torch-jet compiled": lambda: (compiled(x).squeeze(-1),)}
+
+
 def _case(name: str) -> tuple[nn.Module, dict, str]:
     torch.manual_seed(0)
     if name == "weighted":
@@ -70,6 +103,7 @@ def _case(name: str) -> tuple[nn.Module, dict, str]:
             "Taylor engine": lambda: _fields(derivatives(net, x, hessian=Laplacian(weights=sigma), backend="kernel")),
             "autograd engine": lambda: _fields(derivatives(net, x, hessian=Laplacian(weights=sigma),
                                                            backend="autograd")),
+            **_jet_contenders(name, net, x, sigma),
         }
         return net, contenders, "full Hessian + contract (nested)"
     if name == "hutchinson":
@@ -87,6 +121,7 @@ def _case(name: str) -> tuple[nn.Module, dict, str]:
         "Taylor engine (univariate)": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="kernel")
                                                .bilaplacian,),
         "autograd engine": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="autograd").bilaplacian,),
+        **_jet_contenders(name, net, x, None),
     }
     return net, contenders, "nested autograd"
 
