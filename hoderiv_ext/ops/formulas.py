@@ -1,20 +1,18 @@
-"""Autograd formulas of the ops registered from Python: each backward is built from differentiable ops, or refuses loudly.
+"""Autograd formulas registered from Python: each backward is built from differentiable ops, or refuses loudly.
 
-Where each op's formula lives:
+Where each op's autograd formula lives:
 
-  elementwise_derivatives, jet_activation,    C++ autograd kernels (dispatch key Autograd,
-  jet_activation_first                        csrc/ops/autograd.cpp): their backward calls the
-                                              backward op below, with autograd, so it is
-                                              differentiable again through the formulas here
-  elementwise_derivatives_backward,           here (torch.library.register_autograd)
-  polynomial_derivatives(_backward),
-  jet_activation_backward,
-  jet_activation_first_backward
+  elementwise_derivatives, jet_activation,   C++ (csrc/ops/autograd.cpp, dispatch key Autograd);
+  jet_activation_first                       each backward calls the matching backward op with
+                                             autograd, so its result is differentiable through
+                                             the formulas here
+  the backward ops, polynomial_derivatives   here, registered with torch.library.register_autograd
+  and polynomial_derivatives_backward        (ops/register.py)
 
 Math (phi an elementwise function, d_k = phi^(k)(x)):
   elementwise_derivatives(x, order)          -> stack(d_0 .. d_order)
   elementwise_derivatives_backward(g, x, s)  -> sum_k g[k] * d_{k+s}
-  d/dx  derivatives(x, order) . g = backward(g, x, 1)   (C++)
+  vjp of elementwise_derivatives with g      = backward(g, x, 1)    (C++)
   d/dx  backward(g, x, s) = backward(g, x, s+1)        (elementwise)
   d/dg[k] backward(g, x, s) = d_{k+s}
 so results are differentiable to the kernels' highest order; past it the
