@@ -9,8 +9,8 @@
 // they do, it registers nothing (the first library's kernels serve the ops),
 // warns if that library's schemas differ from these, and records that
 // ops_registered_here() is false. Otherwise it creates the torch::Library
-// objects (the schemas, and the CPU and, when built, CUDA kernels) and keeps
-// them for the life of the process. An exception while registering is
+// objects (the schemas, the CPU and, when built, CUDA kernels, and the
+// forward ops' autograd kernels) and keeps them for the life of the process. An exception while registering is
 // recorded (registration_error()) instead of escaping the loader.
 #include "ops/registration.h"
 
@@ -29,7 +29,7 @@ constexpr const char* kNamespace = "hoderiv_ext";
 struct Registration {
   bool registered_here = false;
   std::string error;
-  std::unique_ptr<torch::Library> schemas, cpu, cuda;
+  std::unique_ptr<torch::Library> schemas, cpu, cuda, autograd;
 };
 
 // Never destroyed: the libraries stay registered until the process ends, with
@@ -80,6 +80,9 @@ bool register_ops() {
     register_elementwise_cuda(*state.cuda);
     register_jet_cuda(*state.cuda);
 #endif
+    state.autograd = std::make_unique<torch::Library>(torch::Library::IMPL, kNamespace, c10::DispatchKey::Autograd,
+                                                      __FILE__, __LINE__);
+    register_autograd(*state.autograd);
     state.registered_here = true;
   } catch (const std::exception& error) {
     state.error = error.what();

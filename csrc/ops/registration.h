@@ -1,6 +1,7 @@
 // Registration of the ops with the dispatcher (csrc/ops/registration.cpp):
 // one static initialiser per library defines the schemas (schemas.cpp) and
-// registers the kernels of each device through the functions below, unless
+// registers the kernels of each device and the forward ops' autograd kernels
+// through the functions below, unless
 // the namespace hoderiv_ext is already registered in this process (by
 // another build of these sources: the Python module hoderiv_ext._C or the
 // CMake library libhoderiv_ext_ops.so), in which case it registers nothing.
@@ -23,6 +24,12 @@ void register_jet_cpu(torch::Library& library);          // csrc/cpu/jet_cpu.cpp
 void register_elementwise_cuda(torch::Library& library);  // csrc/cuda/elementwise_cuda.cu
 void register_jet_cuda(torch::Library& library);          // csrc/cuda/jet_cuda.cu
 #endif
+// The autograd kernels (dispatch key Autograd) of the forward ops
+// elementwise_derivatives, jet_activation and jet_activation_first
+// (csrc/ops/autograd.cpp). The backward ops' autograd formulas and every
+// op's fake kernel are registered by the Python package
+// (hoderiv_ext/ops/formulas.py, fake.py).
+void register_autograd(torch::Library& library);
 
 // True when this library registered the ops; false when another library had
 // registered the namespace first (or registration failed: see

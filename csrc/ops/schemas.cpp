@@ -15,8 +15,12 @@
 //       (N, m) and the weight (m, t): tangents W[:, k], no second-order input;
 //   jet_activation_first_backward: its gradients with respect to the
 //       preactivation (N, m) and the weight (m, t).
-// The backward ops are ops of their own, with their own autograd formulas
-// and fake kernels, registered by the Python package.
+// The backward ops are ops of their own. Autograd: the forward ops
+// elementwise_derivatives, jet_activation and jet_activation_first have C++
+// autograd kernels (ops/autograd.cpp) whose backward calls the backward op
+// with autograd; the backward ops' and the polynomial ops' formulas and
+// every op's fake kernel are registered by the Python package
+// (hoderiv_ext/ops/formulas.py, fake.py).
 #include "ops/registration.h"
 
 namespace hoderiv {

@@ -1,5 +1,7 @@
 """The ops layer: the compiled extension, typed wrappers of every ``torch.ops.hoderiv_ext`` op,
-their fake kernels and autograd formulas.
+their fake kernels and autograd formulas (those of the forward ops elementwise_derivatives,
+jet_activation and jet_activation_first are C++ autograd kernels, csrc/ops/autograd.cpp,
+registered with the ops by the extension; the others are registered here).
 
   library        loading ``hoderiv_ext._C``; build_info, the function table
   layout         JetLayout: what each slot of a jet holds
@@ -7,8 +9,8 @@ their fake kernels and autograd formulas.
   jet            wrappers of the Taylor activation-step ops
   jet_composite  the activation step in torch ops (the double backward; the tests' twin)
   fake           fake kernels for torch.compile / FakeTensor
-  formulas       autograd formulas
-  register       registers fake kernels and formulas with the dispatcher (at import)
+  formulas       autograd formulas of the backward ops and the polynomial ops
+  register       registers the fake kernels and those formulas with the dispatcher (at import)
 """
 
 from hoderiv_ext.ops import register as _register  # noqa: F401  (registers the fake kernels and formulas)

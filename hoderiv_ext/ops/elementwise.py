@@ -5,7 +5,8 @@
   polynomial_derivatives(x, coefficients, order)        -> the same for p(x) = sum_j coefficients[j] x^j
   polynomial_derivatives_backward(grad, x, coefficients, shift)
 
-Autograd formulas: :mod:`hoderiv_ext.ops.formulas`.
+Autograd: a C++ kernel for elementwise_derivatives (csrc/ops/autograd.cpp), :mod:`hoderiv_ext.ops.formulas`
+for the others.
 """
 
 from __future__ import annotations

@@ -1,8 +1,18 @@
-"""Autograd formulas of every op: each backward is built from differentiable ops, or refuses loudly.
+"""Autograd formulas registered from Python: each backward is built from differentiable ops, or refuses loudly.
+
+Where each op's autograd formula lives:
+
+  elementwise_derivatives, jet_activation,   C++ (csrc/ops/autograd.cpp, dispatch key Autograd);
+  jet_activation_first                       each backward calls the matching backward op with
+                                             autograd, so its result is differentiable through
+                                             the formulas here
+  the backward ops, polynomial_derivatives   here, registered with torch.library.register_autograd
+  and polynomial_derivatives_backward        (ops/register.py)
 
 Math (phi an elementwise function, d_k = phi^(k)(x)):
   elementwise_derivatives(x, order)          -> stack(d_0 .. d_order)
   elementwise_derivatives_backward(g, x, s)  -> sum_k g[k] * d_{k+s}
+  vjp of elementwise_derivatives with g      = backward(g, x, 1)    (C++)
   d/dx  backward(g, x, s) = backward(g, x, s+1)        (elementwise)
   d/dg[k] backward(g, x, s) = d_{k+s}
 so results are differentiable to the kernels' highest order; past it the
@@ -10,11 +20,11 @@ C++ check refuses with a message pointing to ``backend="autograd"``.
 Polynomials p(x) = sum_j c_j x^j add the coefficient gradient
   d d_k / d c_j = j!/(j-k)! x^(j-k)   (j >= k).
 
-The jet ops: ``jet_activation``'s backward is the fused
+The jet ops: ``jet_activation``'s backward (C++) is the fused
 ``jet_activation_backward`` kernel (bias gradient: the sum over samples of
-slot 0's gradient), ``jet_activation_first``'s the fused
+slot 0's gradient), ``jet_activation_first``'s (C++) the fused
 ``jet_activation_first_backward``; the backward of each backward kernel (the
-double backward) is the vector-Jacobian product of the torch-ops twin
+double backward, here) is the vector-Jacobian product of the torch-ops twin
 (:mod:`hoderiv_ext.ops.jet_composite`), recomputed by :func:`recomputed_vjp`.
 """
 
@@ -28,7 +38,6 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.ops import elementwise as elementwise_ops
-from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops import jet_composite
 from hoderiv_ext.ops.layout import JetLayout
 
@@ -67,18 +76,6 @@ def polynomial_coefficient_grad(weights: Tensor, x: Tensor, shift: int, num_coef
 
 
 # ----------------------------------------------------------------------------- elementwise
-
-
-def setup_elementwise(ctx: Any, inputs: tuple, output: Tensor) -> None:
-    x, function, params, _order = inputs
-    ctx.save_for_backward(x)
-    ctx.function, ctx.params = function, list(params)
-
-
-def backward_elementwise(ctx: Any, grad: Tensor) -> tuple:
-    (x,) = ctx.saved_tensors
-    grad_x = elementwise_ops.elementwise_derivatives_backward(grad, x, ctx.function, ctx.params, 1)
-    return grad_x, None, None, None
 
 
 def setup_elementwise_backward(ctx: Any, inputs: tuple, output: Tensor) -> None:
@@ -184,20 +181,6 @@ def _cached_layout(num_tangents: int, pair_i: tuple[int, ...], pair_j: tuple[int
     return JetLayout(num_tangents, tuple(zip(pair_i, pair_j)), collapsed)
 
 
-def setup_step(ctx: Any, inputs: tuple, output: Tensor) -> None:
-    jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed = inputs
-    ctx.save_for_backward(jet, bias)
-    ctx.config = (function, list(params), _layout(num_tangents, pair_i, pair_j, collapsed))
-
-
-def backward_step(ctx: Any, grad: Tensor) -> tuple:
-    jet, bias = ctx.saved_tensors
-    function, params, layout = ctx.config
-    grad_jet = jet_ops.jet_activation_backward(grad, jet, bias, function, params, layout)
-    grad_bias = grad_jet[:, 0].sum(0) if bias is not None and ctx.needs_input_grad[1] else None
-    return grad_jet, grad_bias, None, None, None, None, None, None
-
-
 def setup_step_backward(ctx: Any, inputs: tuple, output: Tensor) -> None:
     grad, jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed = inputs
     ctx.save_for_backward(grad, jet, bias)
@@ -214,19 +197,6 @@ def backward_step_backward(ctx: Any, grad_grad_jet: Tensor) -> tuple:
 
     grad_of_grad, grad_of_jet, grad_of_bias = recomputed_vjp(step_backward, (grad, jet, bias), (grad_grad_jet,))
     return grad_of_grad, grad_of_jet, grad_of_bias, None, None, None, None, None, None
-
-
-def setup_first(ctx: Any, inputs: tuple, output: Tensor) -> None:
-    preactivation, weight, function, params, pair_i, pair_j, collapsed = inputs
-    ctx.save_for_backward(preactivation, weight)
-    ctx.config = (function, list(params), _layout(weight.shape[1], pair_i, pair_j, collapsed))
-
-
-def backward_first(ctx: Any, grad: Tensor) -> tuple:
-    preactivation, weight = ctx.saved_tensors
-    function, params, layout = ctx.config
-    grad_a, grad_weight = jet_ops.jet_activation_first_backward(grad, preactivation, weight, function, params, layout)
-    return grad_a, grad_weight, None, None, None, None, None
 
 
 def setup_first_backward(ctx: Any, inputs: tuple, output: tuple) -> None:
@@ -247,12 +217,9 @@ def backward_first_backward(ctx: Any, grad_grad_a: Tensor | None, grad_grad_weig
 
 
 FORMULAS: dict[str, tuple[Callable, Callable]] = {
-    "elementwise_derivatives": (backward_elementwise, setup_elementwise),
     "elementwise_derivatives_backward": (backward_elementwise_backward, setup_elementwise_backward),
     "polynomial_derivatives": (backward_polynomial, setup_polynomial),
     "polynomial_derivatives_backward": (backward_polynomial_backward, setup_polynomial_backward),
-    "jet_activation": (backward_step, setup_step),
     "jet_activation_backward": (backward_step_backward, setup_step_backward),
-    "jet_activation_first": (backward_first, setup_first),
     "jet_activation_first_backward": (backward_first_backward, setup_first_backward),
 }

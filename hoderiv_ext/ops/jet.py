@@ -4,7 +4,8 @@ Engines call these, never ``torch.ops`` with positional argument lists. Each
 takes the jet's :class:`~hoderiv_ext.ops.layout.JetLayout` and the
 elementwise function by name and parameters (the function table:
 :mod:`hoderiv_ext.core.functions`). Math: csrc/include/hoderiv/jet_math.h;
-autograd formulas: :mod:`hoderiv_ext.ops.formulas`.
+autograd: C++ kernels for jet_activation and jet_activation_first
+(csrc/ops/autograd.cpp), :mod:`hoderiv_ext.ops.formulas` for the backward ops.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Registers the fake kernels and autograd formulas of every op, once, when the extension is loaded."""
+"""Registers the fake kernels of every op and the Python autograd formulas, once, when the extension is loaded.
+
+The forward ops elementwise_derivatives, jet_activation and jet_activation_first
+have C++ autograd kernels, registered by the extension itself (csrc/ops/autograd.cpp);
+every other op's formula is in :mod:`hoderiv_ext.ops.formulas`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Differentiating the Taylor engine's results (the jet ops' formulas, ops/formulas.py, in use).
+"""Differentiating the Taylor engine's results (the jet ops' formulas in use: csrc/ops/autograd.cpp, ops/formulas.py).
 
 Gradients of a loss on every field with respect to parameters and x, gradcheck/gradgradcheck, the
 parameter Hessian-vector product of a training loss for every algorithm, third and fourth

@@ -1,7 +1,8 @@
 """The elementwise ops under torch.library.opcheck on every device, and torch.compile(fullgraph=True) through them.
 
 opcheck exercises each op's schema, fake kernel (ops/fake.py) and autograd registration
-(ops/formulas.py); the compiled loss and its gradients must equal eager mode.
+(elementwise_derivatives: the C++ kernel of csrc/ops/autograd.cpp; the others: ops/formulas.py);
+the compiled loss and its gradients must equal eager mode.
 """
 
 from __future__ import annotations

@@ -1,0 +1,271 @@
+// Autograd kernels (dispatch key Autograd) of the forward ops
+// elementwise_derivatives, jet_activation and jet_activation_first, as
+// torch::autograd::Functions: eager calls then go through no Python.
+//
+// Each kernel is the op's autograd step only:
+//   * no input needs a gradient (grad mode off, or no tensor argument
+//     requiring grad): the op is called below autograd and nothing is saved;
+//   * else forward calls the op below autograd (AutoDispatchBelowADInplaceOrView,
+//     then the op's typed handle: the dispatcher picks the backend, a fake or
+//     functional mode included), saves the tensor arguments
+//     (save_for_backward) and the function, its parameters and the index
+//     lists (saved_data);
+//   * backward calls the op's BACKWARD op through the dispatcher WITH
+//     autograd, so the result is differentiable again: the backward ops
+//     (elementwise_derivatives_backward, jet_activation_backward,
+//     jet_activation_first_backward) keep their autograd formulas in Python
+//     (hoderiv_ext/ops/formulas.py), and the double backward runs through them.
+//
+// The formulas (the same as the Python ones they replace):
+//   elementwise_derivatives(x, f, params, order):
+//       grad_x = elementwise_derivatives_backward(grad, x, f, params, shift=1)
+//   jet_activation(jet, bias, f, params, t, pair_i, pair_j, collapsed):
+//       grad_jet  = jet_activation_backward(grad, jet, bias, f, params, t, pair_i, pair_j, collapsed)
+//       grad_bias = grad_jet[:, 0].sum(0)          (when the bias is given and needs grad)
+//   jet_activation_first(a, weight, f, params, pair_i, pair_j, collapsed):
+//       (grad_a, grad_weight) = jet_activation_first_backward(grad, a, weight, f, params, pair_i, pair_j, collapsed)
+// backward returns one entry per forward argument: undefined for the
+// non-tensor arguments, an absent bias and inputs that need no gradient
+// (needs_input_grad indexes the tensor inputs that were given, in order).
+#include <ATen/core/LegacyTypeDispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/core/GradMode.h>
+#include <c10/util/ArrayRef.h>
+#include <c10/util/Optional.h>
+#include <c10/util/string_view.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "ops/registration.h"
+
+namespace hoderiv {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// ----- typed handles of the ops (looked up once, on first use) -----
+
+using ElementwiseSignature = at::Tensor(const at::Tensor&, c10::string_view, c10::ArrayRef<double>, int64_t);
+using ElementwiseBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
+                                                c10::ArrayRef<double>, int64_t);
+using JetSignature = at::Tensor(const at::Tensor&, const c10::optional<at::Tensor>&, c10::string_view,
+                                c10::ArrayRef<double>, int64_t, c10::IntArrayRef, c10::IntArrayRef,
+                                c10::IntArrayRef);
+using JetBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
+                                        c10::string_view, c10::ArrayRef<double>, int64_t, c10::IntArrayRef,
+                                        c10::IntArrayRef, c10::IntArrayRef);
+using FirstSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view, c10::ArrayRef<double>,
+                                  c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef);
+using FirstBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                  const at::Tensor&, c10::string_view,
+                                                                  c10::ArrayRef<double>, c10::IntArrayRef,
+                                                                  c10::IntArrayRef, c10::IntArrayRef);
+
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+const c10::TypedOperatorHandle<ElementwiseSignature>& elementwise_op() {
+  static const auto op = typed_op<ElementwiseSignature>("hoderiv_ext::elementwise_derivatives");
+  return op;
+}
+const c10::TypedOperatorHandle<ElementwiseBackwardSignature>& elementwise_backward_op() {
+  static const auto op = typed_op<ElementwiseBackwardSignature>("hoderiv_ext::elementwise_derivatives_backward");
+  return op;
+}
+const c10::TypedOperatorHandle<JetSignature>& jet_op() {
+  static const auto op = typed_op<JetSignature>("hoderiv_ext::jet_activation");
+  return op;
+}
+const c10::TypedOperatorHandle<JetBackwardSignature>& jet_backward_op() {
+  static const auto op = typed_op<JetBackwardSignature>("hoderiv_ext::jet_activation_backward");
+  return op;
+}
+const c10::TypedOperatorHandle<FirstSignature>& first_op() {
+  static const auto op = typed_op<FirstSignature>("hoderiv_ext::jet_activation_first");
+  return op;
+}
+const c10::TypedOperatorHandle<FirstBackwardSignature>& first_backward_op() {
+  static const auto op = typed_op<FirstBackwardSignature>("hoderiv_ext::jet_activation_first_backward");
+  return op;
+}
+
+bool needs_grad(const at::Tensor& tensor) { return tensor.defined() && tensor.requires_grad(); }
+
+// ----- saved_data: the non-tensor arguments -----
+
+void save_function(AutogradContext* ctx, c10::string_view function, c10::ArrayRef<double> params) {
+  ctx->saved_data["function"] = std::string(function);
+  ctx->saved_data["params"] = params.vec();
+}
+
+void save_indices(AutogradContext* ctx, c10::IntArrayRef pair_i, c10::IntArrayRef pair_j,
+                  c10::IntArrayRef collapsed) {
+  ctx->saved_data["pair_i"] = pair_i.vec();
+  ctx->saved_data["pair_j"] = pair_j.vec();
+  ctx->saved_data["collapsed"] = collapsed.vec();
+}
+
+// The saved non-tensor arguments, as the backward op takes them.
+struct SavedConfig {
+  std::string function;
+  std::vector<double> params;
+  std::vector<int64_t> pair_i, pair_j, collapsed;
+};
+
+SavedConfig saved_function(AutogradContext* ctx) {
+  SavedConfig config;
+  config.function = ctx->saved_data.at("function").toStringRef();
+  config.params = ctx->saved_data.at("params").toDoubleVector();
+  return config;
+}
+
+SavedConfig saved_config(AutogradContext* ctx) {
+  SavedConfig config = saved_function(ctx);
+  config.pair_i = ctx->saved_data.at("pair_i").toIntVector();
+  config.pair_j = ctx->saved_data.at("pair_j").toIntVector();
+  config.collapsed = ctx->saved_data.at("collapsed").toIntVector();
+  return config;
+}
+
+// ----- elementwise_derivatives(x, function, params, order) -----
+
+struct ElementwiseDerivativesFunction : public torch::autograd::Function<ElementwiseDerivativesFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, c10::string_view function,
+                            c10::ArrayRef<double> params, int64_t order) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor out = elementwise_op().call(x, function, params, order);
+    ctx->save_for_backward({x});
+    save_function(ctx, function, params);
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    at::Tensor grad_x;
+    if (ctx->needs_input_grad(0)) {
+      const SavedConfig config = saved_function(ctx);
+      grad_x = elementwise_backward_op().call(grad_outputs[0], saved[0], config.function, config.params, 1);
+    }
+    return {grad_x, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor elementwise_derivatives_autograd(const at::Tensor& x, c10::string_view function,
+                                            c10::ArrayRef<double> params, int64_t order) {
+  if (!(c10::GradMode::is_enabled() && needs_grad(x))) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return elementwise_op().call(x, function, params, order);
+  }
+  return ElementwiseDerivativesFunction::apply(x, function, params, order);
+}
+
+// ----- jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed) -----
+
+struct JetActivationFunction : public torch::autograd::Function<JetActivationFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                            c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
+                            c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor out = jet_op().call(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
+    const at::Tensor bias_or_undefined = bias.has_value() ? *bias : at::Tensor();
+    ctx->save_for_backward({jet, bias_or_undefined});
+    save_function(ctx, function, params);
+    ctx->saved_data["num_tangents"] = num_tangents;
+    save_indices(ctx, pair_i, pair_j, collapsed);
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& jet = saved[0];
+    const at::Tensor& bias = saved[1];
+    // Tensor inputs given, in order: the jet (0), then the bias (1) if defined.
+    const bool jet_needs_grad = ctx->needs_input_grad(0);
+    const bool bias_needs_grad = bias.defined() && ctx->needs_input_grad(1);
+    at::Tensor grad_jet, grad_bias;
+    if (jet_needs_grad || bias_needs_grad) {
+      const SavedConfig config = saved_config(ctx);
+      const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
+      const c10::optional<at::Tensor> bias_arg = bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
+      grad_jet = jet_backward_op().call(grad_outputs[0], jet, bias_arg, config.function, config.params,
+                                        num_tangents, config.pair_i, config.pair_j, config.collapsed);
+      if (bias_needs_grad) grad_bias = grad_jet.select(1, 0).sum(0);
+      if (!jet_needs_grad) grad_jet = at::Tensor();
+    }
+    return {grad_jet,    grad_bias,   at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor jet_activation_autograd(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                                   c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
+                                   c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
+  if (!(c10::GradMode::is_enabled() && (needs_grad(jet) || (bias.has_value() && needs_grad(*bias))))) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return jet_op().call(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
+  }
+  return JetActivationFunction::apply(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
+}
+
+// ----- jet_activation_first(preactivation, weight, function, params, pair_i, pair_j, collapsed) -----
+
+struct JetActivationFirstFunction : public torch::autograd::Function<JetActivationFirstFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& preactivation, const at::Tensor& weight,
+                            c10::string_view function, c10::ArrayRef<double> params, c10::IntArrayRef pair_i,
+                            c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor out = first_op().call(preactivation, weight, function, params, pair_i, pair_j, collapsed);
+    ctx->save_for_backward({preactivation, weight});
+    save_function(ctx, function, params);
+    save_indices(ctx, pair_i, pair_j, collapsed);
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    // Tensor inputs, in order: the preactivation (0), the weight (1).
+    const bool preactivation_needs_grad = ctx->needs_input_grad(0);
+    const bool weight_needs_grad = ctx->needs_input_grad(1);
+    at::Tensor grad_preactivation, grad_weight;
+    if (preactivation_needs_grad || weight_needs_grad) {
+      const SavedConfig config = saved_config(ctx);
+      std::tie(grad_preactivation, grad_weight) =
+          first_backward_op().call(grad_outputs[0], saved[0], saved[1], config.function, config.params,
+                                   config.pair_i, config.pair_j, config.collapsed);
+      if (!preactivation_needs_grad) grad_preactivation = at::Tensor();
+      if (!weight_needs_grad) grad_weight = at::Tensor();
+    }
+    return {grad_preactivation, grad_weight,  at::Tensor(), at::Tensor(),
+            at::Tensor(),       at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor jet_activation_first_autograd(const at::Tensor& preactivation, const at::Tensor& weight,
+                                         c10::string_view function, c10::ArrayRef<double> params,
+                                         c10::IntArrayRef pair_i, c10::IntArrayRef pair_j,
+                                         c10::IntArrayRef collapsed) {
+  if (!(c10::GradMode::is_enabled() && (needs_grad(preactivation) || needs_grad(weight)))) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return first_op().call(preactivation, weight, function, params, pair_i, pair_j, collapsed);
+  }
+  return JetActivationFirstFunction::apply(preactivation, weight, function, params, pair_i, pair_j, collapsed);
+}
+
+}  // namespace
+
+void register_autograd(torch::Library& library) {
+  library.impl("elementwise_derivatives", &elementwise_derivatives_autograd);
+  library.impl("jet_activation", &jet_activation_autograd);
+  library.impl("jet_activation_first", &jet_activation_first_autograd);
+}
+
+}  // namespace hoderiv
