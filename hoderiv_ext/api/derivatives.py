@@ -14,7 +14,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hoderiv_ext.core.independence import probe_independence, static_independence_check
+from hoderiv_ext.core.independence import (
+    check_no_batch_statistics,
+    probe_independence,
+    reachable_modules,
+    static_independence_check,
+)
 from hoderiv_ext.core.operators import Bilaplacian, laplacian_directions, random_directions
 from hoderiv_ext.core.requests import HessianRequest, parse_hessian_request
 from hoderiv_ext.core.results import Canonical, Derivatives, Layout, empty_canonical, finalize
@@ -122,7 +127,9 @@ def derivatives(
     n, d = x2d.shape
     request = parse_hessian_request(hessian, d)
     directions = _directions(request, x2d)
-    choice = select.choose_engine(f, x2d, request, backend)
+    if check_independence:  # a batch norm on batch statistics, named, before any trace
+        check_no_batch_statistics(reachable_modules(f))
+    choice = select.choose_engine(f, x2d, request, backend, check_independence)
     # A network of the Taylor engine's layers (Linear, activations, no-ops; no
     # batch norm, no dropout in training, no hooks) acts on each sample alone:
     # nothing for the independence checks to find, whichever engine serves the
@@ -131,8 +138,9 @@ def derivatives(
     select.warn_if_not_served(choice, f)  # after the checks: a refused f gets the error, not a warning too
 
     if choice.engine == "taylor":  # the Taylor kernels handle N = 0 themselves
-        assert choice.plan is not None
-        value, jacobian, second = taylor_engine.run(choice.plan, x2d, request, bool(create_graph), choice.algorithm,
+        served_by = choice.plan if choice.program is None else choice.program
+        assert served_by is not None
+        value, jacobian, second = taylor_engine.run(served_by, x2d, request, bool(create_graph), choice.algorithm,
                                                     directions)
     elif n == 0:  # the autograd engine on the empty batch, or zeros when f rejects one
         value, jacobian, second = _empty_batch(f, x2d, request, bool(create_graph), directions)

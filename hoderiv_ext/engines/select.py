@@ -76,10 +76,15 @@ import torch
 from torch import Tensor, nn
 
 from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.core.independence import probe_independence
+from hoderiv_ext.core.validation import check_output
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Engine
 from hoderiv_ext.engines.taylor.plan import TaylorPlan, build_plan
 from hoderiv_ext.engines.taylor.slots import layout_for
+from hoderiv_ext.engines.taylor.traced.capture import TracedProgram, program_for
+from hoderiv_ext.engines.taylor.traced.jets import SamplesMix
+from hoderiv_ext.engines.taylor.traced.run import dry_run
 from hoderiv_ext.ops.library import build_info, extension_loaded, has_kernels_for
 
 Backend = Literal["auto", "kernel", "autograd"]
@@ -113,11 +118,14 @@ class EngineChoice:
 
     Attributes:
         engine: "taylor" or "autograd".
-        algorithm: the Taylor engine's "forward", "mixed" or
-            "forward_over_reverse"; the autograd engine's "auto" (its passes
-            batched by :func:`batch_autograd_passes`).
+        algorithm: the Taylor engine's "forward", "mixed",
+            "forward_over_reverse", ... on a plan, "traced" on a traced
+            program; the autograd engine's "auto" (its passes batched by
+            :func:`batch_autograd_passes`).
         plan: f as the Taylor engine's steps when f is a network of the
             layers it serves (whichever engine runs the call), else None.
+        program: f as a traced aten graph the Taylor engine runs, when f is
+            not such a network but every op it traces has a jet rule.
         not_served: why the Taylor engine does not serve the call, when it does not.
     """
 
@@ -125,11 +133,12 @@ class EngineChoice:
     algorithm: str
     plan: TaylorPlan | None
     not_served: str | None = None
+    program: TracedProgram | None = None
 
     @property
     def per_sample(self) -> bool:
-        """f is a network of per-sample layers: the independence checks have nothing to find."""
-        return self.plan is not None
+        """f is per-sample by construction (a plan) or by its trace: the independence checks have nothing to find."""
+        return self.plan is not None or self.program is not None
 
 
 def check_backend(backend: object) -> str:
@@ -171,24 +180,39 @@ def _warn_once_not_served(reason: str) -> None:
     )
 
 
-def choose_engine(f: object, x: Tensor, request: HessianRequest, backend: str) -> EngineChoice:
+def choose_engine(
+    f: object, x: Tensor, request: HessianRequest, backend: str, check_independence: bool = True
+) -> EngineChoice:
     """The engine and algorithm for ``derivatives(f, x, request)`` under ``backend``, x the canonical (N, d).
+
+    A plain network of the engine's layers runs as a plan; any other f is
+    traced (:mod:`hoderiv_ext.engines.taylor.traced`) unless backend="autograd"
+    or the request goes to the autograd engine anyway.
 
     Raises:
         NotServed: backend="kernel" and the Taylor engine cannot serve the call.
+        ValueError: the trace of f shows that it mixes samples (and
+            ``check_independence``), whichever backend but "autograd".
         TypeError, ValueError: f is a network of the Taylor engine's layers whose
             parameters do not match x (dtype, device, width), whichever engine.
     """
     check_backend(backend)
+    program: TracedProgram | None = None
+    kernels = kernel_obstacles(x.device, x.dtype)
     try:
         plan: TaylorPlan | None = build_plan(f)
-        obstacles = kernel_obstacles(x.device, x.dtype) + taylor_request_obstacles(request)
+        obstacles = kernels + taylor_request_obstacles(request)
     except NotServed as error:
         plan, obstacles = None, [error.reason]
     if plan is not None:
         plan.check_operands(x)
     if backend == "autograd" or (backend == "auto" and request.kind in AUTO_ON_AUTOGRAD):
         return EngineChoice("autograd", "auto", plan)
+    if plan is None and not kernels:
+        program, traced_obstacles = _traced(f, x, request, check_independence)
+        if program is not None:
+            return EngineChoice("taylor", "traced", None, program=program)
+        obstacles = [f"{obstacles[0]}, and {traced_obstacles}"]
     if obstacles:
         reason = "; ".join(obstacles)
         if backend == "kernel":
@@ -196,6 +220,50 @@ def choose_engine(f: object, x: Tensor, request: HessianRequest, backend: str) -
         return EngineChoice("autograd", "auto", plan, reason)
     assert plan is not None
     return EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
+
+
+def _traced(f: object, x: Tensor, request: HessianRequest, check_independence: bool) -> tuple[TracedProgram | None, str]:
+    """f's traced program when it serves the request, else (None, why not); raises the independence error."""
+    if request.kind in TRACED_NOT_SERVED:
+        return None, f"traced functions are not served for {request.kind} requests yet"
+    try:
+        program = program_for(f, x, dry_run)
+    except NotServed as error:
+        return None, f"it cannot be traced ({error.reason})"
+    if isinstance(program.refusal, SamplesMix):
+        if check_independence and x.shape[0] > 1 and not _outputs_independent(f, x):  # one sample cannot mix
+            raise ValueError(
+                f"f mixes samples (found in its trace): {program.refusal}. Per-sample derivatives need each output "
+                "row to be computed from its own input row alone. A reduction over the batch breaks that: write "
+                "x.pow(3).sum(-1, keepdim=True) instead of torch.sum(x**3); indexing a sample (x[0]), batch "
+                "normalisation in training mode and attention across the batch break it too. To differentiate "
+                "the batch as one function, pass check_independence=False."
+            ) from None
+        return None, f"its trace reduces over the batch ({program.refusal})"
+    if program.refusal is not None:
+        reason = getattr(program.refusal, "reason", str(program.refusal))
+        return None, f"its trace is not served ({reason})"
+    return program, ""
+
+
+def _outputs_independent(f: object, x: Tensor) -> bool:
+    """The probe's verdict, asked when a trace reduces over the batch.
+
+    A trace is exact about which ops touch the batch axis, but an op that does
+    is not always mixing: f may take the gradient of a sum over the batch
+    inside (a score model), which is per-sample. Then the probe passes and the
+    autograd engine serves f.
+    """
+    try:
+        value = check_output(f(x), x.shape[0], like=x)  # type: ignore[operator]
+        probe_independence(f, x, value.detach())  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
+
+
+# Requests the traced programs do not serve (the autograd engine does): the univariate fourth-order jets.
+TRACED_NOT_SERVED = ("bilaplacian",)
 
 
 def taylor_request_obstacles(request: HessianRequest) -> list[str]:

@@ -13,10 +13,12 @@ from hoderiv_ext.engines.taylor.forward_over_reverse import run_forward_over_rev
 from hoderiv_ext.engines.taylor.mixed import run_mixed
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.reverse import run_reverse
+from hoderiv_ext.engines.taylor.traced.capture import TracedProgram
+from hoderiv_ext.engines.taylor.traced.run import run_traced
 from hoderiv_ext.engines.taylor.univariate import run_univariate
 
 ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse", "reverse", "univariate",
-                               "collapsed_reverse")
+                               "collapsed_reverse", "traced")
 _RUNNERS = {
     "forward": run_forward,
     "mixed": run_mixed,
@@ -26,7 +28,7 @@ _RUNNERS = {
 
 
 def run(
-    plan: TaylorPlan, x: Tensor, request: HessianRequest, create_graph: bool, algorithm: str,
+    plan: TaylorPlan | TracedProgram, x: Tensor, request: HessianRequest, create_graph: bool, algorithm: str,
     directions: Tensor | None = None,
 ) -> Canonical:
     """Canonical (value (N, o), jacobian (N, o, d), second) for x (N, d); see :mod:`hoderiv_ext.core.results`.
@@ -36,11 +38,19 @@ def run(
     "forward_over_reverse" (k directional tangents + reverse sweep,
     Hessian-rows requests of scalar-output networks only) or "reverse"
     (value and gradient only, scalar-output networks only). The choice is made
-    by :func:`hoderiv_ext.engines.select.taylor_algorithm`. ``directions``:
-    sigma of a weighted or randomized Laplacian (forward Taylor mode only).
+    by :func:`hoderiv_ext.engines.select.taylor_algorithm`; "traced" (forward
+    Taylor mode over a traced program, ``plan`` a
+    :class:`~hoderiv_ext.engines.taylor.traced.capture.TracedProgram`).
+    ``directions``: sigma of a weighted or randomized Laplacian (forward
+    Taylor mode only).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if isinstance(plan, TracedProgram) != (algorithm == "traced"):
+        raise ValueError("algorithm='traced' runs a traced program, the others a plan")
+    if isinstance(plan, TracedProgram):
+        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+            return run_traced(plan, x, request, directions)
     if algorithm not in ("forward", "univariate") and plan.output_width(x.shape[1]) != 1:  # one reverse sweep
         raise ValueError(f"algorithm={algorithm!r} serves scalar-output networks only")
     with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):

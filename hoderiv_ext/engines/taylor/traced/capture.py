@@ -1,0 +1,266 @@
+"""Trace a function once into an aten graph, cache the program, and say when it must be traced again.
+
+f is traced with ``make_fx`` in symbolic mode on a batch of fake samples:
+the graph holds aten ops, the batch size stays a symbol (one program serves
+every N), and f's parameters, buffers and captured tensors enter it as the
+live objects themselves (training updates are seen). Data-dependent control
+flow fails the trace. softmax, log_softmax, logsumexp and vector norms are
+decomposed into ops with jet rules; layer norm, variances and eval-mode batch
+norm have rules of their own.
+
+Cache policy: one program per (function, input width, dtype, device), at most
+:data:`CACHE_SIZE` (least recently used first out), keyed by the function
+object (a bound method by its instance and function), held weakly. It is
+traced again when f's structure signature changes: for a module, every
+submodule's type, train/eval mode, ``forward`` set on the instance, and the
+identity of each parameter and buffer (a replaced layer or parameter); for
+any other callable, the same for the modules, and the identity of tensors, it
+reaches through its closure and the globals it names (one level deep). A
+refusal is cached like a program, so ``backend="auto"`` traces a function it
+cannot serve once. :func:`clear_trace_cache` empties the cache;
+:func:`trace_cache_info` lists it with each trace's cost.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+from torch._decomp import get_decompositions
+from torch.fx.experimental.proxy_tensor import make_fx
+from torch.nn.modules import module as module_globals
+
+from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.engines.taylor.traced.interpreter import Interpreter, op_name, source_line
+from hoderiv_ext.engines.taylor.traced.jets import BadOutput, SamplesMix
+
+aten = torch.ops.aten
+CACHE_SIZE = 64
+_DECOMPOSITIONS = get_decompositions([
+    aten._softmax, aten._log_softmax, aten.logsumexp, aten.linalg_vector_norm, aten.mish, aten.hardswish,
+    aten.hardsigmoid,
+])
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                 "_global_backward_pre_hooks")
+
+
+@dataclass
+class TracedProgram:
+    """f as a traced aten graph, ready to run on jets; or why it cannot be (``refusal``)."""
+
+    name: str
+    interpreter: Interpreter | None
+    trace_seconds: float
+    refusal: Exception | None = None
+    nodes: int = 0
+    signature: tuple = field(default=(), repr=False)
+
+
+def _hooks_reason(module: nn.Module, name: str) -> str | None:
+    state = module.__dict__
+    where = f"layer '{name}'" if name else "f"
+    if state["_forward_hooks"] or state["_forward_pre_hooks"] or state["_backward_hooks"] or state.get(
+            "_backward_pre_hooks"):
+        return f"{where} has hooks, which a traced program would not run on every call"
+    return None
+
+
+def _module_signature(module: nn.Module) -> tuple:
+    parts = []
+    for name, sub in module.named_modules():
+        why = _hooks_reason(sub, name)
+        if why is not None:
+            raise NotServed(why)
+        parts.append((name, type(sub), sub.training, id(sub.__dict__.get("forward")),
+                      tuple((key, id(p)) for key, p in sub._parameters.items()),
+                      tuple((key, id(b)) for key, b in sub._buffers.items())))
+    return tuple(parts)
+
+
+def _reached(f: object) -> list[object]:
+    """The objects a plain callable reaches through its closure and the globals it names (one level)."""
+    function = getattr(f, "__func__", f)
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return []
+    found = [cell.cell_contents for cell in (function.__closure__ or ()) if _cell_filled(cell)]
+    names = getattr(function, "__globals__", {})
+    found += [names[name] for name in code.co_names if name in names]
+    if inspect.ismethod(f):
+        found.append(f.__self__)
+    return found
+
+
+def _cell_filled(cell: object) -> bool:
+    try:
+        cell.cell_contents  # type: ignore[attr-defined]
+    except ValueError:
+        return False
+    return True
+
+
+def signature(f: object) -> tuple:
+    """What must stay the same for a traced program of f to stay valid (see the module docstring)."""
+    if any(getattr(module_globals, hooks, None) for hooks in _GLOBAL_HOOKS):
+        raise NotServed("a global module hook is registered; a traced program would not run it on every call")
+    if isinstance(f, nn.Module):
+        return ("module", _module_signature(f))
+    parts: list[object] = [id(getattr(getattr(f, "__func__", f), "__code__", f))]
+    for item in _reached(f):
+        if isinstance(item, nn.Module):
+            parts.append(_module_signature(item))
+        elif isinstance(item, Tensor):
+            parts.append(("tensor", id(item)))
+    return tuple(parts)
+
+
+def _key_object(f: object) -> object:
+    return f.__self__ if inspect.ismethod(f) else f
+
+
+def _cache_key(f: object, x: Tensor) -> tuple:
+    func = f.__func__ if inspect.ismethod(f) else None
+    return (id(_key_object(f)), id(func), x.shape[1], x.dtype, x.device)
+
+
+_CACHE: "OrderedDict[tuple, tuple[object, TracedProgram]]" = OrderedDict()
+
+
+def _reference(obj: object) -> object:
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
+def clear_trace_cache() -> None:
+    """Forget every traced program (the next call of each function traces it again)."""
+    _CACHE.clear()
+
+
+def trace_cache_info() -> list[dict[str, object]]:
+    """One entry per cached program: the function's name, input width, dtype, device, nodes, trace seconds,
+    and the reason it is refused (None when served)."""
+    return [{"function": program.name, "width": key[2], "dtype": key[3], "device": key[4], "nodes": program.nodes,
+             "trace_seconds": program.trace_seconds,
+             "refused": None if program.refusal is None else str(program.refusal)}
+            for key, (_, program) in _CACHE.items()]
+
+
+def program_for(f: object, x: Tensor, dry_run: "object") -> TracedProgram:
+    """The traced program of f for inputs like x (N, d), from the cache or traced now.
+
+    ``dry_run(program, x)`` runs a new program once on two samples so that a
+    refusal is found (and cached) when f is traced, not on a later call.
+    """
+    sig = signature(f)
+    key = _cache_key(f, x)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0]() is _key_object(f) and hit[1].signature == sig:
+        _CACHE.move_to_end(key)
+        return hit[1]
+    program = _trace(f, x)
+    program.signature = sig
+    if program.refusal is None:
+        try:
+            dry_run(program, x)
+        except BadOutput as error:  # f's output is wrong: said as the autograd engine says it (not cached)
+            raise error.error from None
+        except (SamplesMix, NotServed) as error:
+            program.refusal = error
+        except Exception as error:  # noqa: BLE001 - a rule's failure is a refusal, said with its cause
+            program.refusal = NotServed(f"the traced program failed: {type(error).__name__}: {_first_line(error)}")
+    _CACHE[key] = (_reference(_key_object(f)), program)
+    while len(_CACHE) > CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return program
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else ""
+
+
+def _trace(f: object, x: Tensor) -> TracedProgram:
+    name = getattr(f, "__qualname__", None) or type(f).__name__
+    d = x.shape[1]
+    example_n = 3 if d == 2 else 2  # neither 0 nor 1 (specialised sizes), and not d (duck sizing)
+    start = time.perf_counter()
+    try:
+        _anchor_source_lines(f)
+        with torch.inference_mode(False):
+            example = torch.zeros(example_n, d, dtype=x.dtype, device=x.device)
+            graph_module = make_fx(_Calling(f), tracing_mode="symbolic", _allow_non_fake_inputs=True,
+                                   decomposition_table=_DECOMPOSITIONS, record_stack_traces=True)(example)
+        _check_batch_statistics(graph_module)
+        _check_mutations(graph_module)
+        interpreter = Interpreter(graph_module)
+    except (SamplesMix, NotServed) as error:
+        return TracedProgram(name, None, time.perf_counter() - start, error)
+    except Exception as error:  # noqa: BLE001 - any trace failure: not served, with the failure named
+        reason = f"tracing f failed ({type(error).__name__}: {_first_line(error)})"
+        return TracedProgram(name, None, time.perf_counter() - start, NotServed(reason))
+    return TracedProgram(name, interpreter, time.perf_counter() - start, None, len(graph_module.graph.nodes))
+
+
+_BATCH_NORMS = {"_native_batch_norm_legit": 5, "native_batch_norm": 5, "_native_batch_norm_legit_functional": 5,
+                "batch_norm": 5}
+
+
+class _Calling(nn.Module):
+    """f called from a module's forward: make_fx records source lines for modules only."""
+
+    def __init__(self, f: object) -> None:
+        super().__init__()
+        object.__setattr__(self, "function", f)  # not registered: f's own structure is what the trace sees
+
+    def forward(self, x: Tensor) -> object:
+        return self.function(x)  # type: ignore[operator]
+
+
+def _anchor_source_lines(f: object) -> None:
+    """Let make_fx record f's own lines (it records frames named "forward" only, and registered anchors)."""
+    anchor = getattr(torch.fx.proxy, "_register_stack_trace_anchor", None)  # private; absent in older torch
+    function = getattr(f, "__func__", f)
+    if anchor is not None and getattr(function, "__code__", None) is not None:
+        anchor(function)
+
+
+def _check_batch_statistics(graph_module: torch.fx.GraphModule) -> None:
+    """Refuse batch norms that normalise with batch statistics (their running-statistics updates come first)."""
+    for node in graph_module.graph.nodes:
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        name = target.overloadpacket.__name__
+        position = _BATCH_NORMS.get(name)
+        if position is None:
+            continue
+        training = node.args[position] if len(node.args) > position else node.kwargs.get("training", True)
+        if training or target._overloadname == "no_stats":
+            raise SamplesMix(f"a batch norm in training mode normalises with batch statistics ({op_name(target)} "
+                             f"at {source_line(node)}); call .eval() on it")
+
+
+def _check_mutations(graph_module: torch.fx.GraphModule) -> None:
+    """Refuse in-place ops; the rules are functional (an in-place op on an intermediate is rewritten)."""
+    order = {node: index for index, node in enumerate(graph_module.graph.nodes)}
+    for node in graph_module.graph.nodes:
+        target = node.target
+        if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
+            continue
+        if not target._schema.is_mutable:
+            continue
+        base = target.overloadpacket.__name__
+        functional_packet = getattr(aten, base[:-1], None) if base.endswith("_") else None
+        functional = getattr(functional_packet, target._overloadname, None) if functional_packet else None
+        mutated = node.args[0] if node.args else None
+        if (functional is None or not isinstance(mutated, torch.fx.Node) or mutated.op != "call_function"
+                or any(order[user] > order[node] for user in mutated.users if user is not node)):
+            raise NotServed(f"f mutates a tensor in place ({op_name(target)})")
+        node.target = functional

@@ -1,0 +1,157 @@
+"""Run a traced graph on jets: each node's aten op through its jet rule, constants as themselves.
+
+A node whose arguments hold a jet runs its rule (:mod:`.linear_rules`,
+:mod:`.nonlinear_rules`); a node of constants only runs the op itself
+(parameters are read live from the graph module: the traced program holds
+the module's own ``nn.Parameter`` objects); a node of values derived from x
+without a derivative (masks, comparisons) runs elementwise ops only. Random
+ops are not served (the autograd engine draws anew on every call), nor is an
+op without a rule; both name the op and the line of f.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx
+from torch.utils import _pytree as pytree
+
+from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.engines.taylor.traced import nonlinear_rules  # noqa: F401  (registers the nonlinear rules)
+from hoderiv_ext.engines.taylor.traced.jets import Derived, SamplesMix, Slots, is_jet
+from hoderiv_ext.engines.taylor.traced.linear_rules import RULES
+
+aten = torch.ops.aten
+
+RANDOM_OPS = frozenset({
+    "rand", "randn", "rand_like", "randn_like", "randint", "randint_like", "bernoulli", "bernoulli_",
+    "native_dropout", "dropout", "normal", "normal_", "uniform", "uniform_", "exponential", "exponential_",
+    "multinomial", "randperm", "poisson", "random_", "geometric_", "log_normal_", "cauchy_",
+})
+# Ops that may run on values derived from x (no derivative): elementwise, so they cannot mix samples.
+DERIVED_OPS = frozenset({
+    "_to_copy", "where", "logical_not", "logical_and", "logical_or", "logical_xor", "bitwise_not",
+    "bitwise_and", "bitwise_or", "eq", "ne", "gt", "ge", "lt", "le", "mul", "add", "sub", "neg", "masked_fill",
+    "clone", "alias", "abs", "sign", "isnan", "isinf",
+})
+
+
+# Ops that may take the batch size N as an argument: it sets a shape, it is not a number in the result.
+SHAPE_OPS = frozenset({
+    "view", "reshape", "_unsafe_view", "expand", "slice", "zeros", "ones", "full", "empty", "new_zeros",
+    "new_ones", "new_full", "new_empty", "empty_strided", "zeros_like", "ones_like", "full_like", "sym_size",
+})
+
+
+class BatchSize(int):
+    """N read from a tensor computed from x: a shape, never a number in the result (that mixes samples)."""
+
+
+def op_name(target: object) -> str:
+    """The aten name of a node's target ("aten.tanh.default"), or its Python name."""
+    return str(target) if isinstance(target, torch._ops.OpOverload) else getattr(target, "__name__", repr(target))
+
+
+def _packet_name(target: object) -> str:
+    if isinstance(target, torch._ops.OpOverload):
+        return target.overloadpacket.__name__
+    return ""
+
+
+_TORCH_DIR = os.path.dirname(torch.__file__)
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def source_line(node: fx.Node) -> str:
+    """Where in f a node came from: the innermost frame outside torch ("file.py:12: code")."""
+    lines = [line.strip() for line in (node.meta.get("stack_trace") or "").strip().splitlines()]
+    frames = [(lines[i], lines[i + 1] if i + 1 < len(lines) else "") for i in range(len(lines))
+              if lines[i].startswith("File ")]
+    for frame, code in reversed(frames):
+        try:
+            path, number = frame.split('"')[1], frame.split("line ")[1].split(",")[0]
+        except IndexError:
+            continue
+        if not path.startswith(_TORCH_DIR) and not path.startswith(_PACKAGE_DIR):
+            return f"{os.path.basename(path)}:{number}: {code}"
+    return "(no source line recorded)"
+
+
+@dataclass(frozen=True)
+class Step:
+    node: fx.Node
+    where: str
+
+
+class Interpreter:
+    """The traced graph's nodes, prepared once, run per call with the call's slots and the seed jet of x."""
+
+    def __init__(self, graph_module: fx.GraphModule) -> None:
+        self.graph_module = graph_module
+        self.steps = [Step(node, source_line(node)) for node in graph_module.graph.nodes]
+
+    def run(self, slots: Slots, seed: object) -> object:
+        env: dict[fx.Node, Any] = {}
+        load = env.__getitem__
+        for step in self.steps:
+            node = step.node
+            if node.op == "placeholder":
+                env[node] = seed
+            elif node.op == "get_attr":
+                env[node] = getattr(self.graph_module, node.target)  # type: ignore[arg-type]
+            elif node.op == "call_function":
+                args = fx.node.map_arg(node.args, load)
+                kwargs = fx.node.map_arg(node.kwargs, load)
+                env[node] = self._call(slots, node.target, args, kwargs, step)
+            elif node.op == "output":
+                return fx.node.map_arg(node.args[0], load)
+            else:
+                raise NotServed(f"the traced graph has a {node.op} node")
+        raise NotServed("the traced graph has no output")
+
+    @staticmethod
+    def _call(slots: Slots, target: object, args: tuple, kwargs: dict, step: Step) -> object:
+        if target is operator.getitem:
+            return args[0][args[1]]
+        name = _packet_name(target)
+        if not isinstance(target, torch._ops.OpOverload):  # Python arithmetic on sizes: keep N's mark
+            result = target(*args, **kwargs)  # type: ignore[operator]
+            if isinstance(result, int) and any(isinstance(arg, BatchSize) for arg in args):
+                return BatchSize(result)
+            return result
+        if name not in SHAPE_OPS and any(isinstance(leaf, BatchSize) for leaf in pytree.tree_leaves((args, kwargs))):
+            raise SamplesMix(f"f uses the batch size as a number ({op_name(target)} at {step.where}): its results "
+                             "change with the number of samples")
+        if name in RANDOM_OPS:  # a traced program would replay one draw; the autograd engine draws per call
+            raise NotServed(f"f draws random numbers ({op_name(target)} at {step.where})")
+        leaves = pytree.tree_leaves((args, kwargs))
+        try:
+            if any(is_jet(leaf) for leaf in leaves):
+                rule = RULES.get(target)
+                if rule is None:
+                    raise NotServed(f"no Taylor rule for {op_name(target)}")
+                return rule(slots, *args, **kwargs)
+            if any(isinstance(leaf, Derived) for leaf in leaves):
+                if name not in DERIVED_OPS:
+                    raise NotServed(f"{op_name(target)} on values computed from x without a derivative")
+                plain_args, plain_kwargs = pytree.tree_map(
+                    lambda leaf: leaf.tensor if isinstance(leaf, Derived) else leaf, (args, kwargs))
+                return Derived(target(*plain_args, **plain_kwargs))  # type: ignore[operator]
+            return target(*args, **kwargs)  # type: ignore[operator]
+        except SamplesMix as error:
+            raise SamplesMix(f"{error} ({op_name(target)} at {step.where})") from None
+        except NotServed as error:
+            raise NotServed(f"{error.reason} ({op_name(target)} at {step.where})") from None
+
+
+def _sym_size(slots: Slots, jet: object, dim: int) -> int:
+    size = jet.primal_shape[dim]  # type: ignore[attr-defined]
+    return BatchSize(size) if dim == 0 else size
+
+
+RULES[aten.sym_size.int] = _sym_size
+RULES[aten.sym_numel.default] = lambda slots, jet: int(torch.Size(jet.primal_shape).numel())

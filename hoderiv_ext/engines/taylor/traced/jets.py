@@ -1,0 +1,200 @@
+"""Jets of a traced graph's values: what the interpreter carries in place of each tensor that depends on x.
+
+A value v of the traced function f (shape (N, *rest), the batch axis first)
+is carried with the slots of the call's :class:`~hoderiv_ext.ops.layout.JetLayout`:
+the value, t tangents, p pair slots and c (0 or 1) collapsed slot. Every slot
+tensor is "slot-carrying": (B, K, *rest) with the batch at axis 0 and the
+slots at axis 1, so an op on the primal maps to the same op on its slots with
+every non-batch axis moved up by one (:func:`slot_dim`).
+
+Two forms:
+
+* :class:`SeedJet` -- the affine prefix of f: the value (N, 1, *rest) and
+  tangents that are the same for every sample (1, t, *rest) (or None for the
+  identity: the input x itself), second-order slots zero. A Linear layer on it
+  is a GEMM on the value and a small GEMM on the tangent matrix; the first
+  activation reads the tangent matrix (``jet_activation_first``), so no
+  per-sample tangents or zero slots are ever materialised.
+* :class:`FullJet` -- one tensor (N, S, *rest), S = 1 + t + p + c. A pending
+  ``bias`` (m,) not yet added to slot 0 lets a Linear followed by an
+  activation run as one GEMM plus one fused kernel with the bias folded in.
+
+Constants (parameters, buffers, tensors f captured, anything not computed
+from x) stay plain tensors; :class:`Derived` marks tensors computed from x's
+values without a derivative (comparisons, masks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.ops.layout import JetLayout
+
+
+class SamplesMix(ValueError):
+    """An op of the traced function touches the batch axis of a tensor computed from x."""
+
+
+class BadOutput(Exception):
+    """f's output is not what ``derivatives`` accepts (the error ``check_output`` raised, in ``error``)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class Slots:
+    """Per-call facts every rule reads: the layout, N, and the index tensors of its pairs (made per call)."""
+
+    layout: JetLayout
+    n: int
+    device: torch.device
+    dtype: torch.dtype
+
+    def __post_init__(self) -> None:
+        layout = self.layout
+        self.t, self.p, self.c = layout.num_tangents, len(layout.pairs), 1 if layout.collapsed else 0
+        self.s = 1 + self.t + self.p + self.c
+        self._pair_index: tuple[Tensor, Tensor] | None = None
+        self._collapsed: Tensor | slice | None = None
+
+    def pair_index(self) -> tuple[Tensor, Tensor]:
+        """(i, j) index tensors of the pair slots on the call's device (built once per call, never cached)."""
+        if self._pair_index is None:
+            self._pair_index = (torch.tensor(self.layout.pair_i, device=self.device),
+                                torch.tensor(self.layout.pair_j, device=self.device))
+        return self._pair_index
+
+    def collapsed_tangents(self, tangents: Tensor) -> Tensor:
+        """The tangents (B, |C|, *rest) the collapsed slot sums over, from (B, t, *rest)."""
+        if self._collapsed is None:
+            c = self.layout.collapsed
+            if tuple(c) == tuple(range(c[0], c[0] + len(c))):
+                self._collapsed = slice(c[0], c[0] + len(c))
+            else:
+                self._collapsed = torch.tensor(c, device=self.device)
+        if isinstance(self._collapsed, slice):
+            return tangents[:, self._collapsed]
+        return tangents.index_select(1, self._collapsed)
+
+
+@dataclass
+class Derived:
+    """A tensor computed from x's values that carries no derivative (a comparison, a mask)."""
+
+    tensor: Tensor
+
+
+class SeedJet:
+    """The affine prefix: value (N, 1, *rest), tangents (1 or N, t, *rest) or None (x itself), zero second slots."""
+
+    __slots__ = ("value", "tangents")
+
+    def __init__(self, value: Tensor, tangents: Tensor | None) -> None:
+        self.value, self.tangents = value, tangents
+
+    @property
+    def primal_shape(self) -> tuple[int, ...]:
+        return (self.value.shape[0], *self.value.shape[2:])
+
+    def tangent_tensor(self, slots: Slots) -> Tensor:
+        if self.tangents is None:
+            return torch.eye(slots.t, dtype=self.value.dtype, device=self.value.device).unsqueeze(0)
+        return self.tangents
+
+    def full(self, slots: Slots) -> "FullJet":
+        value = self.value
+        rest = value.shape[2:]
+        tangents = self.tangent_tensor(slots).expand(value.shape[0], slots.t, *rest)
+        zeros = value.new_zeros((value.shape[0], slots.p + slots.c, *rest))
+        return FullJet(torch.cat([value, tangents, zeros], dim=1))
+
+
+class FullJet:
+    """The jet as one tensor (N, S, *rest); ``bias`` (m,): added to slot 0 when next read (see the module docstring)."""
+
+    __slots__ = ("data", "bias")
+
+    def __init__(self, data: Tensor, bias: Tensor | None = None) -> None:
+        self.data, self.bias = data, bias
+
+    @property
+    def primal_shape(self) -> tuple[int, ...]:
+        return (self.data.shape[0], *self.data.shape[2:])
+
+    def settled(self) -> "FullJet":
+        """This jet with its pending bias added to the value slot."""
+        if self.bias is None:
+            return self
+        return FullJet(add_to_value(self.data, self.bias))
+
+
+Jet = (SeedJet, FullJet)
+
+
+def is_jet(value: object) -> bool:
+    return isinstance(value, Jet)
+
+
+def as_full(value: "SeedJet | FullJet", slots: Slots) -> FullJet:
+    """The jet in its one-tensor form, its pending bias added."""
+    if isinstance(value, SeedJet):
+        return value.full(slots)
+    return value.settled()
+
+
+def primal_rank(jet: "SeedJet | FullJet") -> int:
+    return len(jet.primal_shape)
+
+
+def slot_dim(dim: int, rank: int, op: str) -> int:
+    """The axis of a slot-carrying tensor that is axis ``dim`` of its primal of ``rank`` axes.
+
+    Raises:
+        SamplesMix: ``dim`` is the batch axis.
+    """
+    if dim < -rank or dim >= rank:
+        raise NotServed(f"{op}: axis {dim} out of range for a tensor of {rank} axes")
+    if dim < 0:
+        dim += rank
+    if dim == 0:
+        raise SamplesMix(f"{op} acts along the batch axis of a tensor computed from x")
+    return dim + 1
+
+
+def slot_constant(constant: object, rank: int, op: str) -> object:
+    """A constant operand of an elementwise op, broadcastable against slot-carrying tensors of ``rank`` axes.
+
+    A constant with as many axes as the primal has the batch axis first: it
+    gets a slot axis of size 1. Fewer axes broadcast against the trailing axes.
+    """
+    if not isinstance(constant, Tensor) or constant.dim() < rank:
+        return constant
+    if constant.dim() > rank:
+        raise NotServed(f"{op}: a constant of {constant.dim()} axes would move the batch axis of a {rank}-axis tensor")
+    return constant.unsqueeze(1)
+
+
+def add_to_value(data: Tensor, constant: object, rank: int | None = None) -> Tensor:
+    """data (B, K, *rest) with ``constant`` added to slot 0 (broadcasting; the other slots expand to match)."""
+    if rank is None:
+        rank = data.dim() - 1
+    constant = slot_constant(constant, rank, "add")
+    value = data[:, :1] + constant
+    others = data[:, 1:]
+    if value.shape[2:] != others.shape[2:] or value.shape[0] != others.shape[0]:
+        others = others.expand(value.shape[0], others.shape[1], *value.shape[2:])
+    return torch.cat([value, others], dim=1)
+
+
+def align(data: Tensor, rank: int) -> Tensor:
+    """A slot-carrying tensor with unit axes inserted after the slot axis up to a primal of ``rank`` axes."""
+    missing = rank + 1 - data.dim()
+    if missing <= 0:
+        return data
+    return data.reshape(data.shape[0], data.shape[1], *([1] * missing), *data.shape[2:])
