@@ -78,17 +78,20 @@ def test_check_independence_false_skips_the_checks() -> None:
         pytest.param(lambda x: torch.softmax(x.sum(-1), 0), id="softmax-over-batch"),
     ],
 )
-def test_probe_detects_samples_that_interact(f) -> None:
+@pytest.mark.parametrize("backend", ["auto", "autograd"])
+def test_probe_detects_samples_that_interact(f, backend) -> None:
+    """backend="autograd": the probe; "auto": the trace (which names the op)."""
     x = torch.tensor([[0.5, 1.0], [1.5, -0.5], [2.0, 0.0]], dtype=torch.float64)
-    with pytest.raises(ValueError, match="f mixes samples"):
-        derivatives(f, x, "laplacian")
-    derivatives(f, x[:1], "laplacian")  # one sample: nothing to mix
+    with pytest.raises(ValueError, match="f mixes samples: its output" if backend == "autograd" else
+                       r"f mixes samples \(found in its trace\)"):
+        derivatives(f, x, "laplacian", backend=backend)
+    derivatives(f, x[:1], "laplacian", backend=backend)  # one sample: nothing to mix
 
 
 def test_probe_sees_mixing_when_the_first_sample_contributes_nothing() -> None:
     x = torch.tensor([[0.0, 0.0], [1.0, 2.0]], dtype=torch.float64)
     with pytest.raises(ValueError, match="sample 0"):
-        derivatives(lambda t: t.sum(-1, keepdim=True) + torch.sum(t**3), x, None)
+        derivatives(lambda t: t.sum(-1, keepdim=True) + torch.sum(t**3), x, None, backend="autograd")
 
 
 def test_dropout_in_training_mode_skips_the_probe_and_keeps_the_rng_state() -> None:
@@ -136,6 +139,8 @@ def test_per_sample_sequentials_skip_the_independence_probe(monkeypatch):
     for backend in ("auto", "autograd", "kernel"):
         derivatives(net, x, hessian="laplacian", backend=backend)
     assert probed == []
-    wrapped = lambda t: net(t)  # noqa: E731 - opaque to the layer check
+    wrapped = lambda t: net(t)  # noqa: E731 - opaque to the layer check, but traced: the trace proves it
     derivatives(wrapped, x, hessian="laplacian")
+    assert probed == []
+    derivatives(wrapped, x, hessian="laplacian", backend="autograd")  # the autograd engine probes
     assert probed == [wrapped]

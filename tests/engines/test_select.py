@@ -31,14 +31,25 @@ def not_served_reason(f) -> str | None:
     return None
 
 
-def test_unsupported_layer_falls_back_with_one_warning_or_errors_under_kernel():
+class Bessel(nn.Module):
+    """An activation whose aten op (i0) has no jet rule."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.special.i0(h)
+
+
+def test_a_network_that_is_no_plan_is_traced_and_an_untraceable_one_falls_back():
     net = nn.Sequential(nn.Linear(2, 4), nn.LayerNorm(4), nn.Tanh(), nn.Linear(4, 1)).double()
     x = torch.randn(5, 2, dtype=torch.float64)
-    reason = not_served_reason(net)
+    reason = not_served_reason(net)  # no plan: the plan serves Linear layers and activations only
     assert reason is not None and "'1' (LayerNorm)" in reason
-    with pytest.raises(RuntimeError, match="LayerNorm"):
-        derivatives(net, x, hessian="laplacian", backend="kernel")
-    assert derivatives(net, x, hessian="laplacian").engine == "autograd"  # auto on CPU: autograd, no warning
+    served = derivatives(net, x, hessian="laplacian", backend="kernel")
+    assert (served.engine, served.algorithm) == ("taylor", "traced")
+    bessel = nn.Sequential(nn.Linear(2, 4), Bessel(), nn.Linear(4, 1)).double()
+    with pytest.raises(RuntimeError, match=r"LayerNorm|no Taylor rule for aten\.i0"):
+        derivatives(bessel, x, hessian="laplacian", backend="kernel")
+    with pytest.warns(RuntimeWarning, match=r"no Taylor rule for aten\.i0.*test_select\.py"):
+        assert derivatives(bessel, x, hessian="laplacian").engine == "autograd"
     assert not_served_reason(lambda t: t) is not None
     train_dropout = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5), nn.Tanh()).train()
     assert "Dropout" in not_served_reason(train_dropout)
@@ -75,8 +86,8 @@ def test_forward_hooks_keep_a_network_off_the_taylor_engine():
 
 
 def test_kernel_backend_raises_when_the_taylor_engine_cannot_serve_f() -> None:
-    with pytest.raises(RuntimeError, match="backend='kernel' cannot serve"):
-        derivatives(lambda x: torch.tanh(x).sum(-1), torch.randn(4, 2), "laplacian", backend="kernel")
+    with pytest.raises(RuntimeError, match="backend='kernel' cannot serve.*no Taylor rule for aten.i0"):
+        derivatives(lambda x: torch.special.i0(x).sum(-1), torch.randn(4, 2), "laplacian", backend="kernel")
 
 
 def test_auto_uses_the_taylor_engine_on_cpu_too():
@@ -88,8 +99,9 @@ def test_auto_uses_the_taylor_engine_on_cpu_too():
     assert derivatives(net, x, hessian="laplacian", backend="autograd").engine == "autograd"
 
 
-def test_auto_backend_on_cpu_uses_the_autograd_engine() -> None:
-    assert derivatives(lambda x: torch.tanh(x).sum(-1), torch.randn(4, 2), "laplacian").engine == "autograd"
+def test_auto_traces_plain_functions_and_falls_back_for_untraceable_ones() -> None:
+    assert derivatives(lambda x: torch.tanh(x).sum(-1), torch.randn(4, 2), "laplacian").algorithm == "traced"
+    assert derivatives(lambda x: torch.special.i0(x).sum(-1), torch.randn(4, 2), "laplacian").engine == "autograd"
 
 
 def test_not_served_warning_is_given_once_per_reason(monkeypatch: pytest.MonkeyPatch) -> None:
