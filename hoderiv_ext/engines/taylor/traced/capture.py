@@ -199,6 +199,8 @@ def _trace(f: object, x: Tensor) -> TracedProgram:
                                    decomposition_table=_DECOMPOSITIONS, record_stack_traces=True)(example)
         _check_batch_statistics(graph_module)
         _check_mutations(graph_module)
+        graph_module.graph.eliminate_dead_code()  # autograd's saved-tensor detaches and aliases, unused outputs
+        _scale_linear_layers(graph_module)
         interpreter = Interpreter(graph_module)
     except (SamplesMix, NotServed) as error:
         return TracedProgram(name, None, time.perf_counter() - start, error)
@@ -245,6 +247,27 @@ def _check_batch_statistics(graph_module: torch.fx.GraphModule) -> None:
         if training or target._overloadname == "no_stats":
             raise SamplesMix(f"a batch norm in training mode normalises with batch statistics ({op_name(target)} "
                              f"at {source_line(node)}); call .eval() on it")
+
+
+def _scale_linear_layers(graph_module: torch.fx.GraphModule) -> None:
+    """c * (x W^T + b) -> addmm(b, x, W^T, beta=c, alpha=c): the scale goes to the weights, not the jet (SIREN)."""
+    graph = graph_module.graph
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.mul.Tensor, aten.mul.Scalar) or len(node.args) != 2:
+            continue
+        first, second = node.args
+        linear, scale = (first, second) if isinstance(first, torch.fx.Node) else (second, first)
+        if (not isinstance(linear, torch.fx.Node) or linear.target is not aten.addmm.default
+                or len(linear.users) != 1 or isinstance(scale, (torch.fx.Node, bool))
+                or not isinstance(scale, (int, float))):
+            continue
+        kwargs = dict(linear.kwargs)
+        kwargs["beta"] = kwargs.get("beta", 1) * scale
+        kwargs["alpha"] = kwargs.get("alpha", 1) * scale
+        linear.kwargs = kwargs
+        node.replace_all_uses_with(linear)
+        graph.erase_node(node)
+    graph.lint()
 
 
 def _check_mutations(graph_module: torch.fx.GraphModule) -> None:

@@ -81,10 +81,24 @@ def source_line(node: fx.Node) -> str:
     return "(no source line recorded)"
 
 
+# Unary ops that run as one fused kernel with a bias argument (nonlinear_rules.kernel_unary).
+FUSED_UNARY = frozenset({aten.tanh.default, aten.sigmoid.default, aten.sin.default, aten.cos.default,
+                         aten.exp.default, aten.relu.default, aten.silu.default, aten.softplus.default,
+                         aten.leaky_relu.default, aten.gelu.default, aten.elu.default})
+
+
 @dataclass(frozen=True)
 class Step:
     node: fx.Node
     where: str
+    fold_bias: bool = False  # a Linear (addmm) whose only consumer is a fused activation
+
+
+def _folds_bias(node: fx.Node) -> bool:
+    if node.target is not aten.addmm.default or len(node.users) != 1:
+        return False
+    (user,) = node.users
+    return user.target in FUSED_UNARY and user.args[0] is node
 
 
 class Interpreter:
@@ -92,7 +106,7 @@ class Interpreter:
 
     def __init__(self, graph_module: fx.GraphModule) -> None:
         self.graph_module = graph_module
-        self.steps = [Step(node, source_line(node)) for node in graph_module.graph.nodes]
+        self.steps = [Step(node, source_line(node), _folds_bias(node)) for node in graph_module.graph.nodes]
 
     def run(self, slots: Slots, seed: object) -> object:
         env: dict[fx.Node, Any] = {}
@@ -106,6 +120,7 @@ class Interpreter:
             elif node.op == "call_function":
                 args = fx.node.map_arg(node.args, load)
                 kwargs = fx.node.map_arg(node.kwargs, load)
+                slots.fold_bias = step.fold_bias
                 env[node] = self._call(slots, node.target, args, kwargs, step)
             elif node.op == "output":
                 return fx.node.map_arg(node.args[0], load)

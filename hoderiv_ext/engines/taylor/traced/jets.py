@@ -60,6 +60,7 @@ class Slots:
         layout = self.layout
         self.t, self.p, self.c = layout.num_tangents, len(layout.pairs), 1 if layout.collapsed else 0
         self.s = 1 + self.t + self.p + self.c
+        self.fold_bias = False  # set by the interpreter for a Linear whose one consumer is a fused activation
         self._pair_index: tuple[Tensor, Tensor] | None = None
         self._collapsed: Tensor | slice | None = None
 

@@ -411,14 +411,17 @@ def _mm(slots: Slots, a: object, b: object) -> SeedJet | FullJet:
 def _addmm(slots: Slots, bias: object, a: object, b: object, *, beta: object = 1, alpha: object = 1) -> SeedJet | FullJet:
     if is_jet(bias) or not is_jet(a):
         raise SamplesMix("a matrix product contracts the batch axis of a tensor computed from x")
-    product = _mm(slots, a, b)
-    if alpha != 1:
-        product = _mul_scalar(slots, product, alpha)  # type: ignore[arg-type]
+    b = plain(b)
+    product = _mm(slots, a, b if alpha == 1 else b * alpha)  # type: ignore[operator]
     bias = plain(bias)
     if beta != 1:
         bias = bias * beta  # type: ignore[operator]
     if isinstance(product, FullJet) and isinstance(bias, Tensor) and bias.dim() == 1:
-        return FullJet(product.data, bias)  # added to slot 0 by the next op (or folded into an activation)
+        if slots.fold_bias:  # the one consumer is a fused activation: it adds the bias itself
+            return FullJet(product.data, bias)
+        data = product.data  # the GEMM's fresh output (mm saves its inputs, not its output): add in place
+        data[:, 0] += bias
+        return FullJet(data)
     return _plus_constant(slots, product, bias)
 
 
