@@ -11,6 +11,11 @@ class NotServed(RuntimeError):
     ``backend="autograd"`` always can.
     """
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"backend='kernel' cannot serve this call: {reason}")
-        self.reason = reason
+    # No __init__ of its own: torch.compile traces raising and catching it (its message is built by __str__).
+
+    @property
+    def reason(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return f"backend='kernel' cannot serve this call: {self.reason}"

@@ -33,13 +33,19 @@ from torch import Tensor
 BatchFunction = Callable[[Tensor], Tensor]
 
 
+def inference_mode_enabled() -> bool:
+    """``torch.is_inference_mode_enabled()``, False while torch.compile traces (dynamo cannot ask; a
+    compiled graph does not run in inference mode)."""
+    return not torch.compiler.is_compiling() and torch.is_inference_mode_enabled()
+
+
 def check_create_graph(create_graph: object) -> bool:
     """``create_graph``: True, False, or None for ``torch.is_grad_enabled()``."""
     if create_graph is None:
         return torch.is_grad_enabled()
     if not isinstance(create_graph, bool):
         raise TypeError(f"create_graph must be True, False or None, got {create_graph!r}")
-    if create_graph and torch.is_inference_mode_enabled():
+    if create_graph and inference_mode_enabled():
         raise ValueError(
             "create_graph=True inside torch.inference_mode(): no autograd graph can be built there. "
             "Leave inference mode (use torch.no_grad() for results without a graph) or pass create_graph=False."

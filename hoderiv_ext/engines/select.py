@@ -208,7 +208,9 @@ def choose_engine(
         plan.check_operands(x)
     if backend == "autograd" or (backend == "auto" and request.kind in AUTO_ON_AUTOGRAD):
         return EngineChoice("autograd", "auto", plan)
-    if plan is None and not kernels:
+    if plan is None and not kernels and torch.compiler.is_compiling():
+        obstacles = [f"{obstacles[0]}, and traced programs do not run inside torch.compile yet"]
+    elif plan is None and not kernels:
         program, traced_obstacles = _traced(f, x, request, check_independence)
         if program is not None:
             return EngineChoice("taylor", "traced", None, program=program)

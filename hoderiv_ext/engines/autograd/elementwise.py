@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+from hoderiv_ext.core.validation import inference_mode_enabled
 from torch import Tensor
 
 from hoderiv_ext.engines.autograd.modes import outside_inference_mode
@@ -23,7 +25,7 @@ def autograd_elementwise_derivatives(
     random signs u is u * y' exactly; a function that mixes entries (an
     ``nn.Linear``, a softmax) fails it and is refused with a ValueError.
     """
-    build_graph = torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+    build_graph = torch.is_grad_enabled() and not inference_mode_enabled()
     return outside_inference_mode(lambda inputs: _nested(fn, inputs, order, build_graph, verify_elementwise), x)
 
 

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
-from hoderiv_ext.core.validation import BatchFunction, check_callable, check_x
+from hoderiv_ext.core.validation import BatchFunction, check_callable, check_x, inference_mode_enabled
 from hoderiv_ext.engines.autograd.func import func_derivatives
 from hoderiv_ext.engines.autograd.modes import outside_inference_mode
 from hoderiv_ext.engines.autograd.nested import BatchRule, nested_derivatives
@@ -90,7 +90,7 @@ def run(
     request = _check_request(request, x.shape[1])
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    create_graph = bool(create_graph) and not torch.is_inference_mode_enabled()
+    create_graph = bool(create_graph) and not inference_mode_enabled()
     return outside_inference_mode(lambda inputs: _run(f, inputs, request, create_graph, method, directions), x)
 
 
@@ -114,7 +114,7 @@ def _run(
 
 def directional(f: BatchFunction, x: Tensor, v: Tensor, order: int, *, create_graph: bool) -> Tensor:
     """d^k/dt^k f(x + t v) at t = 0, k = 0..order, for x (N, d) and v (d,) or (N, d): (N, o, order + 1)."""
-    create_graph = bool(create_graph) and not torch.is_inference_mode_enabled()
+    create_graph = bool(create_graph) and not inference_mode_enabled()
 
     def compute(inputs: Tensor) -> Tensor:
         out = directional_coefficients(f, inputs, v, order, create_graph=create_graph)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import torch
+
+from hoderiv_ext.core.validation import inference_mode_enabled
 from torch import Tensor
 
 Result = TypeVar("Result")
@@ -23,7 +25,7 @@ _INFERENCE_TENSOR_MESSAGE = "Inference tensors cannot be saved for backward"
 def outside_inference_mode(compute: Callable[[Tensor], Result], x: Tensor) -> Result:
     """``compute(x)``, or, in inference mode, ``compute`` of a normal copy of x with inference mode off."""
     try:
-        if not torch.is_inference_mode_enabled():
+        if not inference_mode_enabled():
             return compute(x)
         with torch.inference_mode(False):
             return compute(x.clone())
