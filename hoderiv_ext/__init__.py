@@ -8,6 +8,7 @@ Public API:
     hessian_rows(loss, params, rows), newton_step(loss, params)   parameter space
     Polynomial(coefficients)                   an elementwise polynomial the kernels serve
     build_info()                               what the compiled extension contains
+    trace_cache_info(), clear_trace_cache()    the traced programs of functions that are no plain network
 
 Layers, top to bottom: api/ (the entry points), engines/ (the choice of engine
 and algorithm, the Taylor and autograd engines), ops/ (the compiled ops, their
@@ -24,6 +25,7 @@ from hoderiv_ext.core.functions import KERNEL_FUNCTION_NAMES, Polynomial
 from hoderiv_ext.core.operators import Bilaplacian, Laplacian
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Derivatives
+from hoderiv_ext.engines.taylor.traced.capture import clear_trace_cache, trace_cache_info
 from hoderiv_ext.ops.library import build_info
 
 __version__ = "0.1.0"
@@ -43,5 +45,7 @@ __all__ = [
     "Laplacian",
     "Bilaplacian",
     "NotServed",
+    "trace_cache_info",
+    "clear_trace_cache",
     "__version__",
 ]
