@@ -1,7 +1,10 @@
 """``python -m hoderiv_ext bench``: the benchmark suite, every method against every baseline, in one run.
 
 The quick default suite takes about a minute on a 2-core CPU; ``--full`` is the grid for a GPU
-(with torch.compile baselines, expect tens of minutes). Every method is checked against a float64
+(with torch.compile baselines, expect tens of minutes); ``--suite architectures`` runs the
+Laplacian and the training step on residual, Fourier-feature, SIREN and hard-boundary-condition
+models next to the plain MLP (widths 64 and 128, d = 2 and 8, N = 4096; about 4 minutes on a
+2-core CPU, about half an hour with --compile). Every method is checked against a float64
 reference before it is timed; one that disagrees is reported WRONG and not timed. Outputs: a table
 on stdout, a JSON file with every figure and the environment (--output), and a PNG plot of speed-up
 against batch size next to it when matplotlib is installed. Exit status: 0, or 1 when one of this
@@ -22,7 +25,9 @@ from hoderiv_bench.memory import CPU_MEMORY_METHOD, CUDA_MEMORY_METHOD
 from hoderiv_bench.progress import Progress
 from hoderiv_bench.report import payload, text_report, write_json, write_plot
 from hoderiv_bench.runner import EXTRA_METHODS, Options, measure_peaks, run_suite
-from hoderiv_bench.workloads import FAMILIES, FULL, METHOD_ORDER, QUICK, select, suite, with_overrides
+from hoderiv_bench.architectures import ARCHITECTURES
+from hoderiv_bench.workloads import (FAMILIES, METHOD_ORDER, OPTIONAL_METHODS, SUITES, ArchitectureSizes, select,
+                                     suite, with_overrides)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_OUTPUT = "bench-results.json"
@@ -54,10 +59,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="(default: float32)")
     parser.add_argument("--workloads", "-w", nargs="+", metavar="PATTERN",
                         help=f"run only workloads matching a family ({', '.join(FAMILIES)}), a function "
-                             "(tanh, silu, sin, cubic), or a name glob/substring (see --list)")
+                             f"(tanh, silu, sin, cubic), an architecture ({', '.join(ARCHITECTURES)}; "
+                             "with --suite architectures), or a name glob/substring (see --list)")
     parser.add_argument("--methods", nargs="+", metavar="METHOD",
-                        help=f"run only these methods ({', '.join(METHOD_ORDER)}); the others are reported skipped")
-    parser.add_argument("--full", action="store_true", help="the full grid (for a GPU) instead of the quick suite")
+                        help=f"run only these methods ({', '.join(METHOD_ORDER + OPTIONAL_METHODS)}; the jet ones "
+                             "only with torch-jet installed); the others are reported skipped")
+    suite_group = parser.add_mutually_exclusive_group()
+    suite_group.add_argument("--suite", choices=tuple(SUITES), default=None,
+                             help="quick (default), full (the grid for a GPU, as --full), or architectures: "
+                                  "the laplacian and training families on residual, fourier, siren and hardbc "
+                                  "models next to the plain MLP, widths 64 and 128, d = 2 and 8, depth 4, "
+                                  "N = 4096 (--batch/--dims/--widths/--depths replace those axes)")
+    suite_group.add_argument("--full", action="store_true", help="the full grid (for a GPU) instead of the quick suite")
     parser.add_argument("--batch", nargs="+", type=_positive_int, metavar="N",
                         help="batch sizes of the MLP workloads (replaces the grid's)")
     parser.add_argument("--dims", nargs="+", type=_positive_int, metavar="D",
@@ -108,16 +121,21 @@ def resolve_device(text: str, parser: argparse.ArgumentParser) -> torch.device:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     device = resolve_device(args.device, parser)
     dtype = DTYPES[args.dtype]
-    known_methods = list(METHOD_ORDER) + [m for m in EXTRA_METHODS if m not in METHOD_ORDER]
+    known_methods = list(METHOD_ORDER + OPTIONAL_METHODS)
+    known_methods += [m for m in EXTRA_METHODS if m not in known_methods]
     if args.methods:
         unknown = [m for m in args.methods if m not in known_methods]
         if unknown:
             parser.error(f"--methods: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(known_methods)}")
-    sizes = with_overrides(FULL if args.full else QUICK, args.batch, args.dims, args.widths, args.depths)
+    suite_name = "full" if args.full else (args.suite or "quick")
+    full = suite_name == "full"
+    sizes = with_overrides(SUITES[suite_name], args.batch, args.dims, args.widths, args.depths)
     workloads, unmatched = select(suite(sizes), args.workloads)
     if unmatched:
-        parser.error(f"--workloads: no workload matches {', '.join(map(repr, unmatched))}; families are "
-                     f"{', '.join(FAMILIES)}, functions tanh, silu, sin, cubic (see --list)")
+        hint = "" if suite_name == "architectures" else "; architectures are in --suite architectures"
+        parser.error(f"--workloads: no workload matches {', '.join(map(repr, unmatched))} in the {suite_name} "
+                     f"suite; families are {', '.join(FAMILIES)}, functions tanh, silu, sin, cubic, architectures "
+                     f"{', '.join(ARCHITECTURES)}{hint} (see --list)")
     output = Path(args.output)
     if output.is_dir():
         parser.error(f"--output: {str(output)!r} is a directory; give a file name such as {DEFAULT_OUTPUT}")
@@ -133,14 +151,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    compile_on = args.full if args.compile is None else args.compile
-    if args.compile is None and not args.full:
-        compile_reason = "torch.compile is off in the quick suite (pass --compile; inductor takes 5-20 s a workload on CPU)"
+    compile_on = full if args.compile is None else args.compile
+    if args.compile is None and not full:
+        compile_reason = (f"torch.compile is off in the {suite_name} suite (pass --compile; "
+                          "inductor takes 5-20 s a workload on CPU)")
     else:
         compile_reason = "torch.compile is off (--no-compile)"
     peaks_on = args.device_peaks == "on" or (args.device_peaks == "auto" and device.type == "cuda")
-    options = Options(device=device, dtype=dtype, min_run_time=args.min_run_time or (1.0 if args.full else 0.1),
-                      rounds=args.rounds or (7 if args.full else 5),
+    options = Options(device=device, dtype=dtype, min_run_time=args.min_run_time or (1.0 if full else 0.1),
+                      rounds=args.rounds or (7 if full else 5),
                       compile=compile_on, compile_reason=compile_reason,
                       methods=frozenset(args.methods) if args.methods else None, count_flops=peaks_on)
     from hoderiv_bench.environment import environment
@@ -158,11 +177,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     total = time.perf_counter() - started
     settings = {
-        "suite": "full" if args.full else "quick", "device": str(device), "dtype": args.dtype,
+        "suite": suite_name, "device": str(device), "dtype": args.dtype,
         "workloads": args.workloads, "methods": args.methods, "compile": compile_on,
         "min_run_time": options.min_run_time, "rounds": options.rounds, "device_peaks": peaks_on,
         "batches": list(sizes.batches), "base_network": list(sizes.base),
     }
+    if isinstance(sizes, ArchitectureSizes):
+        settings.update(dims=list(sizes.dims), widths=list(sizes.widths), depths=list(sizes.depths),
+                        architectures=list(sizes.architectures))
     memory_method = CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD
     env["load_average_end"] = _load_average()
     noise = _timing_noise(results)

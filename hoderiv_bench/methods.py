@@ -109,10 +109,18 @@ METHODS: dict[str, Method] = {
 
 
 class Sine(nn.Module):
-    """sin as an activation module (torch has none); not served by the Taylor engine."""
+    """sin(w0 x) as an activation module (torch has none; w0 = 1 by default, 30 on a SIREN's first
+    layer); not served by the Taylor engine's Sequential path."""
+
+    def __init__(self, w0: float = 1.0) -> None:
+        super().__init__()
+        self.w0 = float(w0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sin(x)
+        return torch.sin(x) if self.w0 == 1.0 else torch.sin(self.w0 * x)
+
+    def extra_repr(self) -> str:
+        return "" if self.w0 == 1.0 else f"w0={self.w0:g}"
 
 
 def tanh_mlp(d: int, width: int, depth: int, activation: type[nn.Module] = nn.Tanh, outputs: int = 1) -> nn.Sequential:

@@ -8,7 +8,7 @@ JSON layout (``SCHEMA``)::
      "memory_method": how peak memory was measured,
      "peaks": {gemm_flop_per_s, copy_bytes_per_s, theoretical_bytes_per_s, ...} or null,
      "total_seconds": float,
-     "workloads": [{"name", "family", "function", "batch", "d", "width", "depth",
+     "workloads": [{"name", "family", "function", "architecture", "batch", "d", "width", "depth",
                     "status", "reason", "tolerance", "best_baseline", "package_best",
                     "useful_bytes", "notes", "wall_seconds",
                     "methods": {name: {status, reason, role, seconds, iqr_seconds, runs,
@@ -18,6 +18,9 @@ JSON layout (``SCHEMA``)::
                                        speedup_vs_nested, speedup_vs_best_baseline,
                                        compile_seconds, compiled_from}}}]}
 
+``options.suite`` is quick, full or architectures (which also records dims, widths, depths and
+architectures); ``architecture`` is "mlp" for the plain Sequential MLP (hoderiv_bench.architectures).
+The optional torch-jet methods ("jet", "jet-compile") appear only in the workloads that offer them.
 Times are seconds (medians), memory bytes, speed-ups ratios baseline time / method time.
 """
 

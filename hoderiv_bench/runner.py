@@ -21,6 +21,10 @@ func) is compiled (``torch._dynamo.reset()`` first, so one workload's graphs do
 not count against the next one's recompile limit), checked and timed; if it
 fails to compile or run, the next baseline is tried, and failures are reported
 as ``failed: reason``. The compile time (first call) is recorded separately.
+The optional torch-jet methods (``jet``, ``jet-compile``; workloads.OPTIONAL_METHODS)
+are listed only for workloads whose case offers them (torch-jet installed) or
+says why it cannot; ``jet-compile`` runs only when the compile baseline is on,
+and compiles on its first call (the check), whose time is its compile time.
 
 Statuses: ok, wrong, not served (the method cannot run this workload, with the
 reason), skipped (not selected, or compile off), oom, failed (an exception).
@@ -43,7 +47,8 @@ from torch.utils._pytree import tree_flatten
 
 from hoderiv_ext import NotServed
 from hoderiv_bench.memory import measure
-from hoderiv_bench.workloads import METHOD_ORDER, PACKAGE_METHODS, Case, Workload, build_case
+from hoderiv_bench.workloads import (COMPILED_METHODS, METHOD_ORDER, OPTIONAL_METHODS, PACKAGE_METHODS, Case,
+                                     Workload, build_case)
 
 TOLERANCES = {torch.float32: 1e-3, torch.float64: 1e-8}
 
@@ -343,6 +348,9 @@ def _method_list(case: Case) -> list[tuple[str, str, Callable[[], Any] | None]]:
             continue
         role = "package" if name in PACKAGE_METHODS else "baseline"
         listed.append((name, role, case.methods.get(name)))
+    for name in OPTIONAL_METHODS:  # torch-jet: only where the case offers it or says why it cannot
+        if name in case.methods or name in case.not_served:
+            listed.append((name, "baseline", case.methods.get(name)))
     for name, (role, factory) in EXTRA_METHODS.items():
         listed.append((name, role, factory(case)))
     return listed
@@ -371,8 +379,13 @@ def run_workload(workload: Workload, options: Options) -> WorkloadResult:
         elif fn is None:
             reason = case.not_served.get(name, "this method does not apply to this workload")
             out.methods[name] = MethodResult(name, role, "not served", reason)
+        elif name in COMPILED_METHODS and not options.compile:
+            out.methods[name] = MethodResult(name, role, "skipped", options.compile_reason)
         else:
-            out.methods[name] = check_method(name, role, fn, reference, options, out.tolerance)
+            compiled = name in COMPILED_METHODS
+            out.methods[name] = check_method(name, role, fn, reference, options, out.tolerance, compiled=compiled)
+            if name in case.compiled:
+                out.methods[name].compile_seconds = getattr(case.compiled[name], "compile_seconds", None)
             if out.methods[name].status == "ok":
                 checked[name] = fn
     time_methods(checked, out.methods, options, case.useful_bytes)

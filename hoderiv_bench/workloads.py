@@ -19,6 +19,27 @@ MLPs are d -> width x depth hidden layers -> 1 with tanh, SiLU or sin (the
 not serve) activations, float32 or float64, PyTorch's default initialisation
 from a fixed seed.
 
+Architectures (the ``architecture`` field; see hoderiv_bench.architectures):
+every workload above is the plain Sequential MLP, architecture ``mlp``, and
+keeps its name. The architecture suite (``--suite architectures``) runs the
+laplacian and training families on MLP-like models that are not a plain
+Sequential, each a per-sample function (N, d) -> (N, 1):
+
+  residual     h = Linear(d, w)(x); depth blocks h = h + tanh(Linear(w, w)(h)); Linear(w, 1)
+  fourier      fixed random Fourier features cat([sin(x B), cos(x B)]), B (d, w/2) a buffer,
+               then a tanh MLP of the given width and depth
+  siren        a Sequential of Linear and Sine modules, sin(30 z) first and sin(z) after,
+               SIREN-initialised from the seed
+  hardbc       x_0 (1 - x_0) mlp(x) for a tanh MLP (a hard boundary condition; slices x)
+
+next to the plain tanh MLP (``mlp``) at the same sizes: widths 64 and 128,
+d = 2 and 8, depth 4, N = 4096 (``--batch``/``--dims``/``--widths``/``--depths``
+replace these axes; the grid is their product). Their names carry the
+architecture: ``laplacian/residual/tanh d=8 w=64 L=4 N=4096``; ``-w residual``
+(an architecture), ``-w siren`` or any name glob selects them. The Taylor
+engine serves only plain Sequential MLPs today: for the others the kernel
+method is reported "not served" with the engine's reason until it serves them.
+
 Methods (columns of the report), each a zero-argument callable built by
 :func:`build_case`:
 
@@ -30,6 +51,10 @@ Methods (columns of the report), each a zero-argument callable built by
   nested    the seeds' nested torch.autograd.grad loops (create_graph=True)
   func      torch.func (vmap of jacfwd(jacrev) / jvp rows / grad(grad))
   compile   torch.compile of the fastest eager baseline (added by the runner)
+  jet, jet-compile
+            torch-jet's collapsed Taylor mode, vmapped, eager and under
+            torch.compile (hoderiv_bench.jet_methods): optional, offered for the
+            laplacian and training families only when ``import jet`` works
 
 The reference every method is checked against is the nested-autograd
 computation in float64 on the same device (plain torch autograd, the simplest
@@ -47,8 +72,10 @@ import torch
 from torch import nn
 
 from hoderiv_ext import NotServed, Polynomial, derivatives
+from hoderiv_bench.architectures import ARCHITECTURE_FUNCTIONS, ARCHITECTURES, build_model
 from hoderiv_bench.elementwise import elementwise_methods, nested_elementwise
-from hoderiv_bench.methods import METHODS, Sine, tanh_mlp, training_loss
+from hoderiv_bench.jet_methods import COMPILED_JET, JET_FAMILIES, JET_METHODS, jet_methods
+from hoderiv_bench.methods import METHODS, Sine, training_loss
 from hoderiv_bench.newton import NEWTON_METHODS, Regression, regression
 
 FAMILIES = ("elementwise", "laplacian", "hessian", "diagonal", "rows", "training", "newton")
@@ -58,6 +85,11 @@ ELEMENTWISE_FUNCTIONS = ("tanh", "cubic")
 PACKAGE_METHODS = ("kernel", "autograd")
 BASELINE_METHODS = ("nested", "func", "compile")
 METHOD_ORDER = PACKAGE_METHODS + BASELINE_METHODS
+# Listed for a workload only when its case offers them (or says why it cannot): torch-jet, when installed.
+OPTIONAL_METHODS = JET_METHODS
+# Methods that are torch.compile'd: run only when the compile baseline is on; memory is not metered on CPU.
+COMPILED_METHODS = frozenset({COMPILED_JET})
+ARCHITECTURE_FAMILIES = ("laplacian", "training")
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "silu": nn.SiLU, "sin": Sine}
 REQUESTS: dict[str, Callable[[int], object]] = {
@@ -79,23 +111,31 @@ class Workload:
     d: int | None = None
     width: int | None = None
     depth: int | None = None
+    architecture: str = "mlp"  # hoderiv_bench.architectures; "mlp" keeps the name without it
+
+    @property
+    def _kind(self) -> str:
+        """family/function, with the architecture between them when it is not the plain MLP."""
+        if self.architecture == "mlp" or self.family == "elementwise":
+            return f"{self.family}/{self.function}"
+        return f"{self.family}/{self.architecture}/{self.function}"
 
     @property
     def name(self) -> str:
         if self.family == "elementwise":
             return f"elementwise/{self.function} n={self.batch}"
-        return f"{self.family}/{self.function} d={self.d} w={self.width} L={self.depth} N={self.batch}"
+        return f"{self._kind} d={self.d} w={self.width} L={self.depth} N={self.batch}"
 
     @property
     def series(self) -> str:
         """The workload without its batch size: one line of the speed-up plot."""
         if self.family == "elementwise":
             return f"elementwise/{self.function}"
-        return f"{self.family}/{self.function} d={self.d} w={self.width} L={self.depth}"
+        return f"{self._kind} d={self.d} w={self.width} L={self.depth}"
 
     def params(self) -> dict[str, Any]:
-        return {"family": self.family, "function": self.function, "batch": self.batch,
-                "d": self.d, "width": self.width, "depth": self.depth}
+        return {"family": self.family, "function": self.function, "architecture": self.architecture,
+                "batch": self.batch, "d": self.d, "width": self.width, "depth": self.depth}
 
 
 @dataclass
@@ -107,6 +147,8 @@ class Case:
     not_served: dict[str, str] = field(default_factory=dict)
     useful_bytes: int | None = None  # bytes an ideal memory-bound implementation moves (elementwise)
     notes: dict[str, Any] = field(default_factory=dict)
+    # method -> an object whose ``compile_seconds`` is set by the method's first call (jet-compile)
+    compiled: dict[str, Any] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- grids
@@ -153,10 +195,39 @@ FULL = Sizes(
 )
 
 
-def with_overrides(sizes: Sizes, batches: list[int] | None = None, dims: list[int] | None = None,
-                   widths: list[int] | None = None, depths: list[int] | None = None) -> Sizes:
+@dataclass(frozen=True)
+class ArchitectureSizes:
+    """The architecture suite: every architecture x family x d x width x depth x batch (a product)."""
+
+    batches: tuple[int, ...] = (4096,)
+    dims: tuple[int, ...] = (2, 8)
+    widths: tuple[int, ...] = (64, 128)
+    depths: tuple[int, ...] = (4,)
+    architectures: tuple[str, ...] = ARCHITECTURES  # the plain tanh MLP ("mlp") first, for comparison
+    families: tuple[str, ...] = ARCHITECTURE_FAMILIES
+
+    @property
+    def base(self) -> tuple[int, int, int]:
+        return self.dims[0], self.widths[0], self.depths[0]
+
+
+ARCHITECTURE_SUITE = ArchitectureSizes()
+SUITES: dict[str, Sizes | ArchitectureSizes] = {"quick": QUICK, "full": FULL, "architectures": ARCHITECTURE_SUITE}
+
+
+def architecture_function(architecture: str) -> str:
+    """The activation (the workload's ``function``) of an architecture: tanh, or sin for siren."""
+    return ARCHITECTURE_FUNCTIONS.get(architecture, "tanh")
+
+
+def with_overrides(sizes: Sizes | ArchitectureSizes, batches: list[int] | None = None, dims: list[int] | None = None,
+                   widths: list[int] | None = None, depths: list[int] | None = None) -> Sizes | ArchitectureSizes:
     """Replace the MLP axes: --batch sets the batch sweep; --dims/--widths/--depths set the values
-    swept around the base network (the first of each becomes the base)."""
+    swept around the base network (the first of each becomes the base). For the architecture
+    suite, each replaces its axis of the product."""
+    if isinstance(sizes, ArchitectureSizes):
+        axes = {"batches": batches, "dims": dims, "widths": widths, "depths": depths}
+        return replace(sizes, **{key: tuple(dict.fromkeys(values)) for key, values in axes.items() if values})
     d, width, depth = sizes.base
     changes: dict[str, Any] = {}
     if batches:
@@ -171,8 +242,19 @@ def with_overrides(sizes: Sizes, batches: list[int] | None = None, dims: list[in
     return replace(sizes, **changes)
 
 
-def suite(sizes: Sizes) -> list[Workload]:
+def architecture_suite(sizes: ArchitectureSizes) -> list[Workload]:
+    """The architecture workloads: for each family, d, width, depth and batch, every architecture in turn."""
+    out = [Workload(family, architecture_function(architecture), n, d, width, depth, architecture)
+           for family in sizes.families for d in sizes.dims for width in sizes.widths for depth in sizes.depths
+           for n in sizes.batches for architecture in sizes.architectures]
+    seen: set[Workload] = set()
+    return [w for w in out if not (w in seen or seen.add(w))]
+
+
+def suite(sizes: Sizes | ArchitectureSizes) -> list[Workload]:
     """Every workload of a grid, without duplicates, in report order."""
+    if isinstance(sizes, ArchitectureSizes):
+        return architecture_suite(sizes)
     d, width, depth = sizes.base
     largest = max(sizes.batches)
     out: list[Workload] = []
@@ -196,9 +278,12 @@ def suite(sizes: Sizes) -> list[Workload]:
 
 
 def matches(workload: Workload, pattern: str) -> bool:
-    """A filter pattern matches a family ("hessian"), a function ("sin"), or the name (glob or substring)."""
+    """A filter pattern matches a family ("hessian"), a function ("sin"), an architecture ("residual";
+    "mlp" is every plain MLP), or the name (glob or substring)."""
     pattern = pattern.strip()
     if pattern in (workload.family, workload.function):
+        return True
+    if workload.family != "elementwise" and pattern == workload.architecture:
         return True
     return fnmatch.fnmatch(workload.name, pattern) or pattern in workload.name
 
@@ -214,9 +299,11 @@ def select(workloads: list[Workload], patterns: list[str] | None) -> tuple[list[
 # ----------------------------------------------------------------------------- cases
 
 
-def _mlp(workload: Workload, device: torch.device, dtype: torch.dtype) -> nn.Sequential:
-    torch.manual_seed(0)
-    return tanh_mlp(workload.d, workload.width, workload.depth, ACTIVATIONS[workload.function]).to(device, dtype)
+def _mlp(workload: Workload, device: torch.device, dtype: torch.dtype) -> nn.Module:
+    """The workload's network from seed 0: the plain MLP of its activation, or its architecture's model."""
+    activation = ACTIVATIONS[workload.function] if workload.architecture == "mlp" else nn.Tanh
+    net = build_model(workload.architecture, workload.d, workload.width, workload.depth, activation, seed=0)
+    return net.to(device, dtype)
 
 
 def _points(n: int, d: int, device: torch.device, dtype: torch.dtype, seed: int = 1) -> torch.Tensor:
@@ -251,6 +338,8 @@ def _input_case(workload: Workload, device: torch.device, dtype: torch.dtype) ->
     methods = {name: (lambda m=METHODS[key]: m(net, x, hessian)) for name, key in names.items()}
     case = Case(methods, lambda: METHODS["nested"](net64, x64, hessian))
     _kernel_notes(case, net, workload.d, hessian)
+    if workload.family in JET_FAMILIES:
+        _add_jet(case, net, x, lambda derivatives_of: derivatives_of(x))
     return case
 
 
@@ -261,19 +350,33 @@ def _training_case(workload: Workload, device: torch.device, dtype: torch.dtype)
     methods = {name: (lambda m=METHODS[key]: training_step(m, net, x)) for name, key in names.items()}
     case = Case(methods, lambda: training_step(METHODS["nested"], net64, x64))
     _kernel_notes(case, net, workload.d, "laplacian")
+    _add_jet(case, net, x, lambda derivatives_of: training_step(lambda n, p, h: derivatives_of(p), net, x))
     return case
 
 
+def _add_jet(case: Case, net: nn.Module, x: torch.Tensor, run: Callable[[Callable], Any]) -> None:
+    """The optional torch-jet methods (nothing when torch-jet is not installed)."""
+    methods, not_served, compiled = jet_methods(net, x, run)
+    case.methods.update(methods)
+    case.not_served.update(not_served)
+    case.compiled.update(compiled)
+
+
 def _kernel_notes(case: Case, net: nn.Module, d: int, hessian: object) -> None:
-    """Mark the kernel path not served (with the engine's reason), or note which algorithm it runs."""
-    sample = torch.zeros((1, d), dtype=net[0].weight.dtype, device=net[0].weight.device)
+    """Mark the kernel path not served (with the engine's reason), or note which algorithm it runs.
+
+    Any other exception of the probe is left to the method's own check, which reports it failed."""
+    weight = next(net.parameters())
+    sample = torch.zeros((1, d), dtype=weight.dtype, device=weight.device)
     try:
         result = derivatives(net, sample, hessian=hessian, backend="kernel", create_graph=False)
     except NotServed as error:
         case.methods.pop("kernel")
         case.not_served["kernel"] = error.reason
         return
-    case.notes["kernel_algorithm"] = result.algorithm
+    except Exception:  # noqa: BLE001 - reported by the check (status failed, with the error)
+        return
+    case.notes["kernel_algorithm"] = getattr(result, "algorithm", None)
 
 
 def _newton_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:

@@ -11,6 +11,7 @@ import json
 import pytest
 import torch
 
+from hoderiv_bench.jet_methods import JET_METHODS
 from hoderiv_bench.report import SCHEMA, write_plot
 from hoderiv_bench.runner import run_suite, run_workload
 from hoderiv_bench.workloads import Workload
@@ -49,7 +50,8 @@ def test_tiny_end_to_end_run_writes_the_json_schema(tmp_path, capsys) -> None:
     for w in data["workloads"]:
         assert w["status"] == "ok", (w["name"], w["reason"])
         assert isinstance(w["batch"], int) and isinstance(w["tolerance"], float)
-        assert set(w["methods"]) == {"kernel", "autograd", "nested", "func", "compile"}
+        # torch-jet's methods join the laplacian and training workloads only when it is installed
+        assert set(w["methods"]) - set(JET_METHODS) == {"kernel", "autograd", "nested", "func", "compile"}
         for name, m in w["methods"].items():
             assert m["status"] in STATUSES and m["name"] == name
             assert m["role"] == ("package" if name in ("kernel", "autograd") else "baseline")
@@ -63,9 +65,10 @@ def test_tiny_end_to_end_run_writes_the_json_schema(tmp_path, capsys) -> None:
                 assert m["seconds"] is None and isinstance(m["reason"], str)
         assert w["methods"]["nested"]["speedup_vs_nested"] == pytest.approx(1.0)
         assert w["methods"]["compile"]["status"] == "skipped"
-        assert w["best_baseline"] in ("nested", "func") and w["package_best"] in ("kernel", "autograd")
+        assert w["best_baseline"] in ("nested", "func", "jet") and w["package_best"] in ("kernel", "autograd")
     by_family = {w["family"]: w for w in data["workloads"]}
-    assert by_family["training"]["methods"]["kernel"]["status"] == "not served"
+    # training/sin: the Sequential Taylor engine refuses the Sine module, an engine that traces any function serves it
+    assert by_family["training"]["methods"]["kernel"]["status"] in ("ok", "not served")
     assert by_family["newton"]["methods"]["kernel"]["status"] == "not served"
     assert by_family["newton"]["notes"]["parameters"] == 33
     elementwise = by_family["elementwise"]["methods"]["kernel"]
