@@ -1,7 +1,8 @@
 """Run a traced graph on jets: each node's aten op through its jet rule, constants as themselves.
 
-A node whose arguments hold a jet runs its rule (:mod:`.linear_rules`,
-:mod:`.nonlinear_rules`); a node of constants only runs the op itself
+A node whose arguments hold a jet runs its rule (:mod:`.shape_rules`,
+:mod:`.linear_rules`, :mod:`.unary_rules`, :mod:`.product_rules`; importing
+them registers them in :data:`~.rules.RULES`); a node of constants only runs the op itself
 (parameters are read live from the graph module: the traced program holds
 the module's own ``nn.Parameter`` objects); a node of values derived from x
 without a derivative (masks, comparisons) runs elementwise ops only. Random
@@ -21,9 +22,9 @@ from torch import fx
 from torch.utils import _pytree as pytree
 
 from hoderiv_ext.core.errors import NotServed
-from hoderiv_ext.engines.taylor.traced import nonlinear_rules  # noqa: F401  (registers the nonlinear rules)
+from hoderiv_ext.engines.taylor.traced import linear_rules, product_rules, shape_rules, unary_rules  # noqa: F401
 from hoderiv_ext.engines.taylor.traced.jets import Derived, SamplesMix, Slots, is_jet
-from hoderiv_ext.engines.taylor.traced.linear_rules import RULES
+from hoderiv_ext.engines.taylor.traced.rules import RULES
 
 aten = torch.ops.aten
 
@@ -81,7 +82,7 @@ def source_line(node: fx.Node) -> str:
     return "(no source line recorded)"
 
 
-# Unary ops that run as one fused kernel with a bias argument (nonlinear_rules.kernel_unary).
+# Unary ops that run as one fused kernel with a bias argument (unary_rules.kernel_unary).
 FUSED_UNARY = frozenset({aten.tanh.default, aten.sigmoid.default, aten.sin.default, aten.cos.default,
                          aten.exp.default, aten.relu.default, aten.silu.default, aten.softplus.default,
                          aten.leaky_relu.default, aten.gelu.default, aten.elu.default})

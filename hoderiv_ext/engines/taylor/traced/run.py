@@ -19,7 +19,7 @@ from hoderiv_ext.engines.taylor.slots import layout_for, second_from_slots
 from hoderiv_ext.engines.taylor.traced.capture import TracedProgram
 from hoderiv_ext.engines.taylor.traced.jets import BadOutput, SeedJet, Slots, as_full, is_jet
 from hoderiv_ext.core.validation import check_output
-from hoderiv_ext.engines.taylor.traced.linear_rules import constant_jet, value_of
+from hoderiv_ext.engines.taylor.traced.rules import constant_jet, value_of
 from hoderiv_ext.ops.layout import JetLayout
 
 

@@ -1,23 +1,12 @@
-"""Jet rules of the nonlinear aten ops: unary functions, products of two jets, normalisations.
-
-Unary phi (v' = phi(v)):
-    T'_k = phi'(v) T_k,  Q'_s = phi'(v) Q_s + phi''(v) T_{i_s} T_{j_s},
-    collapsed: Q' = phi'(v) Q + phi''(v) sum_{k in C} T_k^2.
-A function of the compiled function table (tanh, sigmoid, softplus, silu,
-gelu, sin, cos, exp, relu, leaky_relu, elu) runs as ONE fused kernel over the
-jet (``jet_activation``; ``jet_activation_first`` on the affine prefix, whose
-tangents are the same for every sample; a pending Linear bias folded in). The
-others (log, log1p, expm1, sqrt, rsqrt, reciprocal, pow with a scalar
-exponent, erf, atan, tan, sinh, cosh, abs) apply the formula above in torch
-ops, with phi, phi', phi'' written out below (differentiable: the results go
-into training losses).
+"""Jet rules of products of two jets, values without derivatives, and normalisations over features.
 
 Product of two jets (any bilinear op B: elementwise mul, batched matmul):
     v = B(u, w),  T_k = B(u, T^w_k) + B(T^u_k, w),
     Q_s = B(u, Q^w_s) + B(Q^u_s, w) + B(T^u_i, T^w_j) + B(T^u_j, T^w_i),
     collapsed: B(u, Q^w) + B(Q^u, w) + 2 sum_{k in C} B(T^u_k, T^w_k).
-Quotients are products with the reciprocal. layer_norm, var and eval-mode
-batch norm are composed of the rules above.
+Quotients are products with the reciprocal. Comparisons, signs and argmax
+give values without a derivative; layer_norm, var and eval-mode batch norm
+are composed of the rules.
 """
 
 from __future__ import annotations
@@ -41,194 +30,11 @@ from hoderiv_ext.engines.taylor.traced.jets import (
     primal_rank,
     slot_constant,
 )
-from hoderiv_ext.engines.taylor.traced.linear_rules import RULES, plain, rule, value_of
-from hoderiv_ext.ops import jet as jet_ops
+from hoderiv_ext.engines.taylor.traced.rules import RULES, constant_jet, rule, plain, value_of
+from hoderiv_ext.engines.taylor.traced.unary_rules import _power, _reciprocal, _rsqrt, _sqrt, torch_unary
 
 aten = torch.ops.aten
 AnyJet = SeedJet | FullJet
-Phi = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
-
-# ----------------------------------------------------------------------------- unary through the fused kernel
-
-
-def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...] = ()) -> FullJet:
-    """phi(jet) for a function of the compiled table: one fused kernel over the jet."""
-    primal = jet.primal_shape
-    n, m = primal[0], math.prod(primal[1:])
-    if isinstance(jet, SeedJet) and jet.tangents is not None and jet.tangents.shape[0] == 1 and jet.value.dim() == 3:
-        preactivation = jet.value[:, 0]
-        shared = jet.tangents[0].contiguous()  # (t, m)
-        data = jet_ops.jet_activation_first(preactivation, shared.t(), name, params, slots.layout)
-        return FullJet(data)
-    if isinstance(jet, SeedJet):
-        jet = jet.full(slots)
-    bias = jet.bias if jet.bias is not None and len(primal) == 2 else None
-    source = jet.data if bias is not None else jet.settled().data
-    data = jet_ops.jet_activation(source.reshape(n, slots.s, m), bias, name, params, slots.layout)
-    return FullJet(data.reshape(n, slots.s, *primal[1:]))
-
-
-def _kernel(name: str, params: Callable[..., tuple[float, ...]] = lambda *a, **k: ()) -> Callable[..., FullJet]:
-    def apply(slots: Slots, jet: AnyJet, *args: object, **kwargs: object) -> FullJet:
-        return kernel_unary(slots, jet, name, params(*args, **kwargs))
-    return apply
-
-
-for _op, _name in ((aten.tanh.default, "tanh"), (aten.sigmoid.default, "sigmoid"), (aten.sin.default, "sin"),
-                   (aten.cos.default, "cos"), (aten.exp.default, "exp"), (aten.relu.default, "relu"),
-                   (aten.silu.default, "silu")):
-    RULES[_op] = _kernel(_name)
-RULES[aten.softplus.default] = _kernel("softplus", lambda beta=1.0, threshold=20.0: (float(beta), float(threshold)))
-RULES[aten.leaky_relu.default] = _kernel("leaky_relu", lambda slope=0.01: (float(slope),))
-
-
-@rule(aten.gelu.default)
-def _gelu(slots: Slots, jet: AnyJet, *, approximate: str = "none") -> FullJet:
-    return kernel_unary(slots, jet, "gelu_tanh" if approximate == "tanh" else "gelu")
-
-
-@rule(aten.elu.default)
-def _elu(slots: Slots, jet: AnyJet, alpha: float = 1.0, scale: float = 1.0, input_scale: float = 1.0) -> AnyJet:
-    if scale != 1 or input_scale != 1:
-        raise NotServed("elu with scale or input_scale other than 1 (selu, celu)")
-    return kernel_unary(slots, jet, "elu", (float(alpha),))
-
-
-# ----------------------------------------------------------------------------- unary in torch ops
-
-
-def torch_unary(slots: Slots, jet: AnyJet, phi: Phi) -> FullJet:
-    """phi(jet) by the formula of the module docstring; ``phi(v)`` returns (phi, phi', phi'') at v."""
-    data = as_full(jet, slots).data
-    value, first, second = phi(data[:, 0])
-    first, second = first.unsqueeze(1), second.unsqueeze(1)
-    t = slots.t
-    tangents = data[:, 1:1 + t]
-    parts = [value.unsqueeze(1), first * tangents]
-    if slots.p:
-        i, j = slots.pair_index()
-        pairs = data[:, 1 + t:1 + t + slots.p]
-        parts.append(first * pairs + second * tangents.index_select(1, i) * tangents.index_select(1, j))
-    if slots.c:
-        summed = slots.collapsed_tangents(tangents)
-        parts.append(first * data[:, -1:] + second * (summed * summed).sum(1, keepdim=True))
-    return FullJet(torch.cat(parts, dim=1))
-
-
-def _log(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r = v.reciprocal()
-    return v.log(), r, -r * r
-
-
-def _log1p(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r = (1 + v).reciprocal()
-    return v.log1p(), r, -r * r
-
-
-def _expm1(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    e = v.exp()
-    return v.expm1(), e, e
-
-
-def _sqrt(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    s = v.sqrt()
-    first = 0.5 / s
-    return s, first, -0.5 * first / v
-
-
-def _rsqrt(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r = v.rsqrt()
-    first = -0.5 * r / v
-    return r, first, -1.5 * first / v
-
-
-def _reciprocal(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r = v.reciprocal()
-    return r, -r * r, 2 * r * r * r
-
-
-def _erf(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    first = (2 / math.sqrt(math.pi)) * torch.exp(-v * v)
-    return torch.erf(v), first, -2 * v * first
-
-
-def _atan(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    first = (1 + v * v).reciprocal()
-    return v.atan(), first, -2 * v * first * first
-
-
-def _tan(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    t = v.tan()
-    first = 1 + t * t
-    return t, first, 2 * t * first
-
-
-def _sinh(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    s, c = v.sinh(), v.cosh()
-    return s, c, s
-
-
-def _cosh(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    s, c = v.sinh(), v.cosh()
-    return c, s, c
-
-
-def _abs(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    return v.abs(), v.sign(), torch.zeros_like(v)
-
-
-def _power(exponent: float) -> Phi:
-    def phi(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if exponent == 2:
-            return v * v, 2 * v, torch.full_like(v, 2.0)
-        if exponent == 1:
-            return v, torch.ones_like(v), torch.zeros_like(v)
-        if exponent == 0:
-            return torch.ones_like(v), torch.zeros_like(v), torch.zeros_like(v)
-        low = v.pow(exponent - 2)
-        return low * v * v, exponent * low * v, exponent * (exponent - 1) * low
-    return phi
-
-
-def _exponential(base: float) -> Phi:
-    log_base = math.log(base)
-
-    def phi(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        value = torch.pow(base, v)
-        return value, log_base * value, log_base * log_base * value
-    return phi
-
-
-for _op, _phi in ((aten.log.default, _log), (aten.log1p.default, _log1p), (aten.expm1.default, _expm1),
-                  (aten.sqrt.default, _sqrt), (aten.rsqrt.default, _rsqrt), (aten.reciprocal.default, _reciprocal),
-                  (aten.erf.default, _erf), (aten.atan.default, _atan), (aten.tan.default, _tan),
-                  (aten.sinh.default, _sinh), (aten.cosh.default, _cosh), (aten.abs.default, _abs)):
-    RULES[_op] = (lambda phi: lambda slots, jet: torch_unary(slots, jet, phi))(_phi)
-
-
-@rule(aten.square.default)
-def _square(slots: Slots, jet: AnyJet) -> FullJet:
-    return torch_unary(slots, jet, _power(2.0))
-
-
-@rule(aten.pow.Tensor_Scalar)
-def _pow(slots: Slots, jet: AnyJet, exponent: float) -> FullJet:
-    return torch_unary(slots, jet, _power(float(exponent)))
-
-
-@rule(aten.pow.Scalar)
-def _pow_scalar_base(slots: Slots, base: float, jet: AnyJet) -> FullJet:
-    if base <= 0:
-        raise NotServed(f"pow with base {base} <= 0 and an exponent computed from x")
-    return torch_unary(slots, jet, _exponential(float(base)))
-
-
-@rule(aten.pow.Tensor_Tensor)
-def _pow_tensor(slots: Slots, a: object, b: object) -> FullJet:
-    if is_jet(a) and not is_jet(b) and isinstance(plain(b), Tensor) and plain(b).dim() == 0:  # type: ignore[union-attr]
-        return torch_unary(slots, a, _power(float(plain(b))))  # type: ignore[arg-type]
-    raise NotServed("pow with a tensor exponent")
-
 
 # ----------------------------------------------------------------------------- products of two jets
 
@@ -275,10 +81,7 @@ def _div(slots: Slots, a: object, b: object) -> AnyJet:
 def _bmm(slots: Slots, a: object, b: object) -> AnyJet:
     if is_jet(a) and is_jet(b):
         return product(slots, a, b, torch.matmul)  # type: ignore[arg-type]
-    return RULES_LINEAR_BMM(slots, a, b)
-
-
-RULES_LINEAR_BMM = linear._bmm_constant
+    return linear.bmm_with_constant(slots, a, b)
 
 
 # ----------------------------------------------------------------------------- values without derivatives
@@ -321,8 +124,8 @@ def _where(slots: Slots, condition: object, a: object, b: object) -> FullJet:
     like = a if is_jet(a) else b
     rank = primal_rank(like)  # type: ignore[arg-type]
     mask = slot_constant(plain(condition), rank, "where")
-    left = as_full(a, slots) if is_jet(a) else linear.constant_jet(slots, a, like)  # type: ignore[arg-type]
-    right = as_full(b, slots) if is_jet(b) else linear.constant_jet(slots, b, like)  # type: ignore[arg-type]
+    left = as_full(a, slots) if is_jet(a) else constant_jet(slots, a, like)  # type: ignore[arg-type]
+    right = as_full(b, slots) if is_jet(b) else constant_jet(slots, b, like)  # type: ignore[arg-type]
     return FullJet(torch.where(mask, left.data, right.data))  # type: ignore[arg-type]
 
 
@@ -338,10 +141,10 @@ def _masked_fill(slots: Slots, jet: AnyJet, mask: object, fill: float) -> FullJe
 
 def _moments(slots: Slots, jet: AnyJet, axes: list[int], correction: float) -> tuple[AnyJet, AnyJet]:
     """(mean, variance) over primal ``axes`` (keepdim), the variance with Bessel's ``correction``."""
-    mean = linear.RULES[aten.mean.dim](slots, jet, axes, True)
+    mean = RULES[aten.mean.dim](slots, jet, axes, True)
     centred = linear.plus(slots, jet, mean, -1)
     count = math.prod(jet.primal_shape[axis] for axis in axes)
-    squares = linear.RULES[aten.sum.dim_IntList](slots, _mul(slots, centred, centred), axes, True)
+    squares = RULES[aten.sum.dim_IntList](slots, _mul(slots, centred, centred), axes, True)
     variance = linear._mul_scalar(slots, squares, 1.0 / max(count - correction, 0))  # type: ignore[arg-type]
     return mean, variance
 
