@@ -99,3 +99,61 @@ def test_in_place_ops_on_inputs_and_dtype_changes_are_not_served() -> None:
         derivatives(lambda t: t.mul_(2).sum(-1), x.clone(), "laplacian", backend="kernel")
     with pytest.raises(NotServed, match="converted"):
         derivatives(lambda t: t.float().double().sin().sum(-1), x, "laplacian", backend="kernel")
+
+
+def test_a_new_lambda_every_step_is_traced_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression: the cache was keyed by the function object, so a lambda written inside a training
+    loop was traced again at every step."""
+    calls = _traces(monkeypatch)
+    net = _siren()
+    x = torch.randn(4, 2, dtype=torch.float64)
+    for _ in range(4):
+        derivatives(lambda t: t[:, :1] * net(t), x, "laplacian")
+    assert len(calls) == 1
+
+
+SCALE = 2.0
+
+
+def _scaled_by_a_global(t: torch.Tensor) -> torch.Tensor:
+    return SCALE * torch.sin(t).sum(-1)
+
+
+def test_python_scalars_a_trace_bakes_in_are_watched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A global, a closure value or a module attribute read as a Python number is a constant of the trace:
+    changing it must retrace, not return the old function's derivatives."""
+    global SCALE
+    x = torch.randn(4, 2, dtype=torch.float64)
+    first = derivatives(_scaled_by_a_global, x, "laplacian").laplacian
+    SCALE = 3.0
+    try:
+        again = derivatives(_scaled_by_a_global, x, "laplacian").laplacian
+    finally:
+        SCALE = 2.0
+    torch.testing.assert_close(again, 1.5 * first)
+
+    class Sine(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w0 = 1.0
+
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            return torch.sin(self.w0 * h).sum(-1)
+
+    sine = Sine()
+    before = derivatives(sine, x, "laplacian").laplacian
+    sine.w0 = 2.0
+    after = derivatives(sine, x, "laplacian")
+    torch.testing.assert_close(after.laplacian, derivatives(sine, x, "laplacian", backend="autograd").laplacian)
+    assert not torch.allclose(before, after.laplacian)
+
+
+def test_a_deleted_model_leaves_the_cache() -> None:
+    import gc
+
+    net = _siren()
+    derivatives(net, torch.randn(3, 2, dtype=torch.float64), "laplacian")
+    assert len(hoderiv_ext.trace_cache_info()) == 1
+    del net
+    gc.collect()
+    assert hoderiv_ext.trace_cache_info() == []

@@ -9,16 +9,20 @@ decomposed into ops with jet rules; layer norm, variances and eval-mode batch
 norm have rules of their own.
 
 Cache policy: one program per (function, input width, dtype, device), at most
-:data:`CACHE_SIZE` (least recently used first out), keyed by the function
-object (a bound method by its instance and function), held weakly. It is
-traced again when f's structure signature changes: for a module, every
-submodule's type, train/eval mode, ``forward`` set on the instance, and the
-identity of each parameter and buffer (a replaced layer or parameter); for
-any other callable, the same for the modules, and the identity of tensors, it
-reaches through its closure and the globals it names (one level deep). A
-refusal is cached like a program, so ``backend="auto"`` traces a function it
-cannot serve once. :func:`clear_trace_cache` empties the cache;
-:func:`trace_cache_info` lists it with each trace's cost.
+:data:`CACHE_SIZE` (least recently used first out). A function is identified
+by its code and its closure's contents (a lambda made anew at every training
+step finds its program), a bound method by its instance and function, any
+other callable by itself; the entry is dropped when one of these is garbage
+collected (the program holds the parameters). It is traced again when f's
+signature changes: for a module, every submodule's type, its Python scalar
+attributes (train/eval mode, SIREN's w0: a trace bakes them in), a
+``forward`` set on the instance, and the identity of each parameter and
+buffer (a replaced layer or parameter); for any other callable, the same for
+the modules, the identity of the tensors, and the values of the Python
+scalars it reaches through its closure, defaults and the globals it names
+(one level deep). A refusal is cached like a program, so ``backend="auto"``
+traces a function it cannot serve once. :func:`clear_trace_cache` empties
+the cache; :func:`trace_cache_info` lists it with each trace's cost.
 """
 
 from __future__ import annotations
@@ -70,27 +74,44 @@ def _hooks_reason(module: nn.Module, name: str) -> str | None:
     return None
 
 
+_SCALARS = (int, float, bool, str, complex, type(None))
+
+
+def _scalars(obj: object) -> tuple:
+    """The Python scalars an object holds as attributes: a trace bakes them in as constants."""
+    state = getattr(obj, "__dict__", None)
+    if not isinstance(state, dict):
+        return ()
+    return tuple((key, value) for key, value in state.items() if isinstance(value, _SCALARS))
+
+
 def _module_signature(module: nn.Module) -> tuple:
     parts = []
     for name, sub in module.named_modules():
         why = _hooks_reason(sub, name)
         if why is not None:
             raise NotServed(why)
-        parts.append((name, type(sub), sub.training, id(sub.__dict__.get("forward")),
+        parts.append((name, type(sub), id(sub.__dict__.get("forward")), _scalars(sub),
                       tuple((key, id(p)) for key, p in sub._parameters.items()),
                       tuple((key, id(b)) for key, b in sub._buffers.items())))
     return tuple(parts)
 
 
+def _closure(function: object) -> list[object]:
+    return [cell.cell_contents for cell in (getattr(function, "__closure__", None) or ()) if _cell_filled(cell)]
+
+
 def _reached(f: object) -> list[object]:
-    """The objects a plain callable reaches through its closure and the globals it names (one level)."""
+    """What a plain callable reaches: its closure, the globals it names, its defaults, its instance (one level)."""
     function = getattr(f, "__func__", f)
     code = getattr(function, "__code__", None)
     if code is None:
-        return []
-    found = [cell.cell_contents for cell in (function.__closure__ or ()) if _cell_filled(cell)]
+        return [f]  # a callable object: its attributes
+    found = _closure(function)
     names = getattr(function, "__globals__", {})
     found += [names[name] for name in code.co_names if name in names]
+    found += list(getattr(function, "__defaults__", None) or ())
+    found += list((getattr(function, "__kwdefaults__", None) or {}).values())
     if inspect.ismethod(f):
         found.append(f.__self__)
     return found
@@ -104,38 +125,70 @@ def _cell_filled(cell: object) -> bool:
     return True
 
 
+def _item_signature(item: object) -> object:
+    if isinstance(item, nn.Module):
+        return _module_signature(item)
+    if isinstance(item, Tensor):
+        return ("tensor", id(item))
+    if isinstance(item, _SCALARS):
+        return ("value", type(item), item)
+    if inspect.isfunction(item):
+        return ("function", id(item.__code__), tuple(id(c) for c in _closure(item)))
+    if inspect.ismodule(item) or inspect.isclass(item) or inspect.isbuiltin(item):
+        return ("object", id(item))
+    return ("object", id(item), _scalars(item))
+
+
 def signature(f: object) -> tuple:
     """What must stay the same for a traced program of f to stay valid (see the module docstring)."""
     if any(getattr(module_globals, hooks, None) for hooks in _GLOBAL_HOOKS):
         raise NotServed("a global module hook is registered; a traced program would not run it on every call")
     if isinstance(f, nn.Module):
         return ("module", _module_signature(f))
-    parts: list[object] = [id(getattr(getattr(f, "__func__", f), "__code__", f))]
-    for item in _reached(f):
-        if isinstance(item, nn.Module):
-            parts.append(_module_signature(item))
-        elif isinstance(item, Tensor):
-            parts.append(("tensor", id(item)))
-    return tuple(parts)
+    code = getattr(getattr(f, "__func__", f), "__code__", None)
+    return (id(code), tuple(_item_signature(item) for item in _reached(f)))
 
 
-def _key_object(f: object) -> object:
-    return f.__self__ if inspect.ismethod(f) else f
+def _key_objects(f: object) -> tuple[object, ...]:
+    """The objects that identify f in the cache.
+
+    A function is identified by its code and its closure's contents, not by the
+    function object: ``derivatives(lambda x: u(x, net), ...)`` written inside a
+    training loop makes a new lambda every step, and it must not be traced
+    every step.
+    """
+    if inspect.ismethod(f):
+        return (f.__self__, f.__func__)
+    if inspect.isfunction(f):
+        return (f.__code__, *_closure(f))
+    return (f,)
 
 
 def _cache_key(f: object, x: Tensor) -> tuple:
-    func = f.__func__ if inspect.ismethod(f) else None
-    return (id(_key_object(f)), id(func), x.shape[1], x.dtype, x.device)
+    return (tuple(id(obj) for obj in _key_objects(f)), x.shape[1], x.dtype, x.device)
 
 
-_CACHE: "OrderedDict[tuple, tuple[object, TracedProgram]]" = OrderedDict()
+_CACHE: "OrderedDict[tuple, tuple[tuple[object, ...], TracedProgram]]" = OrderedDict()
 
 
-def _reference(obj: object) -> object:
-    try:
-        return weakref.ref(obj)
-    except TypeError:
-        return lambda: obj
+def _references(objects: tuple[object, ...], key: tuple) -> tuple[object, ...]:
+    """Weak references to the key's objects where they allow one; the entry goes when one of them does
+    (the program holds the module's parameters: a deleted model must not stay alive in the cache)."""
+
+    def forget(_: object) -> None:
+        _CACHE.pop(key, None)
+
+    references: list[object] = []
+    for obj in objects:
+        try:
+            references.append(weakref.ref(obj, forget))
+        except TypeError:  # ints, strings, tuples: compared by identity through a strong reference
+            references.append(lambda obj=obj: obj)
+    return tuple(references)
+
+
+def _alive(references: tuple[object, ...], objects: tuple[object, ...]) -> bool:
+    return len(references) == len(objects) and all(ref() is obj for ref, obj in zip(references, objects))  # type: ignore[operator]
 
 
 def clear_trace_cache() -> None:
@@ -146,10 +199,10 @@ def clear_trace_cache() -> None:
 def trace_cache_info() -> list[dict[str, object]]:
     """One entry per cached program: the function's name, input width, dtype, device, nodes, trace seconds,
     and the reason it is refused (None when served)."""
-    return [{"function": program.name, "width": key[2], "dtype": key[3], "device": key[4], "nodes": program.nodes,
+    return [{"function": program.name, "width": key[1], "dtype": key[2], "device": key[3], "nodes": program.nodes,
              "trace_seconds": program.trace_seconds,
              "refused": None if program.refusal is None else str(program.refusal)}
-            for key, (_, program) in _CACHE.items()]
+            for key, (_, program) in list(_CACHE.items())]
 
 
 def program_for(f: object, x: Tensor, dry_run: "object") -> TracedProgram:
@@ -159,9 +212,9 @@ def program_for(f: object, x: Tensor, dry_run: "object") -> TracedProgram:
     refusal is found (and cached) when f is traced, not on a later call.
     """
     sig = signature(f)
-    key = _cache_key(f, x)
+    key, objects = _cache_key(f, x), _key_objects(f)
     hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is _key_object(f) and hit[1].signature == sig:
+    if hit is not None and _alive(hit[0], objects) and hit[1].signature == sig:
         _CACHE.move_to_end(key)
         return hit[1]
     program = _trace(f, x)
@@ -175,7 +228,7 @@ def program_for(f: object, x: Tensor, dry_run: "object") -> TracedProgram:
             program.refusal = error
         except Exception as error:  # noqa: BLE001 - a rule's failure is a refusal, said with its cause
             program.refusal = NotServed(f"the traced program failed: {type(error).__name__}: {_first_line(error)}")
-    _CACHE[key] = (_reference(_key_object(f)), program)
+    _CACHE[key] = (_references(objects, key), program)
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return program
