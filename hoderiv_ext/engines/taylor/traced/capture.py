@@ -85,13 +85,21 @@ def _scalars(obj: object) -> tuple:
     return tuple((key, value) for key, value in state.items() if isinstance(value, _SCALARS))
 
 
+_MODULE_STATE = frozenset(nn.Module().__dict__) - {"training"}  # what every module holds: not f's own numbers
+
+
+def _module_scalars(module: nn.Module) -> tuple:
+    return tuple((key, value) for key, value in module.__dict__.items()
+                 if key not in _MODULE_STATE and isinstance(value, _SCALARS))
+
+
 def _module_signature(module: nn.Module) -> tuple:
     parts = []
     for name, sub in module.named_modules():
         why = _hooks_reason(sub, name)
         if why is not None:
             raise NotServed(why)
-        parts.append((name, type(sub), id(sub.__dict__.get("forward")), _scalars(sub),
+        parts.append((name, type(sub), id(sub.__dict__.get("forward")), _module_scalars(sub),
                       tuple((key, id(p)) for key, p in sub._parameters.items()),
                       tuple((key, id(b)) for key, b in sub._buffers.items())))
     return tuple(parts)

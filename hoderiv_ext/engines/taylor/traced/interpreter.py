@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 from torch import fx
-from torch.utils import _pytree as pytree
 
 from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.engines.taylor.traced import linear_rules, product_rules, shape_rules, unary_rules  # noqa: F401
@@ -50,6 +49,26 @@ SHAPE_OPS = frozenset({
 
 class BatchSize(int):
     """N read from a tensor computed from x: a shape, never a number in the result (that mixes samples)."""
+
+
+def _leaves(value: object) -> list[object]:
+    """The leaves of a node's arguments (nested tuples, lists and dicts): cheaper than torch's pytree."""
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in _leaves(item)]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in _leaves(item)]
+    return [value]
+
+
+def _unwrap(value: object) -> object:
+    """The arguments with every :class:`Derived` replaced by its tensor."""
+    if isinstance(value, Derived):
+        return value.tensor
+    if isinstance(value, (tuple, list)):
+        return type(value)(_unwrap(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _unwrap(item) for key, item in value.items()}
+    return value
 
 
 def op_name(target: object) -> str:
@@ -139,12 +158,12 @@ class Interpreter:
             if isinstance(result, int) and any(isinstance(arg, BatchSize) for arg in args):
                 return BatchSize(result)
             return result
-        if name not in SHAPE_OPS and any(isinstance(leaf, BatchSize) for leaf in pytree.tree_leaves((args, kwargs))):
+        leaves = _leaves((args, kwargs))
+        if name not in SHAPE_OPS and any(isinstance(leaf, BatchSize) for leaf in leaves):
             raise SamplesMix(f"f uses the batch size as a number ({op_name(target)} at {step.where}): its results "
                              "change with the number of samples")
         if name in RANDOM_OPS:  # a traced program would replay one draw; the autograd engine draws per call
             raise NotServed(f"f draws random numbers ({op_name(target)} at {step.where})")
-        leaves = pytree.tree_leaves((args, kwargs))
         try:
             if any(is_jet(leaf) for leaf in leaves):
                 rule = RULES.get(target)
@@ -154,9 +173,7 @@ class Interpreter:
             if any(isinstance(leaf, Derived) for leaf in leaves):
                 if name not in DERIVED_OPS:
                     raise NotServed(f"{op_name(target)} on values computed from x without a derivative")
-                plain_args, plain_kwargs = pytree.tree_map(
-                    lambda leaf: leaf.tensor if isinstance(leaf, Derived) else leaf, (args, kwargs))
-                return Derived(target(*plain_args, **plain_kwargs))  # type: ignore[operator]
+                return Derived(target(*_unwrap(args), **_unwrap(kwargs)))  # type: ignore[operator]
             return target(*args, **kwargs)  # type: ignore[operator]
         except SamplesMix as error:
             raise SamplesMix(f"{error} ({op_name(target)} at {step.where})") from None
