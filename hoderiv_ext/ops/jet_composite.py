@@ -39,9 +39,13 @@ def _collapsed_sum_of_squares(tangents: Tensor, layout: JetLayout, axis: int) ->
 
 def activation_step(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout) -> Tensor:
     """phi applied to a jet (N, S, m): the jet of phi(v + bias)."""
-    t, p = layout.num_tangents, len(layout.pairs)
     a = jet[:, 0] if bias is None else jet[:, 0] + bias
-    phi = _phi(a, function, params, 2)
+    return unary_step(jet, _phi(a, function, params, 2), layout)
+
+
+def unary_step(jet: Tensor, phi: Sequence[Tensor], layout: JetLayout) -> Tensor:
+    """The jet (N, S, *rest) of phi(v) from the jet of v and (phi, phi', phi'') at v, each (N, *rest)."""
+    t, p = layout.num_tangents, len(layout.pairs)
     tangents, second = jet[:, 1 : 1 + t], jet[:, 1 + t :]
     parts = [phi[0].unsqueeze(1), phi[1].unsqueeze(1) * tangents]
     if p:

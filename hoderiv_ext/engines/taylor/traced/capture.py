@@ -271,8 +271,9 @@ def _trace(f: object, x: Tensor) -> TracedProgram:
     return TracedProgram(name, interpreter, time.perf_counter() - start, None, len(graph_module.graph.nodes))
 
 
-_BATCH_NORMS = {"_native_batch_norm_legit": 5, "native_batch_norm": 5, "_native_batch_norm_legit_functional": 5,
-                "batch_norm": 5}
+_BATCH_NORMS = frozenset({"_native_batch_norm_legit", "native_batch_norm", "_native_batch_norm_legit_functional",
+                          "batch_norm"})
+_TRAINING_ARGUMENT = 5  # their argument `training` (momentum for the no_stats overload, always batch statistics)
 
 
 class _Calling(nn.Module):
@@ -300,10 +301,9 @@ def _check_batch_statistics(graph_module: torch.fx.GraphModule) -> None:
         target = node.target
         if node.op != "call_function" or not isinstance(target, torch._ops.OpOverload):
             continue
-        name = target.overloadpacket.__name__
-        position = _BATCH_NORMS.get(name)
-        if position is None:
+        if target.overloadpacket.__name__ not in _BATCH_NORMS:
             continue
+        position = _TRAINING_ARGUMENT
         training = node.args[position] if len(node.args) > position else node.kwargs.get("training", True)
         if training or target._overloadname == "no_stats":
             raise SamplesMix(f"a batch norm in training mode normalises with batch statistics ({op_name(target)} "

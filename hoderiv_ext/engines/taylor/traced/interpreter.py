@@ -101,12 +101,6 @@ def source_line(node: fx.Node) -> str:
     return "(no source line recorded)"
 
 
-# Unary ops that run as one fused kernel with a bias argument (unary_rules.kernel_unary).
-FUSED_UNARY = frozenset({aten.tanh.default, aten.sigmoid.default, aten.sin.default, aten.cos.default,
-                         aten.exp.default, aten.relu.default, aten.silu.default, aten.softplus.default,
-                         aten.leaky_relu.default, aten.gelu.default, aten.elu.default})
-
-
 @dataclass(frozen=True)
 class Step:
     node: fx.Node
@@ -118,7 +112,7 @@ def _folds_bias(node: fx.Node) -> bool:
     if node.target is not aten.addmm.default or len(node.users) != 1:
         return False
     (user,) = node.users
-    return user.target in FUSED_UNARY and user.args[0] is node
+    return user.target in unary_rules.FUSED_OPS and user.args[0] is node
 
 
 class Interpreter:

@@ -49,10 +49,9 @@ class BadOutput(Exception):
 
 @dataclass
 class Slots:
-    """Per-call facts every rule reads: the layout, N, and the index tensors of its pairs (made per call)."""
+    """Per-call facts every rule reads: the layout, the device and dtype, and the index tensors of its pairs."""
 
     layout: JetLayout
-    n: int
     device: torch.device
     dtype: torch.dtype
 
@@ -192,10 +191,3 @@ def add_to_value(data: Tensor, constant: object, rank: int | None = None) -> Ten
         others = others.expand(value.shape[0], others.shape[1], *value.shape[2:])
     return torch.cat([value, others], dim=1)
 
-
-def align(data: Tensor, rank: int) -> Tensor:
-    """A slot-carrying tensor with unit axes inserted after the slot axis up to a primal of ``rank`` axes."""
-    missing = rank + 1 - data.dim()
-    if missing <= 0:
-        return data
-    return data.reshape(data.shape[0], data.shape[1], *([1] * missing), *data.shape[2:])

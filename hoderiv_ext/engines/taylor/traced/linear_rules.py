@@ -78,7 +78,7 @@ def _scaled(slots: Slots, jet: SeedJet | FullJet, factor: object, op: str) -> Se
     return map_slots(slots, jet, lambda t: t * factor)
 
 
-def _added(slots: Slots, a: object, b: object, alpha: object = 1) -> SeedJet | FullJet:
+def plus(slots: Slots, a: object, b: object, alpha: object = 1) -> SeedJet | FullJet:
     """a + alpha * b for jets and constants (at least one a jet)."""
     if is_jet(a) and is_jet(b):
         if primal_rank(a) != primal_rank(b):  # type: ignore[arg-type]
@@ -109,14 +109,14 @@ def _plus_constant(slots: Slots, jet: SeedJet | FullJet, constant: object) -> Se
 
 @rule(aten.add.Tensor, aten.add.Scalar)
 def _add(slots: Slots, a: object, b: object, alpha: object = 1) -> SeedJet | FullJet:
-    return _added(slots, a, b, alpha)
+    return plus(slots, a, b, alpha)
 
 
 @rule(aten.sub.Tensor, aten.sub.Scalar)
 def _sub(slots: Slots, a: object, b: object, alpha: object = 1) -> SeedJet | FullJet:
     if is_jet(b):
-        return _added(slots, a, b, -alpha)  # type: ignore[operator]
-    return _added(slots, a, -plain(b) * alpha)  # type: ignore[operator]
+        return plus(slots, a, b, -alpha)  # type: ignore[operator]
+    return plus(slots, a, -plain(b) * alpha)  # type: ignore[operator]
 
 
 @rule(aten.rsub.Scalar, aten.rsub.Tensor)
@@ -127,16 +127,6 @@ def _rsub(slots: Slots, a: object, b: object, alpha: object = 1) -> SeedJet | Fu
 @rule(aten.neg.default)
 def _neg(slots: Slots, jet: SeedJet | FullJet) -> SeedJet | FullJet:
     return map_slots(slots, jet, torch.neg)
-
-
-@rule(aten.mul.Scalar)
-def _mul_scalar(slots: Slots, jet: SeedJet | FullJet, factor: float) -> SeedJet | FullJet:
-    return map_slots(slots, jet, lambda t: t * factor)
-
-
-@rule(aten.div.Scalar)
-def _div_scalar(slots: Slots, jet: SeedJet | FullJet, factor: float) -> SeedJet | FullJet:
-    return map_slots(slots, jet, lambda t: t / factor)
 
 
 # ----------------------------------------------------------------------------- products with constants
@@ -180,16 +170,14 @@ def bmm_with_constant(slots: Slots, a: object, b: object) -> SeedJet | FullJet:
     return map_slots(slots, b, lambda t: torch.matmul(other, t))  # type: ignore[arg-type]
 
 
+@rule(aten.mul.Scalar)
 def times_constant(slots: Slots, jet: SeedJet | FullJet, constant: object) -> SeedJet | FullJet:
     """jet * constant (elementwise, broadcasting)."""
     return _scaled(slots, jet, constant, "mul")
 
 
+@rule(aten.div.Scalar)
 def divided_by_constant(slots: Slots, jet: SeedJet | FullJet, constant: object) -> SeedJet | FullJet:
     constant = slot_constant(plain(constant), primal_rank(jet), "div")
     return map_slots(slots, jet, lambda t: t / constant)
 
-
-def plus(slots: Slots, a: object, b: object, alpha: object = 1) -> SeedJet | FullJet:
-    """a + alpha * b, one of them a jet."""
-    return _added(slots, a, b, alpha)

@@ -145,7 +145,7 @@ def _moments(slots: Slots, jet: AnyJet, axes: list[int], correction: float) -> t
     centred = linear.plus(slots, jet, mean, -1)
     count = math.prod(jet.primal_shape[axis] for axis in axes)
     squares = RULES[aten.sum.dim_IntList](slots, _mul(slots, centred, centred), axes, True)
-    variance = linear._mul_scalar(slots, squares, 1.0 / max(count - correction, 0))  # type: ignore[arg-type]
+    variance = linear.times_constant(slots, squares, 1.0 / max(count - correction, 0))  # type: ignore[arg-type]
     return mean, variance
 
 
@@ -225,8 +225,3 @@ def _batch_norm(slots: Slots, jet: AnyJet, weight: object, bias: object, mean: o
 def _batch_norm_no_training(slots: Slots, jet: AnyJet, weight: object, bias: object, mean: object, var: object,
                             momentum: float, eps: float) -> tuple[AnyJet, Tensor, Tensor]:
     return _batch_norm_eval(slots, jet, weight, bias, mean, var, eps)
-
-
-@rule(aten._native_batch_norm_legit_functional.default, aten._native_batch_norm_legit.no_stats)
-def _batch_norm_batch_statistics(slots: Slots, jet: AnyJet, *args: object) -> object:
-    raise SamplesMix("a batch norm normalises with batch statistics (call .eval() on it)")

@@ -15,10 +15,10 @@ from torch import Tensor
 from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
+from hoderiv_ext.core.validation import check_output
 from hoderiv_ext.engines.taylor.slots import layout_for, second_from_slots
 from hoderiv_ext.engines.taylor.traced.capture import TracedProgram
 from hoderiv_ext.engines.taylor.traced.jets import BadOutput, SeedJet, Slots, as_full, is_jet
-from hoderiv_ext.core.validation import check_output
 from hoderiv_ext.engines.taylor.traced.rules import constant_jet, value_of
 from hoderiv_ext.ops.layout import JetLayout
 
@@ -32,7 +32,7 @@ def output_jet(program: TracedProgram, x: Tensor, layout: JetLayout, tangents: T
     """
     assert program.interpreter is not None
     n = x.shape[0]
-    slots = Slots(layout, n, x.device, x.dtype)
+    slots = Slots(layout, x.device, x.dtype)
     seed = SeedJet(x.unsqueeze(1), tangents)
     out = program.interpreter.run(slots, seed)
     if check:

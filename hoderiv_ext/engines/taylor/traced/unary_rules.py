@@ -25,6 +25,7 @@ from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.engines.taylor.traced.jets import FullJet, SeedJet, Slots, as_full, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import RULES, plain, rule
 from hoderiv_ext.ops import jet as jet_ops
+from hoderiv_ext.ops import jet_composite
 
 aten = torch.ops.aten
 AnyJet = SeedJet | FullJet
@@ -50,6 +51,14 @@ def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]
     return FullJet(data.reshape(n, slots.s, *primal[1:]))
 
 
+FUSED_OPS: set[object] = set()  # the ops served by kernel_unary: a Linear's bias folds into them
+
+
+def _fused(*ops: object) -> Callable[[Callable[..., FullJet]], Callable[..., FullJet]]:
+    FUSED_OPS.update(ops)
+    return rule(*ops)
+
+
 def _kernel(name: str, params: Callable[..., tuple[float, ...]] = lambda *a, **k: ()) -> Callable[..., FullJet]:
     def apply(slots: Slots, jet: AnyJet, *args: object, **kwargs: object) -> FullJet:
         return kernel_unary(slots, jet, name, params(*args, **kwargs))
@@ -59,17 +68,17 @@ def _kernel(name: str, params: Callable[..., tuple[float, ...]] = lambda *a, **k
 for _op, _name in ((aten.tanh.default, "tanh"), (aten.sigmoid.default, "sigmoid"), (aten.sin.default, "sin"),
                    (aten.cos.default, "cos"), (aten.exp.default, "exp"), (aten.relu.default, "relu"),
                    (aten.silu.default, "silu")):
-    RULES[_op] = _kernel(_name)
-RULES[aten.softplus.default] = _kernel("softplus", lambda beta=1.0, threshold=20.0: (float(beta), float(threshold)))
-RULES[aten.leaky_relu.default] = _kernel("leaky_relu", lambda slope=0.01: (float(slope),))
+    _fused(_op)(_kernel(_name))
+_fused(aten.softplus.default)(_kernel("softplus", lambda beta=1.0, threshold=20.0: (float(beta), float(threshold))))
+_fused(aten.leaky_relu.default)(_kernel("leaky_relu", lambda slope=0.01: (float(slope),)))
 
 
-@rule(aten.gelu.default)
+@_fused(aten.gelu.default)
 def _gelu(slots: Slots, jet: AnyJet, *, approximate: str = "none") -> FullJet:
     return kernel_unary(slots, jet, "gelu_tanh" if approximate == "tanh" else "gelu")
 
 
-@rule(aten.elu.default)
+@_fused(aten.elu.default)
 def _elu(slots: Slots, jet: AnyJet, alpha: float = 1.0, scale: float = 1.0, input_scale: float = 1.0) -> AnyJet:
     if scale != 1 or input_scale != 1:
         raise NotServed("elu with scale or input_scale other than 1 (selu, celu)")
@@ -82,19 +91,7 @@ def _elu(slots: Slots, jet: AnyJet, alpha: float = 1.0, scale: float = 1.0, inpu
 def torch_unary(slots: Slots, jet: AnyJet, phi: Phi) -> FullJet:
     """phi(jet) by the formula of the module docstring; ``phi(v)`` returns (phi, phi', phi'') at v."""
     data = as_full(jet, slots).data
-    value, first, second = phi(data[:, 0])
-    first, second = first.unsqueeze(1), second.unsqueeze(1)
-    t = slots.t
-    tangents = data[:, 1:1 + t]
-    parts = [value.unsqueeze(1), first * tangents]
-    if slots.p:
-        i, j = slots.pair_index()
-        pairs = data[:, 1 + t:1 + t + slots.p]
-        parts.append(first * pairs + second * tangents.index_select(1, i) * tangents.index_select(1, j))
-    if slots.c:
-        summed = slots.collapsed_tangents(tangents)
-        parts.append(first * data[:, -1:] + second * (summed * summed).sum(1, keepdim=True))
-    return FullJet(torch.cat(parts, dim=1))
+    return FullJet(jet_composite.unary_step(data, phi(data[:, 0]), slots.layout))
 
 
 def _log(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
