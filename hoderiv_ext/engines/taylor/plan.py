@@ -99,6 +99,22 @@ _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_
                  "_global_backward_pre_hooks")
 
 
+def global_hooks_registered() -> bool:
+    """A hook registered for every module (register_module_forward_hook and the like)."""
+    return any(getattr(module_globals, hooks, None) for hooks in _GLOBAL_HOOKS)
+
+
+def hook_kinds(module: nn.Module) -> tuple[str, ...]:
+    """"forward" and/or "backward" when the module has hooks of that kind."""
+    state = module.__dict__
+    kinds = []
+    if state["_forward_hooks"] or state["_forward_pre_hooks"]:
+        kinds.append("forward")
+    if state["_backward_hooks"] or state.get("_backward_pre_hooks"):
+        kinds.append("backward")
+    return tuple(kinds)
+
+
 def _not_as_its_type(name: str, module: nn.Module) -> str | None:
     """Why ``module`` may not compute what its type says (a hook, a forward set on the instance), or None.
 
@@ -107,10 +123,9 @@ def _not_as_its_type(name: str, module: nn.Module) -> str | None:
     """
     state = module.__dict__
     where = f"layer '{name}'" if name else "f"
-    if state["_forward_hooks"] or state["_forward_pre_hooks"]:
-        return f"{where} has forward hooks, which the Taylor engine would not run"
-    if state["_backward_hooks"] or state.get("_backward_pre_hooks"):
-        return f"{where} has backward hooks, which the Taylor engine would not run"
+    kinds = hook_kinds(module)
+    if kinds:
+        return f"{where} has {kinds[0]} hooks, which the Taylor engine would not run"
     if "forward" in state:
         return f"{where} has its forward replaced on the instance, which the Taylor engine would not run"
     return None
@@ -147,7 +162,7 @@ def build_plan(f: object) -> TaylorPlan:
     """
     if type(f) is not nn.Sequential:
         raise NotServed(f"f is a {type(f).__name__}, not an nn.Sequential of Linear layers and supported activations")
-    if any(getattr(module_globals, hooks, None) for hooks in _GLOBAL_HOOKS):
+    if global_hooks_registered():
         raise NotServed("a global hook (register_module_forward_hook and the like) runs on every module, and the "
                         "Taylor engine would not run it")
     steps: list[Step] = []

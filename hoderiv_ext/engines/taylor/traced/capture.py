@@ -37,9 +37,9 @@ import torch
 from torch import Tensor, nn
 from torch._decomp import get_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
-from torch.nn.modules import module as module_globals
 
 from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.engines.taylor.plan import global_hooks_registered, hook_kinds
 from hoderiv_ext.engines.taylor.traced.interpreter import Interpreter, op_name, source_line
 from hoderiv_ext.engines.taylor.traced.jets import BadOutput, SamplesMix
 
@@ -49,8 +49,6 @@ _DECOMPOSITIONS = get_decompositions([
     aten._softmax, aten._log_softmax, aten.logsumexp, aten.linalg_vector_norm, aten.mish, aten.hardswish,
     aten.hardsigmoid,
 ])
-_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-                 "_global_backward_pre_hooks")
 
 
 @dataclass
@@ -63,15 +61,6 @@ class TracedProgram:
     refusal: Exception | None = None
     nodes: int = 0
     signature: tuple = field(default=(), repr=False)
-
-
-def _hooks_reason(module: nn.Module, name: str) -> str | None:
-    state = module.__dict__
-    where = f"layer '{name}'" if name else "f"
-    if state["_forward_hooks"] or state["_forward_pre_hooks"] or state["_backward_hooks"] or state.get(
-            "_backward_pre_hooks"):
-        return f"{where} has hooks, which a traced program would not run on every call"
-    return None
 
 
 _SCALARS = (int, float, bool, str, complex, type(None))
@@ -96,9 +85,9 @@ def _module_scalars(module: nn.Module) -> tuple:
 def _module_signature(module: nn.Module) -> tuple:
     parts = []
     for name, sub in module.named_modules():
-        why = _hooks_reason(sub, name)
-        if why is not None:
-            raise NotServed(why)
+        if hook_kinds(sub):
+            where = f"layer '{name}'" if name else "f"
+            raise NotServed(f"{where} has hooks, which a traced program would not run on every call")
         parts.append((name, type(sub), id(sub.__dict__.get("forward")), _module_scalars(sub),
                       tuple((key, id(p)) for key, p in sub._parameters.items()),
                       tuple((key, id(b)) for key, b in sub._buffers.items())))
@@ -149,7 +138,7 @@ def _item_signature(item: object) -> object:
 
 def signature(f: object) -> tuple:
     """What must stay the same for a traced program of f to stay valid (see the module docstring)."""
-    if any(getattr(module_globals, hooks, None) for hooks in _GLOBAL_HOOKS):
+    if global_hooks_registered():
         raise NotServed("a global module hook is registered; a traced program would not run it on every call")
     if isinstance(f, nn.Module):
         return ("module", _module_signature(f))
