@@ -14,12 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hoderiv_ext.core.independence import (
-    check_no_batch_statistics,
-    probe_independence,
-    reachable_modules,
-    static_independence_check,
-)
+from hoderiv_ext.core.independence import probe_independence, static_independence_check
 from hoderiv_ext.core.operators import Bilaplacian, laplacian_directions, random_directions
 from hoderiv_ext.core.requests import HessianRequest, parse_hessian_request
 from hoderiv_ext.core.results import Canonical, Derivatives, Layout, empty_canonical, finalize
@@ -127,8 +122,6 @@ def derivatives(
     n, d = x2d.shape
     request = parse_hessian_request(hessian, d)
     directions = _directions(request, x2d)
-    if check_independence:  # a batch norm on batch statistics, named, before any trace
-        check_no_batch_statistics(reachable_modules(f))
     choice = select.choose_engine(f, x2d, request, backend, check_independence)
     # A network of the Taylor engine's layers (Linear, activations, no-ops; no
     # batch norm, no dropout in training, no hooks) acts on each sample alone:

@@ -76,7 +76,7 @@ import torch
 from torch import Tensor, nn
 
 from hoderiv_ext.core.errors import NotServed
-from hoderiv_ext.core.independence import probe_independence
+from hoderiv_ext.core.independence import check_no_batch_statistics, probe_independence, reachable_modules
 from hoderiv_ext.core.validation import check_output
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Engine
@@ -228,6 +228,8 @@ def _traced(f: object, x: Tensor, request: HessianRequest, check_independence: b
     """f's traced program when it serves the request, else (None, why not); raises the independence error."""
     if request.kind in TRACED_NOT_SERVED:
         return None, f"traced functions are not served for {request.kind} requests yet"
+    if check_independence:  # a batch norm on batch statistics is refused naming the layer, before any trace
+        check_no_batch_statistics(reachable_modules(f))
     try:
         program = program_for(f, x, dry_run)
     except NotServed as error:
