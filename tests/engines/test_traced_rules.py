@@ -34,6 +34,10 @@ RULES: dict[str, Callable[[Tensor], Tensor]] = {
     + x.gather(1, torch.tensor([[1, 0]]).expand(x.shape[0], 2)).pow(3).sum(-1),
     "mean-sum-keepdim": lambda x: (x.pow(2).mean(-1, keepdim=True) * x.sum(-1, keepdim=True)).squeeze(-1),
     "where-masked-fill": lambda x: torch.where(x > 0, x.pow(2), x.sin()).masked_fill(x.abs() > 5, 0.0).sum(-1),
+    # regression: a constant of fewer axes (a Python number, a 0-d tensor, a row) became a jet of the wrong rank
+    "where-and-cat-with-lower-rank-constants": lambda x: torch.where(x > 0, x.sin(), 0.5).sum(-1)
+    + torch.where(x < 1, torch.tensor(2.0, dtype=x.dtype), x.pow(2)).sum(-1)
+    + torch.cat([x.tanh(), torch.where(x > 0, x, C[:3])], -1).pow(2).sum(-1),
     "detach": lambda x: (x * x.detach()).sum(-1) + x.detach().sin().sum(-1),
     # kernel-table functions
     "kernel-functions": lambda x: (torch.tanh(x[:, 0]) + torch.sigmoid(x[:, 1]) + F.softplus(x[:, 2], 2.0)
@@ -62,7 +66,8 @@ INPUTS = {
     "kinks": lambda x: x * (torch.arange(x.shape[0])[:, None] % 2),  # every other sample all zeros
 }
 NOT_AT_KINKS = {"log-log1p-sqrt-rsqrt", "vector-norm", "var-std", "layer-norm", "abs"}  # not smooth at 0
-NOT_IN_TAILS = {"erf-atan-tan-sinh-cosh", "expm1-reciprocal-pow", "var-std", "where-masked-fill", "index-select-gather"}
+NOT_IN_TAILS = {"erf-atan-tan-sinh-cosh", "expm1-reciprocal-pow", "var-std", "where-masked-fill", "index-select-gather",
+                "where-and-cat-with-lower-rank-constants"}
 
 
 def _x(kind: str) -> Tensor:

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.engines.taylor.traced.jets import Derived, FullJet, SeedJet, Slots, primal_rank
 
 aten = torch.ops.aten
@@ -45,10 +46,10 @@ def constant_jet(slots: Slots, constant: object, like: SeedJet | FullJet) -> Ful
     """A constant (rank of ``like``'s primal, batch axis first) as a jet with zero derivatives."""
     value = torch.as_tensor(plain(constant), dtype=slots.dtype, device=slots.device)
     rank = primal_rank(like)
-    if value.dim() < rank:
-        value = value.expand(like.primal_shape[0], *value.shape[-(rank - 1):]) if rank > 1 else value.expand(
-            like.primal_shape[0])
-    value = value.unsqueeze(1)
+    if value.dim() > rank:
+        raise NotServed(f"a constant of {value.dim()} axes would move the batch axis of a {rank}-axis tensor")
+    value = value.reshape((1,) * (rank - value.dim()) + tuple(value.shape))  # broadcast from the right, as torch
+    value = value.expand(like.primal_shape[0], *value.shape[1:]).unsqueeze(1)
     zeros = value.new_zeros((value.shape[0], slots.s - 1, *value.shape[2:]))
     return FullJet(torch.cat([value, zeros], dim=1))
 
