@@ -113,7 +113,7 @@ class Derivatives:
         algorithm: how that engine computed them: the Taylor engine's
             ``"forward"`` (forward Taylor mode), ``"mixed"`` or
             ``"forward_over_reverse"``, ``"reverse"``, ``"collapsed_reverse"``,
-            ``"univariate"``; the autograd engine's ``"auto"``.
+            ``"bilaplacian"``, ``"univariate"``; the autograd engine's ``"auto"``.
     """
 
     value: Tensor

@@ -206,7 +206,7 @@ def choose_engine(
         plan, obstacles = None, [error.reason]
     if plan is not None:
         plan.check_operands(x)
-    if backend == "autograd" or (backend == "auto" and request.kind in AUTO_ON_AUTOGRAD):
+    if backend == "autograd" or (backend == "auto" and auto_on_autograd(request)):
         return EngineChoice("autograd", "auto", plan)
     if plan is None and not kernels and torch.compiler.is_compiling():
         obstacles = [f"{obstacles[0]}, and traced programs do not run inside torch.compile yet"]
@@ -275,17 +275,21 @@ def taylor_request_obstacles(request: HessianRequest) -> list[str]:
     return []
 
 
-# Under backend="auto" these go to the autograd engine although the Taylor engine serves them: its
-# univariate algorithm (fourth-order coefficients along p^2 directions, in torch ops around the fused
-# elementwise op; no fused kernel yet) measured 0.45x nested autograd for the bi-Laplacian of a tanh
-# 3->64x3->1 MLP at N = 1024 (102 ms against 46 ms, CPU, 2 threads, 2026-12-02).
-AUTO_ON_AUTOGRAD = ("bilaplacian",)
+# Under backend="auto" the randomized bi-Laplacian goes to the autograd engine although the Taylor engine
+# serves it: its univariate algorithm (fourth-order coefficients along r directions, in torch ops around
+# the fused elementwise op) measured 0.45x nested autograd for the polarisation variant of a tanh
+# 3->64x3->1 MLP at N = 1024 (CPU, 2 threads, 2026-12-02). The exact bi-Laplacian (algorithm
+# "bilaplacian", the forward Laplacian of the forward Laplacian) measured 5.3-7.9x nested autograd
+# forward and 5.2x in training on the same network (CPU, 2 threads, 2026-12-02), so auto uses it.
+def auto_on_autograd(request: HessianRequest) -> bool:
+    """Whether backend="auto" sends this request to the autograd engine although the Taylor engine serves it."""
+    return request.kind == "bilaplacian" and request.randomized
 
 
 def taylor_algorithm(plan: TaylorPlan, request: HessianRequest, d: int) -> str:
     """"forward", "mixed", "forward_over_reverse" or "reverse" for this request (see the module docstring)."""
     if request.kind == "bilaplacian":
-        return "univariate"
+        return "univariate" if request.randomized else "bilaplacian"
     if plan.output_width(d) != 1:
         return "forward"
     if request.kind == "none":

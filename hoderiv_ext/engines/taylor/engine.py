@@ -7,6 +7,7 @@ from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
+from hoderiv_ext.engines.taylor.bilaplacian import run_bilaplacian
 from hoderiv_ext.engines.taylor.collapsed_reverse import run_collapsed_reverse
 from hoderiv_ext.engines.taylor.forward import run_forward
 from hoderiv_ext.engines.taylor.forward_over_reverse import run_forward_over_reverse
@@ -18,7 +19,7 @@ from hoderiv_ext.engines.taylor.traced.run import run_traced
 from hoderiv_ext.engines.taylor.univariate import run_univariate
 
 ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse", "reverse", "univariate",
-                               "collapsed_reverse", "traced")
+                               "bilaplacian", "collapsed_reverse", "traced")
 _RUNNERS = {
     "forward": run_forward,
     "mixed": run_mixed,
@@ -37,7 +38,9 @@ def run(
     "mixed" (forward tangents + reverse sweep, scalar outputs only) or
     "forward_over_reverse" (k directional tangents + reverse sweep,
     Hessian-rows requests of scalar-output networks only) or "reverse"
-    (value and gradient only, scalar-output networks only). The choice is made
+    (value and gradient only, scalar-output networks only) or "bilaplacian"
+    (the exact bi-Laplacian, :mod:`~hoderiv_ext.engines.taylor.bilaplacian`) or
+    "univariate" (its randomized estimate). The choice is made
     by :func:`hoderiv_ext.engines.select.taylor_algorithm`; "traced" (forward
     Taylor mode over a traced program, ``plan`` a
     :class:`~hoderiv_ext.engines.taylor.traced.capture.TracedProgram`).
@@ -51,9 +54,11 @@ def run(
     if isinstance(plan, TracedProgram):
         with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
             return run_traced(plan, x, request, directions)
-    if algorithm not in ("forward", "univariate") and plan.output_width(x.shape[1]) != 1:  # one reverse sweep
+    if algorithm not in ("forward", "univariate", "bilaplacian") and plan.output_width(x.shape[1]) != 1:  # one reverse sweep
         raise ValueError(f"algorithm={algorithm!r} serves scalar-output networks only")
     with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        if algorithm == "bilaplacian":
+            return run_bilaplacian(plan, x, request)
         if algorithm == "univariate":
             return run_univariate(plan, x, request, directions)
         if algorithm == "collapsed_reverse":

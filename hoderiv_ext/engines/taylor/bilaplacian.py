@@ -1,0 +1,156 @@
+"""The exact bi-Laplacian as the forward Laplacian of the forward Laplacian, in one forward sweep.
+
+Δ²f = Σ_{i,j ∈ D} ∂_i²∂_j² f over the chosen inputs D (all d, or ``dims``; p = |D|).
+Write g = Σ_{j∈D} ∂_j² h for a hidden value h: Δ²h is the Laplacian of g, so it
+needs g's tangents T_i = ∂_i g = Σ_j ∂_i∂_j² h, and those need the Hessian of h
+over D. The jet of every hidden value h therefore carries
+
+=====================  =======================================================
+slots                  content
+=====================  =======================================================
+main jet (N, S, m)     value, d tangents h_k (the gradient), the p(p+1)/2
+                       pairs h_ij, i <= j in D: the full-Hessian jet over D
+extra jet (N, p+1, m)  T_i = Σ_{j∈D} h_ijj for i in D, then B = Σ_{i,j∈D} h_iijj
+=====================  =======================================================
+
+S + p + 1 = 2 + d + p + p(p+1)/2 slots, against 1 + d + 4p² for the polarisation
+directions of the univariate sweep (:mod:`~hoderiv_ext.engines.taylor.univariate`;
+11 against 40 for d = p = 3). A Linear is linear in every slot (one GEMM each
+for the main and the extra jet, the bias in slot 0 only). An activation
+y = φ(a) maps the main jet with the fused kernel (``jet_activation``) and the
+extra jet by the chain rule. With g_i = a_i and A_ij = a_ij over D,
+
+    G = Σ_j g_j²,  L = Σ_j A_jj,  H_i = Σ_j A_ij g_j,  Q = Σ_i g_i H_i,  F = Σ_ij A_ij²,  P = Σ_i g_i T_i
+    T_i(y) = φ‴ g_i G + 2φ″ H_i + φ″ g_i L + φ′ T_i
+    B(y)   = φ⁗ G² + 2φ‴ L G + 4φ‴ Q + φ″ (2F + L² + 4P) + φ′ B
+
+(φ⁽ᵏ⁾ at a; T_i(y) = ∂_i Σ_j y_jj with y_jj = φ″ g_j² + φ′ A_jj, and B(y) = Σ_i ∂_i T_i(y)).
+The first activation reads its tangents from the affine prefix's shared
+matrix, where A = T = B = 0: T_i(y) = φ‴ g_i G, B(y) = φ⁗ G². Cost per activation:
+the fused second-order kernel plus O(p²) elementwise products over (N, m).
+Differentiable by ordinary autograd (φ⁽⁰⁻⁴⁾ come from the elementwise op, which
+is differentiable to order 8).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hoderiv_ext.core.requests import HessianRequest
+from hoderiv_ext.core.results import Canonical
+from hoderiv_ext.engines.taylor.plan import LinearStep, TaylorPlan
+from hoderiv_ext.ops import elementwise as elementwise_ops
+from hoderiv_ext.ops import jet as jet_ops
+from hoderiv_ext.ops.layout import JetLayout
+
+
+@functools.lru_cache(maxsize=64)
+def bilaplacian_layout(d: int, dims: tuple[int, ...] | None) -> JetLayout:
+    """The main jet's layout: d tangents and the pairs i <= j of D (row-major upper triangle over D).
+
+    Cached: a layout holds only integers.
+    """
+    chosen = tuple(range(d)) if dims is None else dims
+    return JetLayout(d, pairs=tuple((chosen[a], chosen[b]) for a in range(len(chosen)) for b in range(a, len(chosen))))
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_slots(p: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(slot of A_ab for every (a, b) in D x D, row-major; the slots of A_aa) among the upper-triangle pairs."""
+    def slot(a: int, b: int) -> int:
+        low, high = min(a, b), max(a, b)
+        return low * p - low * (low - 1) // 2 + high - low
+    return tuple(slot(a, b) for a in range(p) for b in range(p)), tuple(slot(a, a) for a in range(p))
+
+
+def _chosen_tangents(tangents: Tensor, d: int, dims: tuple[int, ...] | None, axis: int) -> Tensor:
+    """The tangents along D, taken on axis ``axis`` of ``tangents`` (d entries there)."""
+    if dims is None or dims == tuple(range(d)):
+        return tangents
+    return tangents.index_select(axis, torch.tensor(dims, device=tangents.device))
+
+
+def _extra_step(phi: Tensor, g: Tensor, pairs: Tensor, extra: Tensor) -> Tensor:
+    """The extra jet (N, p+1, m) of y = φ(a) (module docstring).
+
+    phi (5, N, m): φ⁽⁰⁻⁴⁾ at a; g (N, p, m): a's tangents over D; pairs (N, p(p+1)/2, m):
+    a's Hessian over D (upper triangle); extra (N, p+1, m): a's T and B.
+    """
+    n, p, m = g.shape
+    full, diagonal = _pair_slots(p)
+    hessian = pairs[:, list(full)].reshape(n, p, p, m)
+    d1, d2, d3, d4 = (phi[k].unsqueeze(1) for k in range(1, 5))
+    squares = (g * g).sum(1, keepdim=True)  # G (N, 1, m)
+    trace = pairs[:, list(diagonal)].sum(1, keepdim=True)  # L
+    hessian_g = (hessian * g.unsqueeze(1)).sum(2)  # H (N, p, m)
+    quadratic = (hessian_g * g).sum(1, keepdim=True)  # Q
+    frobenius = (hessian * hessian).sum((1, 2)).unsqueeze(1)  # F
+    tangents_in, bilaplacian_in = extra[:, :p], extra[:, p:]
+    projected = (g * tangents_in).sum(1, keepdim=True)  # P
+    tangents_out = (d3 * squares + d2 * trace) * g + 2 * d2 * hessian_g + d1 * tangents_in
+    bilaplacian_out = (d4 * squares * squares + 2 * d3 * trace * squares + 4 * d3 * quadratic
+                       + d2 * (2 * frobenius + trace * trace + 4 * projected) + d1 * bilaplacian_in)
+    return torch.cat([tangents_out, bilaplacian_out], dim=1)
+
+
+def _first_extra_step(phi: Tensor, g: Tensor) -> Tensor:
+    """The extra jet (N, p+1, m) of y = φ(a) when a's tangents g (p, m) are shared and A = T = B = 0."""
+    squares = (g * g).sum(0)  # G (m,)
+    d3, d4 = phi[3], phi[4]
+    tangents_out = (d3 * squares).unsqueeze(1) * g.unsqueeze(0)
+    return torch.cat([tangents_out, (d4 * squares * squares).unsqueeze(1)], dim=1)
+
+
+def bilaplacian_sweep(plan: TaylorPlan, x: Tensor, dims: tuple[int, ...] | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(value (N, o), tangents (N, d, o), bi-Laplacian over D (N, o)) of the planned network at x (N, d)."""
+    n, d = x.shape
+    layout = bilaplacian_layout(d, dims)
+    p = d if dims is None else len(dims)
+    value: Tensor = x
+    shared: Tensor | None = None  # the affine prefix's tangents (t, m); None = the identity
+    jet: Tensor | None = None  # (N, S, m) after the first activation
+    extra: Tensor | None = None  # (N, p + 1, m)
+    bias: Tensor | None = None
+    for step in plan.steps:
+        if isinstance(step, LinearStep):
+            if jet is None:
+                value = F.linear(value, step.weight, step.bias)
+                shared = step.weight.t().contiguous() if shared is None else F.linear(shared, step.weight)
+                continue
+            assert extra is not None
+            if bias is not None:  # two Linear layers in a row
+                jet = torch.cat([(jet[:, 0] + bias).unsqueeze(1), jet[:, 1:]], dim=1)
+            jet, extra, bias = F.linear(jet, step.weight), F.linear(extra, step.weight), step.bias
+            continue
+        name, params = step.function.name, step.function.params
+        if jet is None:
+            tangents = shared if shared is not None else torch.eye(d, dtype=x.dtype, device=x.device)
+            phi = elementwise_ops.elementwise_derivatives(value, name, params, 4)
+            extra = _first_extra_step(phi, _chosen_tangents(tangents, d, dims, 0))
+            jet = jet_ops.jet_activation_first(value, tangents.t(), name, params, layout)
+            continue
+        assert extra is not None
+        a = jet[:, 0] if bias is None else jet[:, 0] + bias
+        phi = elementwise_ops.elementwise_derivatives(a, name, params, 4)
+        g = _chosen_tangents(jet[:, 1 : 1 + d], d, dims, 1)
+        extra = _extra_step(phi, g, jet[:, 1 + d :], extra)
+        jet, bias = jet_ops.jet_activation(jet, bias, name, params, layout), None
+    if jet is None:  # an affine network: every fourth derivative is zero
+        o = value.shape[1]
+        tangents = shared if shared is not None else torch.eye(d, dtype=x.dtype, device=x.device)
+        return value, tangents.unsqueeze(0).expand(n, d, o), value.new_zeros((n, o))
+    assert extra is not None
+    out = jet[:, 0] if bias is None else jet[:, 0] + bias
+    return out, jet[:, 1 : 1 + d], extra[:, p]
+
+
+def run_bilaplacian(plan: TaylorPlan, x: Tensor, request: HessianRequest) -> Canonical:
+    """Canonical (value (N, o), jacobian (N, o, d), bi-Laplacian (N, o)) for an exact bi-Laplacian request."""
+    if request.kind != "bilaplacian" or request.randomized:
+        raise ValueError("the bilaplacian algorithm serves the exact bi-Laplacian (Bilaplacian() without samples=)")
+    value, tangents, bilaplacian = bilaplacian_sweep(plan, x, request.dims)
+    return value, tangents.transpose(1, 2), bilaplacian
