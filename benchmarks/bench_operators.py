@@ -9,8 +9,8 @@ in the same round, median (min-max) over rounds; forward pass and training step)
   hutchinson   the randomized Laplacian, 16 Rademacher directions, d = 100 (100 -> 128 x 3 -> 1,
                N = 1024), against the exact Laplacian on the Taylor engine (the estimate's cost
                does not grow with d)
-  bilaplacian  the exact bi-Laplacian of tanh 3 -> 64 x 3 -> 1 at N = 1024: the Taylor engine's
-               univariate sweep (backend="kernel") and the autograd engine against nested autograd
+  bilaplacian  the exact bi-Laplacian of tanh 3 -> 64 x 3 -> 1 at N = 1024: the Taylor engine
+               (algorithm "bilaplacian") and the autograd engine against nested autograd
 
 With torch-jet (``jet-for-pytorch``) importable, its weighted Laplacian and bi-Laplacian (vmapped over
 the batch, eager and under torch.compile) join as baselines; it computes only the operator, not the
@@ -121,8 +121,7 @@ def _case(name: str) -> tuple[nn.Module, dict, str]:
     net, x = _mlp([3, 64, 64, 64, 1]), torch.randn(1024, 3)
     contenders = {
         "nested autograd": lambda: (_nested_bilaplacian(net, x),),
-        "Taylor engine (univariate)": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="kernel")
-                                               .bilaplacian,),
+        "Taylor engine": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="kernel").bilaplacian,),
         "autograd engine": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="autograd").bilaplacian,),
         **_jet_contenders(name, net, x, None),
     }
