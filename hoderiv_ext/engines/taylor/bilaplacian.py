@@ -29,22 +29,24 @@ The first activation reads its tangents from the affine prefix's shared
 matrix, where A = T = B = 0: T_i(y) = φ‴ g_i G, B(y) = φ⁗ G². Cost per activation:
 the fused second-order kernel plus O(p²) elementwise products over (N, m).
 Differentiable by ordinary autograd (φ⁽⁰⁻⁴⁾ come from the elementwise op, which
-is differentiable to order 8).
+is differentiable to order 8). :func:`extra_step` and :func:`first_extra_step`
+take any trailing shape (N, K, *rest), so the traced engine uses them too.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
-from hoderiv_ext.engines.taylor.plan import LinearStep, TaylorPlan
+from hoderiv_ext.engines.taylor.plan import ActivationStep, LinearStep, TaylorPlan
+from hoderiv_ext.engines.taylor.slots import upper_triangle_index
+from hoderiv_ext.engines.taylor.sweep import CarriedJet
 from hoderiv_ext.ops import elementwise as elementwise_ops
-from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -58,35 +60,28 @@ def bilaplacian_layout(d: int, dims: tuple[int, ...] | None) -> JetLayout:
     return JetLayout(d, pairs=tuple((chosen[a], chosen[b]) for a in range(len(chosen)) for b in range(a, len(chosen))))
 
 
-@functools.lru_cache(maxsize=64)
-def _pair_slots(p: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(slot of A_ab for every (a, b) in D x D, row-major; the slots of A_aa) among the upper-triangle pairs."""
-    def slot(a: int, b: int) -> int:
-        low, high = min(a, b), max(a, b)
-        return low * p - low * (low - 1) // 2 + high - low
-    return tuple(slot(a, b) for a in range(p) for b in range(p)), tuple(slot(a, a) for a in range(p))
-
-
-def _chosen_tangents(tangents: Tensor, d: int, dims: tuple[int, ...] | None, axis: int) -> Tensor:
+def chosen_tangents(tangents: Tensor, d: int, dims: tuple[int, ...] | None, axis: int) -> Tensor:
     """The tangents along D, taken on axis ``axis`` of ``tangents`` (d entries there)."""
     if dims is None or dims == tuple(range(d)):
         return tangents
     return tangents.index_select(axis, torch.tensor(dims, device=tangents.device))
 
 
-def _extra_step(phi: Tensor, g: Tensor, pairs: Tensor, extra: Tensor) -> Tensor:
-    """The extra jet (N, p+1, m) of y = φ(a) (module docstring).
+def extra_step(phi: Sequence[Tensor], g: Tensor, pairs: Tensor, extra: Tensor, hessian_index: Tensor) -> Tensor:
+    """The extra jet (N, p+1, *rest) of y = φ(a) (module docstring).
 
-    phi (5, N, m): φ⁽⁰⁻⁴⁾ at a; g (N, p, m): a's tangents over D; pairs (N, p(p+1)/2, m):
-    a's Hessian over D (upper triangle); extra (N, p+1, m): a's T and B.
+    phi: φ⁽⁰⁻⁴⁾ at a, each (N, *rest); g (N, p, *rest): a's tangents over D;
+    pairs (N, p(p+1)/2, *rest): a's Hessian over D (upper triangle); extra
+    (N, p+1, *rest): a's T and B; ``hessian_index``: ``upper_triangle_index(p)``
+    on the jet's device (built once per sweep).
     """
-    n, p, m = g.shape
-    full, diagonal = _pair_slots(p)
-    hessian = pairs[:, list(full)].reshape(n, p, p, m)
+    n, p = g.shape[:2]
+    rest = g.shape[2:]
+    hessian = pairs.index_select(1, hessian_index).reshape(n, p, p, *rest)
     d1, d2, d3, d4 = (phi[k].unsqueeze(1) for k in range(1, 5))
-    squares = (g * g).sum(1, keepdim=True)  # G (N, 1, m)
-    trace = pairs[:, list(diagonal)].sum(1, keepdim=True)  # L
-    hessian_g = (hessian * g.unsqueeze(1)).sum(2)  # H (N, p, m)
+    squares = (g * g).sum(1, keepdim=True)  # G (N, 1, *rest)
+    trace = pairs.index_select(1, hessian_index[:: p + 1]).sum(1, keepdim=True)  # L
+    hessian_g = (hessian * g.unsqueeze(1)).sum(2)  # H (N, p, *rest)
     quadratic = (hessian_g * g).sum(1, keepdim=True)  # Q
     frobenius = (hessian * hessian).sum((1, 2)).unsqueeze(1)  # F
     tangents_in, bilaplacian_in = extra[:, :p], extra[:, p:]
@@ -97,55 +92,56 @@ def _extra_step(phi: Tensor, g: Tensor, pairs: Tensor, extra: Tensor) -> Tensor:
     return torch.cat([tangents_out, bilaplacian_out], dim=1)
 
 
-def _first_extra_step(phi: Tensor, g: Tensor) -> Tensor:
-    """The extra jet (N, p+1, m) of y = φ(a) when a's tangents g (p, m) are shared and A = T = B = 0."""
-    squares = (g * g).sum(0)  # G (m,)
+def first_extra_step(phi: Sequence[Tensor], g: Tensor) -> Tensor:
+    """The extra jet (N, p+1, *rest) of y = φ(a) when a's tangents g (p, *rest) are shared and A = T = B = 0."""
+    squares = (g * g).sum(0)  # G (*rest)
     d3, d4 = phi[3], phi[4]
     tangents_out = (d3 * squares).unsqueeze(1) * g.unsqueeze(0)
     return torch.cat([tangents_out, (d4 * squares * squares).unsqueeze(1)], dim=1)
 
 
+class _BilaplacianCarried(CarriedJet):
+    """The forward sweep's state (:class:`CarriedJet`, the main jet) plus the extra jet (N, p+1, m)."""
+
+    def __init__(self, x: Tensor, dims: tuple[int, ...] | None) -> None:
+        d = x.shape[1]
+        super().__init__(x, bilaplacian_layout(d, dims), None, "jet", False)
+        self.d, self.dims = d, dims
+        self.p = d if dims is None else len(dims)
+        self.extra: Tensor | None = None  # (N, p + 1, m) once the first activation has run
+        self.hessian_index = upper_triangle_index(self.p, x.device)
+
+    def linear(self, step: LinearStep) -> None:
+        if self.extra is not None:  # no bias: the extra slots are derivatives of order 3 and 4
+            self.extra = torch.nn.functional.linear(self.extra, step.weight)
+        super().linear(step)
+
+    def activation(self, step: ActivationStep) -> None:
+        name, params = step.function.name, step.function.params
+        if self.jet is None:
+            phi = elementwise_ops.elementwise_derivatives(self.value, name, params, 4)
+            g = chosen_tangents(self.shared_tangents(self.value), self.d, self.dims, 0)
+            self.extra = first_extra_step(phi, g)
+        else:
+            assert self.extra is not None
+            phi = elementwise_ops.elementwise_derivatives(self.preactivation(), name, params, 4)
+            g = chosen_tangents(self.jet[:, 1 : 1 + self.d], self.d, self.dims, 1)
+            self.extra = extra_step(phi, g, self.jet[:, 1 + self.d :], self.extra, self.hessian_index)
+        super().activation(step)
+
+
 def bilaplacian_sweep(plan: TaylorPlan, x: Tensor, dims: tuple[int, ...] | None) -> tuple[Tensor, Tensor, Tensor]:
     """(value (N, o), tangents (N, d, o), bi-Laplacian over D (N, o)) of the planned network at x (N, d)."""
-    n, d = x.shape
-    layout = bilaplacian_layout(d, dims)
-    p = d if dims is None else len(dims)
-    value: Tensor = x
-    shared: Tensor | None = None  # the affine prefix's tangents (t, m); None = the identity
-    jet: Tensor | None = None  # (N, S, m) after the first activation
-    extra: Tensor | None = None  # (N, p + 1, m)
-    bias: Tensor | None = None
+    carried = _BilaplacianCarried(x, dims)
     for step in plan.steps:
         if isinstance(step, LinearStep):
-            if jet is None:
-                value = F.linear(value, step.weight, step.bias)
-                shared = step.weight.t().contiguous() if shared is None else F.linear(shared, step.weight)
-                continue
-            assert extra is not None
-            if bias is not None:  # two Linear layers in a row
-                jet = torch.cat([(jet[:, 0] + bias).unsqueeze(1), jet[:, 1:]], dim=1)
-            jet, extra, bias = F.linear(jet, step.weight), F.linear(extra, step.weight), step.bias
-            continue
-        name, params = step.function.name, step.function.params
-        if jet is None:
-            tangents = shared if shared is not None else torch.eye(d, dtype=x.dtype, device=x.device)
-            phi = elementwise_ops.elementwise_derivatives(value, name, params, 4)
-            extra = _first_extra_step(phi, _chosen_tangents(tangents, d, dims, 0))
-            jet = jet_ops.jet_activation_first(value, tangents.t(), name, params, layout)
-            continue
-        assert extra is not None
-        a = jet[:, 0] if bias is None else jet[:, 0] + bias
-        phi = elementwise_ops.elementwise_derivatives(a, name, params, 4)
-        g = _chosen_tangents(jet[:, 1 : 1 + d], d, dims, 1)
-        extra = _extra_step(phi, g, jet[:, 1 + d :], extra)
-        jet, bias = jet_ops.jet_activation(jet, bias, name, params, layout), None
-    if jet is None:  # an affine network: every fourth derivative is zero
-        o = value.shape[1]
-        tangents = shared if shared is not None else torch.eye(d, dtype=x.dtype, device=x.device)
-        return value, tangents.unsqueeze(0).expand(n, d, o), value.new_zeros((n, o))
-    assert extra is not None
-    out = jet[:, 0] if bias is None else jet[:, 0] + bias
-    return out, jet[:, 1 : 1 + d], extra[:, p]
+            carried.linear(step)
+        else:
+            carried.activation(step)
+    jet = carried.result()
+    if carried.extra is None:  # an affine network: every fourth derivative is zero
+        return jet.value, jet.tangents, jet.value.new_zeros(jet.value.shape)
+    return jet.value, jet.tangents, carried.extra[:, carried.p]
 
 
 def run_bilaplacian(plan: TaylorPlan, x: Tensor, request: HessianRequest) -> Canonical:

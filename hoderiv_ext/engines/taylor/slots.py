@@ -43,8 +43,11 @@ def layout_for(request: HessianRequest, d: int) -> JetLayout:
     return JetLayout(d, pairs=tuple((r, j) for r in request.rows for j in range(d)))
 
 
-def _upper_triangle_index(d: int, device: torch.device) -> Tensor:
-    """Slot of H[r, j] among the pairs i <= j (row-major upper triangle), for every (r, j): (d * d,)."""
+def upper_triangle_index(d: int, device: torch.device) -> Tensor:
+    """Slot of H[r, j] among the pairs i <= j (row-major upper triangle), for every (r, j): (d * d,).
+
+    Built on ``device`` with torch ops (no host-to-device copy); ``[:: d + 1]`` is the slots of the diagonal.
+    """
     r = torch.arange(d, device=device).unsqueeze(1)
     j = torch.arange(d, device=device).unsqueeze(0)
     low, high = torch.minimum(r, j), torch.maximum(r, j)
@@ -62,5 +65,5 @@ def second_from_slots(second: Tensor, request: HessianRequest, d: int) -> Tensor
         return second.transpose(1, 2)
     if request.kind == "rows":
         return second.reshape(n, len(request.rows), d, o).permute(0, 3, 1, 2)
-    full = second.index_select(1, _upper_triangle_index(d, second.device))
+    full = second.index_select(1, upper_triangle_index(d, second.device))
     return full.reshape(n, d, d, o).permute(0, 3, 1, 2)

@@ -68,7 +68,7 @@ class Jet:
     inputs: tuple[ActivationInput, ...]  # per activation, when recorded
 
 
-class _Carried:
+class CarriedJet:
     """The sweep's state: the affine prefix (value, shared tangent matrix), then the jet or value + tangents."""
 
     def __init__(self, x: Tensor, layout: JetLayout, directions: Tensor | None, mode: str, record: bool) -> None:
@@ -95,7 +95,7 @@ class _Carried:
         else:
             self.shared = step.weight.t().contiguous() if self.shared is None else F.linear(self.shared, step.weight)
 
-    def _shared_tangents(self, like: Tensor) -> Tensor:
+    def shared_tangents(self, like: Tensor) -> Tensor:
         """The tangents (t, m) of the affine prefix, the same for every sample (the identity when nothing was applied)."""
         if self.shared is None:
             self.shared = torch.eye(self.layout.num_tangents, dtype=like.dtype, device=like.device)
@@ -104,14 +104,14 @@ class _Carried:
     def activation(self, step: ActivationStep) -> None:
         name, params = step.function.name, step.function.params
         if self.mode == "tangents":
-            tangents = self.tangents if self.tangents is not None else self._shared_tangents(self.value)
+            tangents = self.tangents if self.tangents is not None else self.shared_tangents(self.value)
             phi = elementwise_ops.elementwise_derivatives(self.value, name, params, 2)  # phi, phi', phi''
             if self.record:
                 self.inputs.append(ActivationInput(self.value, tangents, phi[1], phi[2]))
             self.value, self.tangents = phi[0], phi[1].unsqueeze(1) * tangents
             return
         if self.jet is None and self.tangents is None:  # the first activation reads the shared tangents
-            shared = self._shared_tangents(self.value)
+            shared = self.shared_tangents(self.value)
             if self.record:
                 self.inputs.append(ActivationInput(self.value, shared))
             self.jet = jet_ops.jet_activation_first(self.value, shared.t(), name, params, self.layout)
@@ -121,18 +121,22 @@ class _Carried:
             self.jet = torch.cat([self.value.unsqueeze(1), self.tangents, zeros], dim=1)
         t = self.layout.num_tangents
         if self.record:
-            a = self.jet[:, 0] if self.bias is None else self.jet[:, 0] + self.bias
-            self.inputs.append(ActivationInput(a, self.jet[:, 1 : 1 + t]))
+            self.inputs.append(ActivationInput(self.preactivation(), self.jet[:, 1 : 1 + t]))
         self.jet, self.bias = jet_ops.jet_activation(self.jet, self.bias, name, params, self.layout), None
+
+    def preactivation(self) -> Tensor:
+        """Slot 0 of the jet with the pending bias added (the next activation's input a); the jet must exist."""
+        assert self.jet is not None
+        return self.jet[:, 0] if self.bias is None else self.jet[:, 0] + self.bias
 
     def result(self) -> Jet:
         n, t, s = self.value.shape[0], self.layout.num_tangents, self.layout.num_second
         if self.jet is not None:
-            value = self.jet[:, 0] if self.bias is None else self.jet[:, 0] + self.bias
+            value = self.preactivation()
             return Jet(value, self.jet[:, 1 : 1 + t], self.jet[:, 1 + t :], tuple(self.inputs))
         o = self.value.shape[1]
         tangents = self.tangents if self.tangents is not None else \
-            self._shared_tangents(self.value).unsqueeze(0).expand(n, t, o)
+            self.shared_tangents(self.value).unsqueeze(0).expand(n, t, o)
         return Jet(self.value, tangents, self.value.new_zeros((n, s, o)), tuple(self.inputs))
 
 
@@ -145,7 +149,7 @@ def forward_sweep(
     layout recorded for one runs in "tangents" mode (module docstring).
     """
     mode = "tangents" if record and layout.num_second == 0 else "jet"
-    carried = _Carried(x, layout, directions, mode, record)
+    carried = CarriedJet(x, layout, directions, mode, record)
     for step in plan.steps:
         if isinstance(step, LinearStep):
             carried.linear(step)
