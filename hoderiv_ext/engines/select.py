@@ -226,8 +226,8 @@ def choose_engine(
 
 def _traced(f: object, x: Tensor, request: HessianRequest, check_independence: bool) -> tuple[TracedProgram | None, str]:
     """f's traced program when it serves the request, else (None, why not); raises the independence error."""
-    if request.kind in TRACED_NOT_SERVED:
-        return None, f"traced functions are not served for {request.kind} requests yet"
+    if traced_not_served(request):
+        return None, "traced functions serve the exact bi-Laplacian, not its randomized estimate (samples=) yet"
     if check_independence:  # a batch norm on batch statistics is refused naming the layer, before any trace
         check_no_batch_statistics(reachable_modules(f))
     try:
@@ -266,8 +266,10 @@ def _outputs_independent(f: object, x: Tensor) -> bool:
     return True
 
 
-# Requests the traced programs do not serve (the autograd engine does): the univariate fourth-order jets.
-TRACED_NOT_SERVED = ("bilaplacian",)
+def traced_not_served(request: HessianRequest) -> bool:
+    """Whether traced programs leave this request to the autograd engine: the randomized bi-Laplacian
+    (fourth-order univariate jets, which only plain networks carry)."""
+    return request.kind == "bilaplacian" and request.randomized
 
 
 def taylor_request_obstacles(request: HessianRequest) -> list[str]:

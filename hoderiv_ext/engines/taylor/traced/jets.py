@@ -2,7 +2,12 @@
 
 A value v of the traced function f (shape (N, *rest), the batch axis first)
 is carried with the slots of the call's :class:`~hoderiv_ext.ops.layout.JetLayout`:
-the value, t tangents, p pair slots and c (0 or 1) collapsed slot. Every slot
+the value, t tangents, p pair slots and c (0 or 1) collapsed slot, and for an
+exact bi-Laplacian over the inputs D (q = |D|; the pairs are then the Hessian
+over D, c = 0) e = q + 1 extra slots after them: T_i = Σ_{j∈D} ∂_i∂_j² v for
+i in D, then B = Σ_{i,j∈D} ∂_i²∂_j² v
+(:mod:`~hoderiv_ext.engines.taylor.bilaplacian`). Linear ops act on the extra
+slots as on the others (no constant term: they are derivatives). Every slot
 tensor is "slot-carrying": (B, K, *rest) with the batch at axis 0 and the
 slots at axis 1, so an op on the primal maps to the same op on its slots with
 every non-batch axis moved up by one (:func:`slot_dim`).
@@ -15,7 +20,7 @@ Two forms:
   is a GEMM on the value and a small GEMM on the tangent matrix; the first
   activation reads the tangent matrix (``jet_activation_first``), so no
   per-sample tangents or zero slots are ever materialised.
-* :class:`FullJet` -- one tensor (N, S, *rest), S = 1 + t + p + c. A pending
+* :class:`FullJet` -- one tensor (N, S, *rest), S = 1 + t + p + c + e. A pending
   ``bias`` (m,) not yet added to slot 0 lets a Linear followed by an
   activation run as one GEMM plus one fused kernel with the bias folded in.
 
@@ -32,6 +37,7 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.engines.taylor.slots import upper_triangle_index
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -49,19 +55,30 @@ class BadOutput(Exception):
 
 @dataclass
 class Slots:
-    """Per-call facts every rule reads: the layout, the device and dtype, and the index tensors of its pairs."""
+    """Per-call facts every rule reads: the layout, the device and dtype, the index tensors of its pairs.
+
+    ``bilaplacian_dims``: the inputs D of an exact bi-Laplacian (the layout's
+    pairs are then the upper triangle over D), whose e = |D| + 1 extra slots
+    follow the layout's; None for every other request.
+    """
 
     layout: JetLayout
     device: torch.device
     dtype: torch.dtype
+    bilaplacian_dims: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         layout = self.layout
         self.t, self.p, self.c = layout.num_tangents, len(layout.pairs), 1 if layout.collapsed else 0
-        self.s = 1 + self.t + self.p + self.c
+        self.main = 1 + self.t + self.p + self.c  # the layout's slots; the extra ones follow
+        self.e = 0 if self.bilaplacian_dims is None else len(self.bilaplacian_dims) + 1
+        if self.e and (self.c or self.p != (self.e - 1) * self.e // 2):
+            raise ValueError("a bi-Laplacian's layout carries the pairs i <= j over its dims and no collapsed slot")
+        self.s = self.main + self.e
         self.fold_bias = False  # set by the interpreter for a Linear whose one consumer is a fused activation
         self._pair_index: tuple[Tensor, Tensor] | None = None
-        self._collapsed: Tensor | slice | None = None
+        self._chosen: dict[tuple[int, ...], Tensor | slice] = {}
+        self._hessian_index: Tensor | None = None
 
     def pair_index(self) -> tuple[Tensor, Tensor]:
         """(i, j) index tensors of the pair slots on the call's device (built once per call, never cached)."""
@@ -70,17 +87,31 @@ class Slots:
                                 torch.tensor(self.layout.pair_j, device=self.device))
         return self._pair_index
 
+    def _select(self, tangents: Tensor, chosen: tuple[int, ...], axis: int) -> Tensor:
+        """tangents[chosen] along ``axis`` (a slice when ``chosen`` is a run; its index built once per call)."""
+        if chosen not in self._chosen:
+            run = chosen == tuple(range(chosen[0], chosen[0] + len(chosen)))
+            self._chosen[chosen] = slice(chosen[0], chosen[0] + len(chosen)) if run else \
+                torch.tensor(chosen, device=self.device)
+        where = self._chosen[chosen]
+        if isinstance(where, slice):
+            return tangents[(slice(None),) * axis + (where,)]
+        return tangents.index_select(axis, where)
+
     def collapsed_tangents(self, tangents: Tensor) -> Tensor:
         """The tangents (B, |C|, *rest) the collapsed slot sums over, from (B, t, *rest)."""
-        if self._collapsed is None:
-            c = self.layout.collapsed
-            if tuple(c) == tuple(range(c[0], c[0] + len(c))):
-                self._collapsed = slice(c[0], c[0] + len(c))
-            else:
-                self._collapsed = torch.tensor(c, device=self.device)
-        if isinstance(self._collapsed, slice):
-            return tangents[:, self._collapsed]
-        return tangents.index_select(1, self._collapsed)
+        return self._select(tangents, tuple(self.layout.collapsed), 1)
+
+    def bilaplacian_tangents(self, tangents: Tensor, axis: int = 1) -> Tensor:
+        """The tangents along the bi-Laplacian's inputs D, from t of them on ``axis``."""
+        assert self.bilaplacian_dims is not None
+        return self._select(tangents, self.bilaplacian_dims, axis)
+
+    def hessian_index(self) -> Tensor:
+        """Slot of A_ab among the pair slots for every (a, b) in D x D (built once per call, on the device)."""
+        if self._hessian_index is None:
+            self._hessian_index = upper_triangle_index(self.e - 1, self.device)
+        return self._hessian_index
 
 
 @dataclass
@@ -111,7 +142,7 @@ class SeedJet:
         value = self.value
         rest = value.shape[2:]
         tangents = self.tangent_tensor(slots).expand(value.shape[0], slots.t, *rest)
-        zeros = value.new_zeros((value.shape[0], slots.p + slots.c, *rest))
+        zeros = value.new_zeros((value.shape[0], slots.s - 1 - slots.t, *rest))
         return FullJet(torch.cat([value, tangents, zeros], dim=1))
 
 

@@ -4,6 +4,11 @@ Product of two jets (any bilinear op B: elementwise mul, batched matmul):
     v = B(u, w),  T_k = B(u, T^w_k) + B(T^u_k, w),
     Q_s = B(u, Q^w_s) + B(Q^u_s, w) + B(T^u_i, T^w_j) + B(T^u_j, T^w_i),
     collapsed: B(u, Q^w) + B(Q^u, w) + 2 sum_{k in C} B(T^u_k, T^w_k).
+    bi-Laplacian extra slots over D (g_i tangents, H_ij pairs, L = sum_j H_jj over D;
+    T_i and D2 = Delta^2 the extra slots; Delta(uw) = Delta u w + 2 grad u . grad w + u Delta w, twice):
+    T_i  = B(T^u_i, w) + B(u, T^w_i) + B(L^u, g^w_i) + B(g^u_i, L^w) + 2 sum_j (B(H^u_ij, g^w_j) + B(g^u_j, H^w_ij)),
+    D2   = B(D2^u, w) + B(u, D2^w) + 2 B(L^u, L^w) + 4 sum_i (B(T^u_i, g^w_i) + B(g^u_i, T^w_i))
+           + 4 sum_ij B(H^u_ij, H^w_ij).
 Quotients are products with the reciprocal. Comparisons, signs and argmax
 give values without a derivative; layer_norm, var and eval-mode batch norm
 are composed of the rules.
@@ -54,9 +59,34 @@ def product(slots: Slots, a: AnyJet, b: AnyJet, op: Callable[[Tensor, Tensor], T
         parts.append(op(u0, wp) + op(up, w0) + op(ut.index_select(1, i), wt.index_select(1, j))
                      + op(ut.index_select(1, j), wt.index_select(1, i)))
     if slots.c:
-        parts.append(op(u0, w[:, -1:]) + op(u[:, -1:], w0)
+        c = slots.main - 1
+        parts.append(op(u0, w[:, c:c + 1]) + op(u[:, c:c + 1], w0)
                      + 2 * op(slots.collapsed_tangents(ut), slots.collapsed_tangents(wt)).sum(1, keepdim=True))
+    if slots.e:
+        parts.append(_bilaplacian_product(slots, u, w, op))
     return FullJet(torch.cat(parts, dim=1))
+
+
+def _bilaplacian_product(slots: Slots, u: Tensor, w: Tensor, op: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """The extra slots (T_i, B) of B(u, w) from the full jets u, w (the module docstring's Leibniz rule)."""
+    t, q = slots.t, slots.e - 1
+    n = u.shape[0]
+    index = slots.hessian_index()
+
+    def parts(jet: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        pairs = jet[:, 1 + t:slots.main]
+        hessian = pairs.index_select(1, index).reshape(n, q, q, *jet.shape[2:])
+        trace = pairs.index_select(1, index[:: q + 1]).sum(1, keepdim=True)
+        extra = jet[:, slots.main:]
+        return jet[:, :1], slots.bilaplacian_tangents(jet[:, 1:1 + t]), hessian, trace, extra[:, :q], extra[:, q:]
+
+    u0, ug, uh, ul, ut, ub = parts(u)
+    w0, wg, wh, wl, wt, wb = parts(w)
+    tangents = (op(ut, w0) + op(u0, wt) + op(ul, wg) + op(ug, wl)
+                + 2 * (op(uh, wg.unsqueeze(1)) + op(ug.unsqueeze(1), wh)).sum(2))
+    bilaplacian = (op(ub, w0) + op(u0, wb) + 2 * op(ul, wl) + 4 * (op(ut, wg) + op(ug, wt)).sum(1, keepdim=True)
+                   + 4 * op(uh, wh).sum((1, 2)).unsqueeze(1))
+    return torch.cat([tangents, bilaplacian], dim=1)
 
 
 @rule(aten.mul.Tensor)

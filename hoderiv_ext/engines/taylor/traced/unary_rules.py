@@ -2,52 +2,71 @@
 
 Unary phi (v' = phi(v)):
     T'_k = phi'(v) T_k,  Q'_s = phi'(v) Q_s + phi''(v) T_{i_s} T_{j_s},
-    collapsed: Q' = phi'(v) Q + phi''(v) sum_{k in C} T_k^2.
+    collapsed: Q' = phi'(v) Q + phi''(v) sum_{k in C} T_k^2,
+    a bi-Laplacian's extra slots: phi^(1..4)(v) and the chain rule of
+    :mod:`~hoderiv_ext.engines.taylor.bilaplacian`.
 A function of the compiled function table (tanh, sigmoid, softplus, silu,
 gelu, sin, cos, exp, relu, leaky_relu, elu) runs as ONE fused kernel over the
 jet (``jet_activation``; ``jet_activation_first`` on the affine prefix, whose
 tangents are the same for every sample; a pending Linear bias folded in). The
 others (log, log1p, expm1, sqrt, rsqrt, reciprocal, pow with a scalar
 exponent, erf, atan, tan, sinh, cosh, abs) apply the formula above in torch
-ops, with phi, phi', phi'' written out below (differentiable: the results go
-into training losses).
+ops, with phi, phi', phi'' (to phi'''' for a bi-Laplacian) written out below
+(differentiable: the results go into training losses).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.engines.taylor.bilaplacian import extra_step, first_extra_step
 from hoderiv_ext.engines.taylor.traced.jets import FullJet, SeedJet, Slots, as_full, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import RULES, plain, rule
+from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops import jet_composite
 
 aten = torch.ops.aten
 AnyJet = SeedJet | FullJet
-Phi = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
+Phi = Callable[[Tensor, int], Sequence[Tensor]]
 
 # ----------------------------------------------------------------------------- unary through the fused kernel
 
 
 def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...] = ()) -> FullJet:
-    """phi(jet) for a function of the compiled table: one fused kernel over the jet."""
+    """phi(jet) for a function of the compiled table: one fused kernel over the jet.
+
+    A bi-Laplacian's extra slots come from phi^(0..4) at the value (the
+    elementwise op) and :func:`~hoderiv_ext.engines.taylor.bilaplacian.extra_step`.
+    """
     primal = jet.primal_shape
     n, m = primal[0], math.prod(primal[1:])
     if isinstance(jet, SeedJet) and jet.tangents is not None and jet.tangents.shape[0] == 1 and jet.value.dim() == 3:
         preactivation = jet.value[:, 0]
         shared = jet.tangents[0].contiguous()  # (t, m)
         data = jet_ops.jet_activation_first(preactivation, shared.t(), name, params, slots.layout)
+        if slots.e:
+            phi = elementwise_ops.elementwise_derivatives(preactivation, name, params, 4)
+            extra = first_extra_step(phi, slots.bilaplacian_tangents(shared, axis=0))
+            data = torch.cat([data, extra], dim=1)
         return FullJet(data)
     if isinstance(jet, SeedJet):
         jet = jet.full(slots)
     bias = jet.bias if jet.bias is not None and len(primal) == 2 else None
-    source = jet.data if bias is not None else jet.settled().data
-    data = jet_ops.jet_activation(source.reshape(n, slots.s, m), bias, name, params, slots.layout)
+    source = (jet.data if bias is not None else jet.settled().data).reshape(n, slots.s, m)
+    if not slots.e:
+        data = jet_ops.jet_activation(source, bias, name, params, slots.layout)
+    else:
+        preactivation = source[:, 0] if bias is None else source[:, 0] + bias
+        phi = elementwise_ops.elementwise_derivatives(preactivation, name, params, 4)
+        main = jet_ops.jet_activation(source[:, :slots.main], bias, name, params, slots.layout)
+        data = torch.cat([main, _extra(slots, phi, source)], dim=1)
     return FullJet(data.reshape(n, slots.s, *primal[1:]))
 
 
@@ -89,92 +108,141 @@ def _elu(slots: Slots, jet: AnyJet, alpha: float = 1.0, scale: float = 1.0, inpu
 
 
 def torch_unary(slots: Slots, jet: AnyJet, phi: Phi) -> FullJet:
-    """phi(jet) by the formula of the module docstring; ``phi(v)`` returns (phi, phi', phi'') at v."""
+    """phi(jet) by the formula of the module docstring; ``phi(v, order)`` returns phi, phi', ... phi^(order) at v.
+
+    The extra slots of a bi-Laplacian take phi to order 4
+    (:func:`~hoderiv_ext.engines.taylor.bilaplacian.extra_step`).
+    """
     data = as_full(jet, slots).data
-    return FullJet(jet_composite.unary_step(data, phi(data[:, 0]), slots.layout))
+    if not slots.e:
+        return FullJet(jet_composite.unary_step(data, phi(data[:, 0], 2), slots.layout))
+    derivatives = phi(data[:, 0], 4)
+    main = jet_composite.unary_step(data[:, :slots.main], derivatives, slots.layout)
+    return FullJet(torch.cat([main, _extra(slots, derivatives, data)], dim=1))
 
 
-def _log(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r = v.reciprocal()
-    return v.log(), r, -r * r
+def _extra(slots: Slots, derivatives: Sequence[Tensor], data: Tensor) -> Tensor:
+    """The extra bi-Laplacian slots of phi(v) from v's full jet ``data`` and phi^(0..4) at v."""
+    t = slots.t
+    g = slots.bilaplacian_tangents(data[:, 1:1 + t])
+    return extra_step(derivatives, g, data[:, 1 + t:slots.main], data[:, slots.main:], slots.hessian_index())
 
 
-def _log1p(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r = (1 + v).reciprocal()
-    return v.log1p(), r, -r * r
+# phi^(k)(v) for k <= order (2, or 4 for a bi-Laplacian), each written out (autograd differentiates them).
+
+def _log(v: Tensor, order: int) -> list[Tensor]:
+    return [v.log(), *_reciprocal_powers(v.reciprocal(), order)]
 
 
-def _expm1(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _log1p(v: Tensor, order: int) -> list[Tensor]:
+    return [v.log1p(), *_reciprocal_powers((1 + v).reciprocal(), order)]
+
+
+def _reciprocal_powers(r: Tensor, order: int) -> list[Tensor]:
+    """d^k/dv^k log v for k = 1..order, from r = 1/v: (-1)^(k-1) (k-1)! r^k."""
+    out, power = [], r
+    for k in range(1, order + 1):
+        out.append(power if k == 1 else ((-1) ** (k - 1) * math.factorial(k - 1)) * power)
+        power = power * r
+    return out
+
+
+def _expm1(v: Tensor, order: int) -> list[Tensor]:
     e = v.exp()
-    return v.expm1(), e, e
+    return [v.expm1(), *([e] * order)]
 
 
-def _sqrt(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    s = v.sqrt()
-    first = 0.5 / s
-    return s, first, -0.5 * first / v
+def _falling(exponent: float, k: int) -> float:
+    """exponent (exponent - 1) ... (exponent - k + 1)."""
+    return math.prod(exponent - i for i in range(k))
 
 
-def _rsqrt(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    r = v.rsqrt()
-    first = -0.5 * r / v
-    return r, first, -1.5 * first / v
+def _scaled_powers(value: Tensor, v: Tensor, exponent: float, order: int) -> list[Tensor]:
+    """d^k/dv^k v^exponent = falling(exponent, k) value / v^k for k = 0..order, value = v^exponent."""
+    out, quotient = [value], value
+    for k in range(1, order + 1):
+        quotient = quotient / v
+        out.append(_falling(exponent, k) * quotient)
+    return out
 
 
-def _reciprocal(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _sqrt(v: Tensor, order: int) -> list[Tensor]:
+    return _scaled_powers(v.sqrt(), v, 0.5, order)
+
+
+def _rsqrt(v: Tensor, order: int) -> list[Tensor]:
+    return _scaled_powers(v.rsqrt(), v, -0.5, order)
+
+
+def _reciprocal(v: Tensor, order: int) -> list[Tensor]:
     r = v.reciprocal()
-    return r, -r * r, 2 * r * r * r
+    out, power = [r], r
+    for k in range(1, order + 1):
+        power = power * r
+        out.append(((-1) ** k * math.factorial(k)) * power)
+    return out
 
 
-def _erf(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _erf(v: Tensor, order: int) -> list[Tensor]:
     first = (2 / math.sqrt(math.pi)) * torch.exp(-v * v)
-    return torch.erf(v), first, -2 * v * first
+    out = [torch.erf(v), first, -2 * v * first]
+    if order > 2:  # erf^(k+1) = H-polynomials times first: (4v^2 - 2), (12v - 8v^3)
+        square = v * v
+        out += [(4 * square - 2) * first, (12 - 8 * square) * v * first]
+    return out
 
 
-def _atan(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    first = (1 + v * v).reciprocal()
-    return v.atan(), first, -2 * v * first * first
+def _atan(v: Tensor, order: int) -> list[Tensor]:
+    r = (1 + v * v).reciprocal()
+    out = [v.atan(), r, -2 * v * r * r]
+    if order > 2:
+        square, cube = v * v, r * r * r
+        out += [(6 * square - 2) * cube, 24 * v * (1 - square) * cube * r]
+    return out
 
 
-def _tan(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _tan(v: Tensor, order: int) -> list[Tensor]:
     t = v.tan()
-    first = 1 + t * t
-    return t, first, 2 * t * first
+    s = 1 + t * t  # sec^2
+    out = [t, s, 2 * t * s]
+    if order > 2:
+        out += [2 * s * s + 4 * t * t * s, (16 * s + 8 * t * t) * t * s]
+    return out
 
 
-def _sinh(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _sinh(v: Tensor, order: int) -> list[Tensor]:
     s, c = v.sinh(), v.cosh()
-    return s, c, s
+    return [s, c, s, c, s][:order + 1]
 
 
-def _cosh(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _cosh(v: Tensor, order: int) -> list[Tensor]:
     s, c = v.sinh(), v.cosh()
-    return c, s, c
+    return [c, s, c, s, c][:order + 1]
 
 
-def _abs(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    return v.abs(), v.sign(), torch.zeros_like(v)
+def _abs(v: Tensor, order: int) -> list[Tensor]:
+    zero = torch.zeros_like(v)
+    return [v.abs(), v.sign(), *([zero] * (order - 1))]
 
 
 def _power(exponent: float) -> Phi:
-    def phi(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        if exponent == 2:
-            return v * v, 2 * v, torch.full_like(v, 2.0)
-        if exponent == 1:
-            return v, torch.ones_like(v), torch.zeros_like(v)
-        if exponent == 0:
-            return torch.ones_like(v), torch.zeros_like(v), torch.zeros_like(v)
-        low = v.pow(exponent - 2)
-        return low * v * v, exponent * low * v, exponent * (exponent - 1) * low
+    def phi(v: Tensor, order: int) -> list[Tensor]:
+        if exponent == int(exponent) and 0 <= exponent <= 4:  # a polynomial: exact at v = 0, zeros above its degree
+            e = int(exponent)
+            return [_falling(exponent, k) * v.pow(e - k) if k < e else
+                    torch.full_like(v, _falling(exponent, k)) for k in range(order + 1)]
+        low = v.pow(exponent - order)
+        out = [low * v.pow(order - k) * _falling(exponent, k) for k in range(order + 1)]
+        return out
     return phi
 
 
 def _exponential(base: float) -> Phi:
     log_base = math.log(base)
 
-    def phi(v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def phi(v: Tensor, order: int) -> list[Tensor]:
         value = torch.pow(base, v)
-        return value, log_base * value, log_base * log_base * value
+        return [value * log_base ** k if k else value for k in range(order + 1)]
     return phi
 
 
