@@ -182,8 +182,10 @@ UNSUPPORTED: list = [  # autograd differentiates these twice; no Taylor rule is 
 @pytest.mark.parametrize("f", UNSUPPORTED + [pytest.param(lambda x: torch.special.bessel_j0(x).sum(-1),
                                                           id="special.bessel_j0")])
 def test_an_unsupported_op_is_not_served_by_the_kernel_backend(f: Function) -> None:
-    with pytest.raises(NotServed):
+    with pytest.raises(NotServed, match=r"no Taylor rule for aten\.\w+\.default at .*test_traced_refusals\.py") as error:
         derivatives(f, sample_x(), hessian="laplacian", backend="kernel")
+    op = str(error.value).split("no Taylor rule for ")[1].split(" ")[0]
+    assert str(error.value).count(op) == 1  # the op and its line, said once
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")

@@ -158,11 +158,11 @@ class Interpreter:
                              "change with the number of samples")
         if name in RANDOM_OPS:  # a traced program would replay one draw; the autograd engine draws per call
             raise NotServed(f"f draws random numbers ({op_name(target)} at {step.where})")
+        rule = RULES.get(target) if any(is_jet(leaf) for leaf in leaves) else None
+        if rule is None and any(is_jet(leaf) for leaf in leaves):
+            raise NotServed(f"no Taylor rule for {op_name(target)} at {step.where}")
         try:
-            if any(is_jet(leaf) for leaf in leaves):
-                rule = RULES.get(target)
-                if rule is None:
-                    raise NotServed(f"no Taylor rule for {op_name(target)}")
+            if rule is not None:
                 return rule(slots, *args, **kwargs)
             if any(isinstance(leaf, Derived) for leaf in leaves):
                 if name not in DERIVED_OPS:

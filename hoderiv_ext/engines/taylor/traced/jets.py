@@ -183,19 +183,48 @@ def primal_rank(jet: "SeedJet | FullJet") -> int:
     return len(jet.primal_shape)
 
 
+def primal_axis(dim: int, rank: int, op: str) -> int:
+    """Axis ``dim`` (negative: from the end) of a primal of ``rank`` axes, as an index in [0, rank).
+
+    Raises:
+        NotServed: ``dim`` is out of range.
+    """
+    if dim < -rank or dim >= rank:
+        raise NotServed(f"{op}: axis {dim} out of range for a tensor of {rank} axes")
+    return dim + rank if dim < 0 else dim
+
+
 def slot_dim(dim: int, rank: int, op: str) -> int:
     """The axis of a slot-carrying tensor that is axis ``dim`` of its primal of ``rank`` axes.
 
     Raises:
         SamplesMix: ``dim`` is the batch axis.
     """
-    if dim < -rank or dim >= rank:
-        raise NotServed(f"{op}: axis {dim} out of range for a tensor of {rank} axes")
-    if dim < 0:
-        dim += rank
-    if dim == 0:
+    axis = primal_axis(dim, rank, op)
+    if axis == 0:
         raise SamplesMix(f"{op} acts along the batch axis of a tensor computed from x")
-    return dim + 1
+    return axis + 1
+
+
+def reduced_axes(jet: "SeedJet | FullJet", dims: object, op: str) -> list[int]:
+    """The primal axes a reduction ``op`` over ``dims`` (an int, a list, or None/[] = every axis) acts on.
+
+    Raises:
+        SamplesMix: the batch axis is among them.
+    """
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        raise SamplesMix(f"{op} over every axis includes the batch axis")
+    rank = primal_rank(jet)
+    axes = [int(dims)] if isinstance(dims, int) else [int(axis) for axis in dims]  # type: ignore[union-attr]
+    return [slot_dim(axis, rank, op) - 1 for axis in axes]
+
+
+def same_rank(a: "SeedJet | FullJet", b: "SeedJet | FullJet") -> None:
+    """Raise unless two jets of an elementwise op have primals of the same rank (else the batch axis of one
+    would broadcast against another axis)."""
+    if primal_rank(a) != primal_rank(b):
+        raise SamplesMix("an elementwise op broadcasts tensors computed from x with different numbers of axes "
+                         "(the batch axis of one would meet another axis)")
 
 
 def slot_constant(constant: object, rank: int, op: str) -> object:

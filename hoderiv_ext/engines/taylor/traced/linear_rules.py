@@ -21,8 +21,9 @@ from hoderiv_ext.engines.taylor.traced.jets import (
     as_full,
     is_jet,
     primal_rank,
+    reduced_axes,
+    same_rank,
     slot_constant,
-    slot_dim,
 )
 from hoderiv_ext.engines.taylor.traced.rules import map_slots, plain, rule, value_of
 
@@ -32,11 +33,8 @@ aten = torch.ops.aten
 
 
 def _reduced_axes(jet: SeedJet | FullJet, dims: object, op: str) -> list[int]:
-    rank = primal_rank(jet)
-    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
-        raise SamplesMix(f"{op} over every axis includes the batch axis")
-    axes = [int(dims)] if isinstance(dims, int) else [int(axis) for axis in dims]  # type: ignore[union-attr]
-    return [slot_dim(axis, rank, op) for axis in axes]
+    """The slot-carrying axes of a reduction over primal ``dims``."""
+    return [axis + 1 for axis in reduced_axes(jet, dims, op)]
 
 
 @rule(aten.sum.dim_IntList)
@@ -81,9 +79,7 @@ def _scaled(slots: Slots, jet: SeedJet | FullJet, factor: object, op: str) -> Se
 def plus(slots: Slots, a: object, b: object, alpha: object = 1) -> SeedJet | FullJet:
     """a + alpha * b for jets and constants (at least one a jet)."""
     if is_jet(a) and is_jet(b):
-        if primal_rank(a) != primal_rank(b):  # type: ignore[arg-type]
-            raise SamplesMix("an elementwise op broadcasts tensors computed from x with different numbers of axes "
-                             "(the batch axis of one would meet another axis)")
+        same_rank(a, b)  # type: ignore[arg-type]
         if alpha != 1:
             b = _scaled(slots, b, alpha, "add")  # type: ignore[arg-type]
         if isinstance(a, SeedJet) and isinstance(b, SeedJet):

@@ -32,7 +32,10 @@ from hoderiv_ext.engines.taylor.traced.jets import (
     Slots,
     as_full,
     is_jet,
+    primal_axis,
     primal_rank,
+    reduced_axes,
+    same_rank,
     slot_constant,
 )
 from hoderiv_ext.engines.taylor.traced.rules import RULES, constant_jet, rule, plain, value_of
@@ -46,9 +49,7 @@ AnyJet = SeedJet | FullJet
 
 def product(slots: Slots, a: AnyJet, b: AnyJet, op: Callable[[Tensor, Tensor], Tensor]) -> FullJet:
     """B(a, b) for a bilinear ``op`` on slot-carrying tensors (the module docstring's product rule)."""
-    if primal_rank(a) != primal_rank(b):
-        raise SamplesMix("an elementwise op broadcasts tensors computed from x with different numbers of axes "
-                         "(the batch axis of one would meet another axis)")
+    same_rank(a, b)
     u, w = as_full(a, slots).data, as_full(b, slots).data
     t = slots.t
     u0, w0, ut, wt = u[:, :1], w[:, :1], u[:, 1:1 + t], w[:, 1:1 + t]
@@ -137,7 +138,7 @@ for _op in (aten.sign.default, aten.isnan.default, aten.isinf.default):
 def _arg_extremum(op: object) -> Callable[..., Derived]:
     def apply(slots: Slots, jet: AnyJet, dim: int | None = None, keepdim: bool = False) -> Derived:
         rank = primal_rank(jet)
-        if dim is None or (dim + rank if dim < 0 else dim) == 0:
+        if dim is None or primal_axis(dim, rank, "an argmax or argmin") == 0:
             raise SamplesMix("an argmax or argmin over the batch axis")
         return Derived(op(value_of(jet), dim, keepdim))  # type: ignore[operator]
     return apply
@@ -179,21 +180,10 @@ def _moments(slots: Slots, jet: AnyJet, axes: list[int], correction: float) -> t
     return mean, variance
 
 
-def _feature_axes(jet: AnyJet, dims: object) -> list[int]:
-    rank = primal_rank(jet)
-    if dims is None:
-        raise SamplesMix("a variance over every axis includes the batch axis")
-    axes = [int(dims)] if isinstance(dims, int) else [int(axis) for axis in dims]  # type: ignore[union-attr]
-    axes = [axis + rank if axis < 0 else axis for axis in axes]
-    if 0 in axes:
-        raise SamplesMix("a variance over the batch axis")
-    return axes
-
-
 def _variance_rule(kind: str) -> Callable[..., object]:
     def apply(slots: Slots, jet: AnyJet, dims: object = None, *, correction: float | None = None,
               keepdim: bool = False) -> object:
-        axes = _feature_axes(jet, dims)
+        axes = reduced_axes(jet, dims, "a variance")
         mean, variance = _moments(slots, jet, axes, 1.0 if correction is None else float(correction))
         if kind == "std":
             variance = torch_unary(slots, variance, _sqrt)

@@ -21,6 +21,7 @@ from hoderiv_ext.engines.taylor.traced.jets import (
     Slots,
     as_full,
     is_jet,
+    primal_axis,
     primal_rank,
     slot_dim,
 )
@@ -77,7 +78,7 @@ def _view(slots: Slots, jet: SeedJet | FullJet, shape: list[int]) -> SeedJet | F
 @rule(aten.permute.default)
 def _permute(slots: Slots, jet: SeedJet | FullJet, dims: list[int]) -> SeedJet | FullJet:
     rank = primal_rank(jet)
-    dims = [d + rank if d < 0 else d for d in dims]
+    dims = [primal_axis(d, rank, "permute") for d in dims]
     if dims[0] != 0:
         raise NotServed("a permute moves the batch axis of a tensor computed from x")
     order = [0, 1] + [d + 1 for d in dims[1:]]
@@ -87,7 +88,7 @@ def _permute(slots: Slots, jet: SeedJet | FullJet, dims: list[int]) -> SeedJet |
 @rule(aten.transpose.int)
 def _transpose(slots: Slots, jet: SeedJet | FullJet, dim0: int, dim1: int) -> SeedJet | FullJet:
     rank = primal_rank(jet)
-    a, b = (dim0 + rank if dim0 < 0 else dim0), (dim1 + rank if dim1 < 0 else dim1)
+    a, b = primal_axis(dim0, rank, "transpose"), primal_axis(dim1, rank, "transpose")
     if a == b:
         return jet
     if 0 in (a, b):
@@ -116,7 +117,7 @@ def _expand(slots: Slots, jet: SeedJet | FullJet, sizes: list[int], implicit: bo
 @rule(aten.unsqueeze.default)
 def _unsqueeze(slots: Slots, jet: SeedJet | FullJet, dim: int) -> SeedJet | FullJet:
     rank = primal_rank(jet) + 1
-    dim = dim + rank if dim < 0 else dim
+    dim = primal_axis(dim, rank, "unsqueeze")
     if dim == 0:
         raise NotServed("an unsqueeze at axis 0 moves the batch axis of a tensor computed from x")
     return map_slots(slots, jet, lambda t: t.unsqueeze(dim + 1))
@@ -129,7 +130,7 @@ def _squeeze(slots: Slots, jet: SeedJet | FullJet, dims: object = None) -> SeedJ
         axes = [axis for axis in range(1, rank) if primal[axis] == 1]
     else:
         axes = [int(dims)] if isinstance(dims, int) else [int(axis) for axis in dims]  # type: ignore[union-attr]
-        axes = [axis + rank if axis < 0 else axis for axis in axes]
+        axes = [primal_axis(axis, rank, "squeeze") for axis in axes]
         if 0 in axes and primal[0] == 1:
             raise SamplesMix("a squeeze removes the batch axis")
         axes = [axis for axis in axes if axis != 0]
@@ -144,7 +145,7 @@ def _squeeze(slots: Slots, jet: SeedJet | FullJet, dims: object = None) -> SeedJ
 def _slice(slots: Slots, jet: SeedJet | FullJet, dim: int = 0, start: int | None = None, end: int | None = None,
            step: int = 1) -> SeedJet | FullJet:
     rank = primal_rank(jet)
-    if (dim + rank if dim < 0 else dim) == 0:
+    if primal_axis(dim, rank, "slice") == 0:
         if (start in (None, 0)) and (end is None or end >= jet.primal_shape[0]) and step == 1:
             return jet
         raise SamplesMix("a slice selects samples of the batch")
@@ -225,7 +226,7 @@ def _cat(slots: Slots, pieces: list[object], dim: int = 0) -> SeedJet | FullJet:
 def _stack(slots: Slots, pieces: list[object], dim: int = 0) -> FullJet:
     jets = [piece for piece in pieces if is_jet(piece)]
     rank = primal_rank(jets[0]) + 1  # type: ignore[arg-type]
-    axis = dim + rank if dim < 0 else dim
+    axis = primal_axis(dim, rank, "stack")
     if axis == 0:
         raise NotServed("a stack along axis 0 moves the batch axis of tensors computed from x")
     return FullJet(torch.stack([jet.data for jet in _same_rank_jets(slots, pieces, "stack")], axis + 1))
