@@ -127,7 +127,7 @@ def derivatives(
     # batch norm, no dropout in training, no hooks) acts on each sample alone:
     # nothing for the independence checks to find, whichever engine serves the
     # call. Anything else is checked (and probed, for N >= 2).
-    probe = check_independence and not choice.per_sample and static_independence_check(f)
+    probe = check_independence and not choice.per_sample and static_independence_check(f, choice.checked_modules)
     select.warn_if_not_served(choice, f)  # after the checks: a refused f gets the error, not a warning too
 
     if choice.engine == "taylor":  # the Taylor kernels handle N = 0 themselves

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -210,12 +210,15 @@ def probe_independence(f: BatchFunction, x: Tensor, batch_value: Tensor) -> None
         )
 
 
-def static_independence_check(f: BatchFunction) -> bool:
+def static_independence_check(f: BatchFunction, checked_modules: Sequence[nn.Module] | None = None) -> bool:
     """Check 1 of the module docstring; returns whether the probe (check 2) is meaningful for ``f``.
 
     Raises ``ValueError`` for a batch-norm layer using batch statistics; returns
-    False when a reachable module is random in training mode.
+    False when a reachable module is random in training mode. ``checked_modules``:
+    the modules reachable from f, already walked and checked for batch statistics
+    (by the engine selection), so neither is done again.
     """
-    modules = reachable_modules(f)
-    check_no_batch_statistics(modules)
+    modules = list(checked_modules) if checked_modules is not None else reachable_modules(f)
+    if checked_modules is None:
+        check_no_batch_statistics(modules)
     return not any(is_random_in_training(m) for root in modules for m in root.modules())

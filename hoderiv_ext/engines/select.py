@@ -127,6 +127,9 @@ class EngineChoice:
         program: f as a traced aten graph the Taylor engine runs, when f is
             not such a network but every op it traces has a jet rule.
         not_served: why the Taylor engine does not serve the call, when it does not.
+        checked_modules: the modules reachable from f, when the selection
+            walked them and found no batch norm on batch statistics (the
+            independence checks then need not walk them again).
     """
 
     engine: Engine
@@ -134,6 +137,7 @@ class EngineChoice:
     plan: TaylorPlan | None
     not_served: str | None = None
     program: TracedProgram | None = None
+    checked_modules: tuple[nn.Module, ...] | None = None
 
     @property
     def per_sample(self) -> bool:
@@ -198,6 +202,7 @@ def choose_engine(
     """
     check_backend(backend)
     program: TracedProgram | None = None
+    checked_modules: tuple[nn.Module, ...] | None = None
     kernels = kernel_obstacles(x.device, x.dtype)
     try:
         plan: TaylorPlan | None = build_plan(f)
@@ -211,7 +216,7 @@ def choose_engine(
     if plan is None and not kernels and torch.compiler.is_compiling():
         obstacles = [f"{obstacles[0]}, and traced programs do not run inside torch.compile yet"]
     elif plan is None and not kernels:
-        program, traced_obstacles = _traced(f, x, request, check_independence)
+        program, traced_obstacles, checked_modules = _traced(f, x, request, check_independence)
         if program is not None:
             return EngineChoice("taylor", "traced", None, program=program)
         obstacles = [f"{obstacles[0]}, and {traced_obstacles}"]
@@ -219,21 +224,28 @@ def choose_engine(
         reason = "; ".join(obstacles)
         if backend == "kernel":
             raise NotServed(reason)
-        return EngineChoice("autograd", "auto", plan, reason)
+        return EngineChoice("autograd", "auto", plan, reason, checked_modules=checked_modules)
     assert plan is not None
     return EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
 
 
-def _traced(f: object, x: Tensor, request: HessianRequest, check_independence: bool) -> tuple[TracedProgram | None, str]:
-    """f's traced program when it serves the request, else (None, why not); raises the independence error."""
+def _traced(f: object, x: Tensor, request: HessianRequest,
+            check_independence: bool) -> tuple[TracedProgram | None, str, tuple[nn.Module, ...] | None]:
+    """(f's traced program, "", modules) when it serves the request, else (None, why not, modules).
+
+    modules: the modules reachable from f when they were walked and checked for batch statistics
+    (``check_independence``), else None. Raises the independence error.
+    """
     if traced_not_served(request):
-        return None, "traced functions serve the exact bi-Laplacian, not its randomized estimate (samples=) yet"
+        return None, "traced functions serve the exact bi-Laplacian, not its randomized estimate (samples=) yet", None
+    modules: tuple[nn.Module, ...] | None = None
     if check_independence:  # a batch norm on batch statistics is refused naming the layer, before any trace
-        check_no_batch_statistics(reachable_modules(f))
+        modules = tuple(reachable_modules(f))
+        check_no_batch_statistics(list(modules))
     try:
         program = program_for(f, x, dry_run)
     except NotServed as error:
-        return None, f"it cannot be traced ({error.reason})"
+        return None, f"it cannot be traced ({error.reason})", modules
     if isinstance(program.refusal, SamplesMix):
         if check_independence and x.shape[0] > 1 and not _outputs_independent(f, x):  # one sample cannot mix
             raise ValueError(
@@ -243,11 +255,11 @@ def _traced(f: object, x: Tensor, request: HessianRequest, check_independence: b
                 "normalisation in training mode and attention across the batch break it too. To differentiate "
                 "the batch as one function, pass check_independence=False."
             ) from None
-        return None, f"its trace reduces over the batch ({program.refusal})"
+        return None, f"its trace reduces over the batch ({program.refusal})", modules
     if program.refusal is not None:
         reason = getattr(program.refusal, "reason", str(program.refusal))
-        return None, f"its trace is not served ({reason})"
-    return program, ""
+        return None, f"its trace is not served ({reason})", modules
+    return program, "", modules
 
 
 def _outputs_independent(f: object, x: Tensor) -> bool:

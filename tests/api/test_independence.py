@@ -144,3 +144,26 @@ def test_per_sample_sequentials_skip_the_independence_probe(monkeypatch):
     assert probed == []
     derivatives(wrapped, x, hessian="laplacian", backend="autograd")  # the autograd engine probes
     assert probed == [wrapped]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_refused_trace_walks_the_modules_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The selection walks f's modules (batch statistics) before tracing; when the trace is refused and the
+    autograd engine serves the call, its independence check reuses that walk."""
+    from hoderiv_ext.core import independence
+    from hoderiv_ext.engines import select
+
+    net = make_mlp(2, [4], 1, nn.Tanh, torch.float64, "cpu")
+    f = lambda x: torch.special.i0(net(x))  # noqa: E731 - no Taylor rule for i0: the trace is refused
+    walks = []
+    original = independence.reachable_modules
+
+    def counting(g: object, *args: object, **kwargs: object) -> list[nn.Module]:
+        walks.append(g)
+        return original(g, *args, **kwargs)
+
+    monkeypatch.setattr(independence, "reachable_modules", counting)
+    monkeypatch.setattr(select, "reachable_modules", counting)
+    result = derivatives(f, torch.randn(4, 2, dtype=torch.float64), "laplacian")
+    assert result.engine == "autograd"
+    assert walks == [f]
