@@ -19,6 +19,10 @@ jet-for-pytorch scipy`` after its one ``type PyTree[Leaf] = ...`` statement in `
 replaced by an ordinary alias.
 
     python benchmarks/bench_operators.py [--cases weighted hutchinson bilaplacian] [--rounds 7]
+
+The networks, the nested-autograd baselines and the torch-jet operators are hoderiv_bench's
+(hoderiv_bench.operators, hoderiv_bench.jet_methods); ``python -m hoderiv_ext bench --suite operators``
+runs these operators, and more, as workloads of the benchmark suite (``--full``: at these sizes).
 """
 
 from __future__ import annotations
@@ -30,60 +34,17 @@ import torch
 from torch import nn
 
 from hoderiv_bench.environment import device_name
-from hoderiv_bench.jet_methods import CompiledOnFirstCall
+from hoderiv_bench.jet_methods import CompiledOnFirstCall, jet_operator, torch_jet
+from hoderiv_bench.operators import OperatorSpec, nested_bilaplacian, nested_weighted, operator_mlp
 from hoderiv_bench.pairing import interleaved_samples, paired_speedups
 from hoderiv_ext import Bilaplacian, Laplacian, derivatives
 
 
-def _mlp(widths: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for a, b in zip(widths[:-2], widths[1:-1]):
-        layers += [nn.Linear(a, b), nn.Tanh()]
-    layers.append(nn.Linear(widths[-2], widths[-1]))
-    return nn.Sequential(*layers)
-
-
-@torch.enable_grad()
-def _nested_full_hessian(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    x = x.detach().requires_grad_(True)
-    y = net(x).squeeze(-1)
-    (g,) = torch.autograd.grad(y.sum(), x, create_graph=True)
-    rows = [torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0] for i in range(x.shape[1])]
-    return y, g, torch.stack(rows, dim=1)
-
-
-@torch.enable_grad()
-def _nested_bilaplacian(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    x = x.detach().requires_grad_(True)
-    (g,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
-    lap = sum(torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(x.shape[1]))
-    (g2,) = torch.autograd.grad(lap.sum(), x, create_graph=True)
-    return sum(torch.autograd.grad(g2[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(x.shape[1]))
-
-
-def _torch_jet():
-    try:
-        import jet  # noqa: PLC0415 - an optional baseline
-    except Exception:  # noqa: BLE001 - absent or not importable on this Python
-        return None
-    return jet
-
-
 def _jet_contenders(name: str, net: nn.Module, x: torch.Tensor, sigma: torch.Tensor | None) -> dict:
     """torch-jet's operator, vmapped over the batch, eager and compiled (empty without torch-jet)."""
-    jet = _torch_jet()
-    if jet is None:
+    if torch_jet() is None:
         return {}
-    from torch.func import vmap  # noqa: PLC0415
-
-    d = x.shape[1]
-    if name == "weighted":
-        assert sigma is not None
-        apply_s = lambda point, v: (v @ sigma.T).reshape(v.shape[0], *point.shape)  # noqa: E731
-        per_sample = jet.laplacian(net, (torch.zeros(d),), weighting=(apply_s, sigma.shape[1]))
-    else:
-        per_sample = jet.bilaplacian(net, (torch.zeros(d),))
-    batched = vmap(per_sample)
+    batched = jet_operator(net, name, x.shape[1], x.dtype, x.device, sigma)
     # torch.compile of the vmapped function captures no graph (dynamo runs torch-jet's interpreter
     # eagerly): trace it into one aten graph first, as torch-jet advises, and compile that.
     compiled = CompiledOnFirstCall(batched, x.device)
@@ -93,16 +54,11 @@ def _jet_contenders(name: str, net: nn.Module, x: torch.Tensor, sigma: torch.Ten
 def _case(name: str) -> tuple[nn.Module, dict, str]:
     torch.manual_seed(0)
     if name == "weighted":
-        net, x = _mlp([50, 768, 768, 512, 512, 1]), torch.randn(256, 50)
+        net, x = operator_mlp(50, (768, 768, 512, 512)), torch.randn(256, 50)
         sigma = torch.randn(50, 25) / 5
-        a = sigma @ sigma.T
-
-        def route():
-            y, g, h = _nested_full_hessian(net, x)
-            return y, g, torch.einsum("nij,ij->n", h, a)
-
+        spec = OperatorSpec("weighted", 50, sigma=sigma)
         contenders = {
-            "full Hessian + contract (nested)": route,
+            "full Hessian + contract (nested)": lambda: nested_weighted(net, x, spec),
             "Taylor engine": lambda: _fields(derivatives(net, x, hessian=Laplacian(weights=sigma), backend="kernel")),
             "autograd engine": lambda: _fields(derivatives(net, x, hessian=Laplacian(weights=sigma),
                                                            backend="autograd")),
@@ -110,7 +66,7 @@ def _case(name: str) -> tuple[nn.Module, dict, str]:
         }
         return net, contenders, "full Hessian + contract (nested)"
     if name == "hutchinson":
-        net, x = _mlp([100, 128, 128, 128, 1]), torch.randn(1024, 100)
+        net, x = operator_mlp(100, (128, 128, 128)), torch.randn(1024, 100)
         generator = torch.Generator().manual_seed(0)
         contenders = {
             "exact Laplacian (Taylor engine)": lambda: _fields(derivatives(net, x, hessian="laplacian")),
@@ -118,9 +74,9 @@ def _case(name: str) -> tuple[nn.Module, dict, str]:
                                                                       generator=generator))),
         }
         return net, contenders, "exact Laplacian (Taylor engine)"
-    net, x = _mlp([3, 64, 64, 64, 1]), torch.randn(1024, 3)
+    net, x = operator_mlp(3, (64, 64, 64)), torch.randn(1024, 3)
     contenders = {
-        "nested autograd": lambda: (_nested_bilaplacian(net, x),),
+        "nested autograd": lambda: (nested_bilaplacian(net, x)[-1],),
         "Taylor engine": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="kernel").bilaplacian,),
         "autograd engine": lambda: (derivatives(net, x, hessian=Bilaplacian(), backend="autograd").bilaplacian,),
         **_jet_contenders(name, net, x, None),

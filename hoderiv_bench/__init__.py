@@ -5,7 +5,8 @@ The suite behind ``python -m hoderiv_ext bench`` (one job per module):
   workloads.py    what is computed, at which sizes, by which methods; the float64 reference
   methods.py      input-derivative methods for MLPs (kernel path, autograd engine, nested, torch.func)
   architectures.py  the MLP-like models of --suite architectures (residual, fourier, siren, hardbc)
-  jet_methods.py  torch-jet (optional): its collapsed Taylor mode, vmapped, eager and compiled
+  operators.py    the methods of --suite operators (weighted, partial, hutchinson, bilaplacian, directional)
+  jet_methods.py  torch-jet (optional): its collapsed Taylor mode and operators, vmapped, eager and compiled
   elementwise.py  (y, y', y'') methods, and the older single-function elementwise benchmark
   newton.py       the seeds' parameter-space Newton solve, three ways
   runner.py       check against the reference, then time (interleaved rounds); OOM and failures contained

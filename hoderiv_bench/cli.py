@@ -4,7 +4,10 @@ The quick default suite takes about a minute on a 2-core CPU; ``--full`` is the 
 (with torch.compile baselines, expect tens of minutes); ``--suite architectures`` runs the
 Laplacian and the training step on residual, Fourier-feature, SIREN and hard-boundary-condition
 models next to the plain MLP (widths 64 and 128, d = 2 and 8, N = 4096; about 4 minutes on a
-2-core CPU, about half an hour with --compile). Every method is checked against a float64
+2-core CPU, about half an hour with --compile); ``--suite operators`` runs the differential
+operators beyond the Hessian (weighted, partial and randomized Laplacians, the bi-Laplacian,
+directional derivatives of order 4) on small tanh MLPs (10 workloads, about 25 s on a 2-core
+CPU; ``--full`` has them at larger sizes). Every method is checked against a float64
 reference before it is timed; one that disagrees is reported WRONG and not timed. Outputs: a table
 on stdout, a JSON file with every figure and the environment (--output), and a PNG plot of speed-up
 against batch size next to it when matplotlib is installed. Exit status: 0, or 1 when one of this
@@ -26,8 +29,9 @@ from hoderiv_bench.progress import Progress
 from hoderiv_bench.report import payload, text_report, write_json, write_plot
 from hoderiv_bench.runner import EXTRA_METHODS, Options, measure_peaks, run_suite
 from hoderiv_bench.architectures import ARCHITECTURES
-from hoderiv_bench.workloads import (FAMILIES, METHOD_ORDER, OPTIONAL_METHODS, SUITES, ArchitectureSizes, select,
-                                     suite, with_overrides)
+from hoderiv_bench.operators import OPERATOR_DIMS, OPERATOR_FAMILIES
+from hoderiv_bench.workloads import (FAMILIES, METHOD_ORDER, MLP_FAMILIES, OPTIONAL_METHODS, SUITES, ArchitectureSizes,
+                                     OperatorSizes, select, suite, with_overrides)
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 DEFAULT_OUTPUT = "bench-results.json"
@@ -58,18 +62,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="auto (cuda when available, else cpu), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="(default: float32)")
     parser.add_argument("--workloads", "-w", nargs="+", metavar="PATTERN",
-                        help=f"run only workloads matching a family ({', '.join(FAMILIES)}), a function "
-                             f"(tanh, silu, sin, cubic), an architecture ({', '.join(ARCHITECTURES)}; "
+                        help=f"run only workloads matching a family ({', '.join(MLP_FAMILIES)}; "
+                             f"{', '.join(OPERATOR_FAMILIES)} with --suite operators or --full), a "
+                             f"function (tanh, silu, sin, cubic), an architecture ({', '.join(ARCHITECTURES)}; "
                              "with --suite architectures), or a name glob/substring (see --list)")
     parser.add_argument("--methods", nargs="+", metavar="METHOD",
                         help=f"run only these methods ({', '.join(METHOD_ORDER + OPTIONAL_METHODS)}; the jet ones "
                              "only with torch-jet installed); the others are reported skipped")
     suite_group = parser.add_mutually_exclusive_group()
     suite_group.add_argument("--suite", choices=tuple(SUITES), default=None,
-                             help="quick (default), full (the grid for a GPU, as --full), or architectures: "
+                             help="quick (default), full (the grid for a GPU, as --full), architectures: "
                                   "the laplacian and training families on residual, fourier, siren and hardbc "
                                   "models next to the plain MLP, widths 64 and 128, d = 2 and 8, depth 4, "
-                                  "N = 4096 (--batch/--dims/--widths/--depths replace those axes)")
+                                  "N = 4096, or operators: the weighted, partial and randomized (hutchinson) "
+                                  "Laplacians, the bi-Laplacian and order-4 directional derivatives on tanh "
+                                  "MLPs d -> 32 x 2 -> 1, N = 128 and 512, d = "
+                                  + ", ".join(f"{d} ({family})" for family, d in OPERATOR_DIMS.items())
+                                  + " (--batch/--dims/--widths/--depths replace those axes)")
     suite_group.add_argument("--full", action="store_true", help="the full grid (for a GPU) instead of the quick suite")
     parser.add_argument("--batch", nargs="+", type=_positive_int, metavar="N",
                         help="batch sizes of the MLP workloads (replaces the grid's)")
@@ -133,6 +142,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     workloads, unmatched = select(suite(sizes), args.workloads)
     if unmatched:
         hint = "" if suite_name == "architectures" else "; architectures are in --suite architectures"
+        if suite_name not in ("operators", "full"):
+            hint += f"; the operator families ({', '.join(OPERATOR_FAMILIES)}) are in --suite operators and --full"
         parser.error(f"--workloads: no workload matches {', '.join(map(repr, unmatched))} in the {suite_name} "
                      f"suite; families are {', '.join(FAMILIES)}, functions tanh, silu, sin, cubic, architectures "
                      f"{', '.join(ARCHITECTURES)}{hint} (see --list)")
@@ -185,6 +196,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if isinstance(sizes, ArchitectureSizes):
         settings.update(dims=list(sizes.dims), widths=list(sizes.widths), depths=list(sizes.depths),
                         architectures=list(sizes.architectures))
+    if isinstance(sizes, OperatorSizes):
+        settings.update(dims={family: list(sizes.dims_of(family)) for family in sizes.families},
+                        widths=list(sizes.widths), depths=list(sizes.depths), families=list(sizes.families))
     memory_method = CUDA_MEMORY_METHOD if device.type == "cuda" else CPU_MEMORY_METHOD
     env["load_average_end"] = _load_average()
     noise = _timing_noise(results)

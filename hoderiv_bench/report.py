@@ -9,7 +9,7 @@ JSON layout (``SCHEMA``)::
      "peaks": {gemm_flop_per_s, copy_bytes_per_s, theoretical_bytes_per_s, ...} or null,
      "total_seconds": float,
      "workloads": [{"name", "family", "function", "architecture", "batch", "d", "width", "depth",
-                    "status", "reason", "tolerance", "best_baseline", "package_best",
+                    "widths", "status", "reason", "tolerance", "best_baseline", "package_best",
                     "useful_bytes", "notes", "wall_seconds",
                     "methods": {name: {status, reason, role, seconds, iqr_seconds, runs,
                                        min_seconds, max_error, peak_memory_bytes, memory_note, flops,
@@ -18,8 +18,11 @@ JSON layout (``SCHEMA``)::
                                        speedup_vs_nested, speedup_vs_best_baseline,
                                        compile_seconds, compiled_from}}}]}
 
-``options.suite`` is quick, full or architectures (which also records dims, widths, depths and
-architectures); ``architecture`` is "mlp" for the plain Sequential MLP (hoderiv_bench.architectures).
+``options.suite`` is quick, full, architectures (which also records dims, widths, depths and
+architectures) or operators (dims per family, widths, depths and families); ``architecture`` is
+"mlp" for the plain Sequential MLP (hoderiv_bench.architectures); ``widths`` lists the hidden
+widths of a network whose layers differ (null otherwise: ``width`` and ``depth`` say it all);
+``notes.operator`` names the request of an operator workload (hoderiv_bench.operators).
 The optional torch-jet methods ("jet", "jet-compile") appear only in the workloads that offer them.
 Times are seconds (medians), memory bytes, speed-ups ratios baseline time / method time.
 """

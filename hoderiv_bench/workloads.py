@@ -14,6 +14,19 @@ Families (the names ``--workloads`` filters on):
   newton       the seeds' parameter-space Newton solve (H + damping I) step = -g
                for an MLP regression loss (see hoderiv_bench.newton)
 
+Operator families (hoderiv_bench.operators; ``--suite operators``, and in ``--full`` at
+larger sizes): the differential operators beyond the Hessian, on tanh MLPs, each value,
+gradient and operator (the coefficients for directional) in one call:
+
+  weighted     the weighted Laplacian tr(sigma sigma^T H), sigma (d, r) fixed, r = d/2:
+               derivatives(f, x, hessian=Laplacian(weights=sigma))
+  partial      the Laplacian over every input but the last (space only, as for a heat
+               equation in (x, t)): Laplacian(dims=[0, ..., d - 2])
+  hutchinson   the randomized Laplacian, 16 Rademacher directions per sample from a
+               generator seeded afresh on every call: Laplacian(samples=16, generator=g)
+  bilaplacian  the exact bi-Laplacian: Bilaplacian()
+  directional  directional_derivatives(f, x, v, order=4) along a fixed unit vector v
+
 MLPs are d -> width x depth hidden layers -> 1 with tanh, SiLU or sin (the
 :class:`~hoderiv_bench.methods.Sine` module, which the Taylor engine does
 not serve) activations, float32 or float64, PyTorch's default initialisation
@@ -40,6 +53,16 @@ architecture: ``laplacian/residual/tanh d=8 w=64 L=4 N=4096``; ``-w residual``
 engine serves only plain Sequential MLPs today: for the others the kernel
 method is reported "not served" with the engine's reason until it serves them.
 
+The operator suite (``--suite operators``, 10 workloads, about 25 s on a 2-core CPU) runs
+each operator family on a tanh MLP d -> 32 x 2 -> 1 at N = 128 and 512, with d = 8 for
+weighted (r = 4), 4 for partial, 16 for hutchinson, 3 for bilaplacian and 4 for directional
+(``--dims`` sets one d for every family; ``--batch``/``--widths``/``--depths`` replace
+their axes; the grid is their product). ``--full`` adds them at larger sizes: weighted on
+50 -> 768, 768, 512, 512 -> 1 (r = 25) at N = 256, hutchinson at d = 100 (100 -> 128 x 3
+-> 1, N = 1024), bilaplacian on 3 -> 64 x 3 -> 1 at N = 1024, partial and directional on
+8 -> 128 x 4 -> 1 at N = 4096 (fixed sizes, as newton's). A network whose hidden widths
+differ names them all: ``weighted/tanh d=50 w=768,768,512,512 L=4 N=256``.
+
 Methods (columns of the report), each a zero-argument callable built by
 :func:`build_case`:
 
@@ -54,11 +77,17 @@ Methods (columns of the report), each a zero-argument callable built by
   jet, jet-compile
             torch-jet's collapsed Taylor mode, vmapped, eager and under
             torch.compile (hoderiv_bench.jet_methods): optional, offered for the
-            laplacian and training families only when ``import jet`` works
+            laplacian and training families, and torch-jet's own weighted
+            Laplacian and bi-Laplacian for the weighted and bilaplacian families,
+            only when ``import jet`` works
+
+For the operator families, nested and func are each family's own hand-written and
+torch.func routes (hoderiv_bench.operators).
 
 The reference every method is checked against is the nested-autograd
 computation in float64 on the same device (plain torch autograd, the simplest
-code there is).
+code there is). For hutchinson it is the same random estimate: every method
+draws the same directions from a generator seeded the same way.
 """
 
 from __future__ import annotations
@@ -71,14 +100,18 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from hoderiv_ext import NotServed, Polynomial, derivatives
+from hoderiv_ext import NotServed, Polynomial, derivatives, directional_derivatives
 from hoderiv_bench.architectures import ARCHITECTURE_FUNCTIONS, ARCHITECTURES, build_model
 from hoderiv_bench.elementwise import elementwise_methods, nested_elementwise
-from hoderiv_bench.jet_methods import COMPILED_JET, JET_FAMILIES, JET_METHODS, jet_methods
+from hoderiv_bench.jet_methods import (COMPILED_JET, JET_FAMILIES, JET_METHODS, JET_OPERATOR_FAMILIES, jet_methods,
+                                        jet_operator)
 from hoderiv_bench.methods import METHODS, Sine, training_loss
 from hoderiv_bench.newton import NEWTON_METHODS, Regression, regression
+from hoderiv_bench.operators import (OPERATOR_DIMS, OPERATOR_FAMILIES, OPERATOR_METHODS, OperatorSpec, jet_outputs,
+                                     operator_mlp, operator_spec)
 
-FAMILIES = ("elementwise", "laplacian", "hessian", "diagonal", "rows", "training", "newton")
+MLP_FAMILIES = ("elementwise", "laplacian", "hessian", "diagonal", "rows", "training", "newton")
+FAMILIES = MLP_FAMILIES + OPERATOR_FAMILIES
 INPUT_FAMILIES = ("laplacian", "hessian", "diagonal", "rows")
 MLP_FUNCTIONS = ("tanh", "silu", "sin")
 ELEMENTWISE_FUNCTIONS = ("tanh", "cubic")
@@ -112,6 +145,7 @@ class Workload:
     width: int | None = None
     depth: int | None = None
     architecture: str = "mlp"  # hoderiv_bench.architectures; "mlp" keeps the name without it
+    widths: tuple[int, ...] = ()  # hidden widths when they differ (width is then the first, depth their count)
 
     @property
     def _kind(self) -> str:
@@ -121,21 +155,37 @@ class Workload:
         return f"{self.family}/{self.architecture}/{self.function}"
 
     @property
+    def hidden(self) -> tuple[int, ...]:
+        """The hidden layers' widths, first to last."""
+        return self.widths or (self.width,) * (self.depth or 0)
+
+    @property
+    def _width(self) -> str:
+        return ",".join(map(str, self.widths)) if self.widths else str(self.width)
+
+    @property
     def name(self) -> str:
         if self.family == "elementwise":
             return f"elementwise/{self.function} n={self.batch}"
-        return f"{self._kind} d={self.d} w={self.width} L={self.depth} N={self.batch}"
+        return f"{self._kind} d={self.d} w={self._width} L={self.depth} N={self.batch}"
 
     @property
     def series(self) -> str:
         """The workload without its batch size: one line of the speed-up plot."""
         if self.family == "elementwise":
             return f"elementwise/{self.function}"
-        return f"{self._kind} d={self.d} w={self.width} L={self.depth}"
+        return f"{self._kind} d={self.d} w={self._width} L={self.depth}"
 
     def params(self) -> dict[str, Any]:
         return {"family": self.family, "function": self.function, "architecture": self.architecture,
-                "batch": self.batch, "d": self.d, "width": self.width, "depth": self.depth}
+                "batch": self.batch, "d": self.d, "width": self.width, "depth": self.depth,
+                "widths": list(self.hidden) if self.widths else None}
+
+
+def operator_workload(family: str, d: int, hidden: tuple[int, ...], batch: int) -> Workload:
+    """An operator workload on a tanh MLP d -> hidden -> 1 (``widths`` kept only when they differ)."""
+    uniform = len(set(hidden)) == 1
+    return Workload(family, "tanh", batch, d, hidden[0], len(hidden), widths=() if uniform else tuple(hidden))
 
 
 @dataclass
@@ -172,6 +222,7 @@ class Sizes:
     widths: tuple[int, ...] = ()  # extra widths (laplacian, hessian)
     depths: tuple[int, ...] = ()  # extra depths (laplacian, hessian)
     newton: tuple[tuple[int, int, int, int], ...] = ()  # (d, width, depth, N)
+    operators: tuple[tuple[str, int, tuple[int, ...], int], ...] = ()  # (family, d, hidden widths, N)
 
 
 QUICK = Sizes(
@@ -192,6 +243,11 @@ FULL = Sizes(
     widths=(32, 512),
     depths=(2, 8),
     newton=((2, 16, 1, 512), (2, 32, 2, 4096)),
+    operators=(("weighted", 50, (768, 768, 512, 512), 256),
+               ("partial", 8, (128,) * 4, 4096),
+               ("hutchinson", 100, (128,) * 3, 1024),
+               ("bilaplacian", 3, (64,) * 3, 1024),
+               ("directional", 8, (128,) * 4, 4096)),
 )
 
 
@@ -212,7 +268,31 @@ class ArchitectureSizes:
 
 
 ARCHITECTURE_SUITE = ArchitectureSizes()
-SUITES: dict[str, Sizes | ArchitectureSizes] = {"quick": QUICK, "full": FULL, "architectures": ARCHITECTURE_SUITE}
+
+
+@dataclass(frozen=True)
+class OperatorSizes:
+    """The operator suite: every operator family x d x width x depth x batch (a product), where an
+    empty ``dims`` means each family's own d (hoderiv_bench.operators.OPERATOR_DIMS)."""
+
+    batches: tuple[int, ...] = (128, 512)
+    dims: tuple[int, ...] = ()
+    widths: tuple[int, ...] = (32,)
+    depths: tuple[int, ...] = (2,)
+    families: tuple[str, ...] = OPERATOR_FAMILIES
+
+    @property
+    def base(self) -> tuple[int | None, int, int]:
+        return (self.dims[0] if self.dims else None), self.widths[0], self.depths[0]
+
+    def dims_of(self, family: str) -> tuple[int, ...]:
+        return self.dims or (OPERATOR_DIMS[family],)
+
+
+OPERATOR_SUITE = OperatorSizes()
+Grid = Sizes | ArchitectureSizes | OperatorSizes
+SUITES: dict[str, Grid] = {"quick": QUICK, "full": FULL, "architectures": ARCHITECTURE_SUITE,
+                           "operators": OPERATOR_SUITE}
 
 
 def architecture_function(architecture: str) -> str:
@@ -220,12 +300,13 @@ def architecture_function(architecture: str) -> str:
     return ARCHITECTURE_FUNCTIONS.get(architecture, "tanh")
 
 
-def with_overrides(sizes: Sizes | ArchitectureSizes, batches: list[int] | None = None, dims: list[int] | None = None,
-                   widths: list[int] | None = None, depths: list[int] | None = None) -> Sizes | ArchitectureSizes:
+def with_overrides(sizes: Grid, batches: list[int] | None = None, dims: list[int] | None = None,
+                   widths: list[int] | None = None, depths: list[int] | None = None) -> Grid:
     """Replace the MLP axes: --batch sets the batch sweep; --dims/--widths/--depths set the values
     swept around the base network (the first of each becomes the base). For the architecture
-    suite, each replaces its axis of the product."""
-    if isinstance(sizes, ArchitectureSizes):
+    and operator suites, each replaces its axis of the product. The fixed sizes of the newton
+    and operator workloads of the quick and full grids stay as they are."""
+    if isinstance(sizes, (ArchitectureSizes, OperatorSizes)):
         axes = {"batches": batches, "dims": dims, "widths": widths, "depths": depths}
         return replace(sizes, **{key: tuple(dict.fromkeys(values)) for key, values in axes.items() if values})
     d, width, depth = sizes.base
@@ -251,10 +332,20 @@ def architecture_suite(sizes: ArchitectureSizes) -> list[Workload]:
     return [w for w in out if not (w in seen or seen.add(w))]
 
 
-def suite(sizes: Sizes | ArchitectureSizes) -> list[Workload]:
+def operator_suite(sizes: OperatorSizes) -> list[Workload]:
+    """The operator workloads: for each family, d, width, depth, every batch in turn."""
+    out = [operator_workload(family, d, (width,) * depth, n) for family in sizes.families
+           for d in sizes.dims_of(family) for width in sizes.widths for depth in sizes.depths for n in sizes.batches]
+    seen: set[Workload] = set()
+    return [w for w in out if not (w in seen or seen.add(w))]
+
+
+def suite(sizes: Grid) -> list[Workload]:
     """Every workload of a grid, without duplicates, in report order."""
     if isinstance(sizes, ArchitectureSizes):
         return architecture_suite(sizes)
+    if isinstance(sizes, OperatorSizes):
+        return operator_suite(sizes)
     d, width, depth = sizes.base
     largest = max(sizes.batches)
     out: list[Workload] = []
@@ -273,6 +364,7 @@ def suite(sizes: Sizes | ArchitectureSizes) -> list[Workload]:
             out += [Workload(family, "tanh", largest, d, other, depth) for other in sizes.widths]
             out += [Workload(family, "tanh", largest, d, width, other) for other in sizes.depths]
     out += [Workload("newton", "tanh", n, nd, nw, nl) for nd, nw, nl, n in sizes.newton]
+    out += [operator_workload(family, od, hidden, n) for family, od, hidden, n in sizes.operators]
     seen: set[Workload] = set()
     return [w for w in out if not (w in seen or seen.add(w))]
 
@@ -354,9 +446,9 @@ def _training_case(workload: Workload, device: torch.device, dtype: torch.dtype)
     return case
 
 
-def _add_jet(case: Case, net: nn.Module, x: torch.Tensor, run: Callable[[Callable], Any]) -> None:
-    """The optional torch-jet methods (nothing when torch-jet is not installed)."""
-    methods, not_served, compiled = jet_methods(net, x, run)
+def _add_jet(case: Case, net: nn.Module, x: torch.Tensor, run: Callable[[Callable], Any], **how: Any) -> None:
+    """The optional torch-jet methods (nothing when torch-jet is not installed); ``how``: jet_methods' build, finish."""
+    methods, not_served, compiled = jet_methods(net, x, run, **how)
     case.methods.update(methods)
     case.not_served.update(not_served)
     case.compiled.update(compiled)
@@ -370,6 +462,41 @@ def _kernel_notes(case: Case, net: nn.Module, d: int, hessian: object) -> None:
     sample = torch.zeros((1, d), dtype=weight.dtype, device=weight.device)
     try:
         result = derivatives(net, sample, hessian=hessian, backend="kernel", create_graph=False)
+    except NotServed as error:
+        case.methods.pop("kernel")
+        case.not_served["kernel"] = error.reason
+        return
+    except Exception:  # noqa: BLE001 - reported by the check (status failed, with the error)
+        return
+    case.notes["kernel_algorithm"] = getattr(result, "algorithm", None)
+
+
+def _operator_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:
+    torch.manual_seed(0)
+    net = operator_mlp(workload.d, workload.hidden).to(device, dtype)
+    x = _points(workload.batch, workload.d, device, dtype)
+    spec = operator_spec(workload.family, workload.d, device, dtype)
+    net64, x64, spec64 = copy.deepcopy(net).to(torch.float64), x.to(torch.float64), spec.to(device, torch.float64)
+    methods = {name: (lambda m=method: m(net, x, spec)) for name, method in OPERATOR_METHODS.items()}
+    case = Case(methods, lambda: OPERATOR_METHODS["nested"](net64, x64, spec64), notes={"operator": spec.describe()})
+    _operator_kernel_notes(case, net, x, spec)
+    if workload.family in JET_OPERATOR_FAMILIES:
+        def build() -> Callable[[torch.Tensor], torch.Tensor]:
+            return jet_operator(net, workload.family, workload.d, dtype, device, spec.sigma)
+
+        _add_jet(case, net, x, lambda operator_of: jet_outputs(net, x, operator_of), build=build,
+                 finish=lambda batched, points: batched(points))
+    return case
+
+
+def _operator_kernel_notes(case: Case, net: nn.Module, x: torch.Tensor, spec: OperatorSpec) -> None:
+    """As :func:`_kernel_notes`, for an operator request, probed on the first sample."""
+    try:
+        if spec.family == "directional":
+            directional_derivatives(net, x[:1], spec.v, order=spec.order, backend="kernel", create_graph=False)
+            return
+        result = derivatives(net, x[:1], hessian=spec.request(x), backend="kernel", create_graph=False,
+                             check_independence=False)
     except NotServed as error:
         case.methods.pop("kernel")
         case.not_served["kernel"] = error.reason
@@ -397,6 +524,7 @@ BUILDERS: dict[str, Callable[[Workload, torch.device, torch.dtype], Case]] = {
     "rows": _input_case,
     "training": _training_case,
     "newton": _newton_case,
+    **{family: _operator_case for family in OPERATOR_FAMILIES},
 }
 
 
