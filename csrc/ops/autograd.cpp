@@ -1,5 +1,6 @@
 // Autograd kernels (dispatch key Autograd) of the forward ops
-// elementwise_derivatives, jet_activation and jet_activation_first, as
+// elementwise_derivatives, jet_activation, jet_activation_first and
+// jet_bilaplacian_extra, as
 // torch::autograd::Functions: eager calls then go through no Python.
 //
 // Each kernel is the op's autograd step only:
@@ -13,7 +14,7 @@
 //   * backward calls the op's BACKWARD op through the dispatcher WITH
 //     autograd, so the result is differentiable again: the backward ops
 //     (elementwise_derivatives_backward, jet_activation_backward,
-//     jet_activation_first_backward) keep their autograd formulas in Python
+//     jet_activation_first_backward, jet_bilaplacian_extra_backward) keep their autograd formulas in Python
 //     (hoderiv_ext/ops/formulas.py), and the double backward runs through them.
 //
 // The formulas (the same as the Python ones they replace):
@@ -24,6 +25,9 @@
 //       grad_bias = grad_jet[:, 0].sum(0)          (when the bias is given and needs grad)
 //   jet_activation_first(a, weight, f, params, pair_i, pair_j, collapsed):
 //       (grad_a, grad_weight) = jet_activation_first_backward(grad, a, weight, f, params, pair_i, pair_j, collapsed)
+//   jet_bilaplacian_extra(jet, bias, extra, f, params, t, dims):
+//       (grad_jet, grad_extra) = jet_bilaplacian_extra_backward(grad, jet, bias, extra, f, params, t, dims)
+//       grad_bias = grad_jet[:, 0].sum(0)          (when the bias is given and needs grad)
 // backward returns one entry per forward argument: undefined for the
 // non-tensor arguments, an absent bias and inputs that need no gradient
 // (needs_input_grad indexes the tensor inputs that were given, in order).
@@ -68,6 +72,13 @@ using FirstBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tens
                                                                   c10::ArrayRef<double>, c10::IntArrayRef,
                                                                   c10::IntArrayRef, c10::IntArrayRef);
 
+using ExtraSignature = at::Tensor(const at::Tensor&, const c10::optional<at::Tensor>&, const at::Tensor&,
+                                  c10::string_view, c10::ArrayRef<double>, int64_t, c10::IntArrayRef);
+using ExtraBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
+                                                                  const c10::optional<at::Tensor>&,
+                                                                  const at::Tensor&, c10::string_view,
+                                                                  c10::ArrayRef<double>, int64_t, c10::IntArrayRef);
+
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
@@ -95,6 +106,15 @@ const c10::TypedOperatorHandle<FirstSignature>& first_op() {
 }
 const c10::TypedOperatorHandle<FirstBackwardSignature>& first_backward_op() {
   static const auto op = typed_op<FirstBackwardSignature>("hoderiv_ext::jet_activation_first_backward");
+  return op;
+}
+
+const c10::TypedOperatorHandle<ExtraSignature>& extra_op() {
+  static const auto op = typed_op<ExtraSignature>("hoderiv_ext::jet_bilaplacian_extra");
+  return op;
+}
+const c10::TypedOperatorHandle<ExtraBackwardSignature>& extra_backward_op() {
+  static const auto op = typed_op<ExtraBackwardSignature>("hoderiv_ext::jet_bilaplacian_extra_backward");
   return op;
 }
 
@@ -260,12 +280,66 @@ at::Tensor jet_activation_first_autograd(const at::Tensor& preactivation, const 
   return JetActivationFirstFunction::apply(preactivation, weight, function, params, pair_i, pair_j, collapsed);
 }
 
+// ----- jet_bilaplacian_extra(jet, bias, extra, function, params, num_tangents, dims) -----
+
+struct JetBilaplacianExtraFunction : public torch::autograd::Function<JetBilaplacianExtraFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                            const at::Tensor& extra, c10::string_view function, c10::ArrayRef<double> params,
+                            int64_t num_tangents, c10::IntArrayRef dims) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor out = extra_op().call(jet, bias, extra, function, params, num_tangents, dims);
+    const at::Tensor bias_or_undefined = bias.has_value() ? *bias : at::Tensor();
+    ctx->save_for_backward({jet, bias_or_undefined, extra});
+    save_function(ctx, function, params);
+    ctx->saved_data["num_tangents"] = num_tangents;
+    ctx->saved_data["dims"] = dims.vec();
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& jet = saved[0];
+    const at::Tensor& bias = saved[1];
+    const at::Tensor& extra = saved[2];
+    // Tensor inputs given, in order: the jet (0), the bias (1) if defined, then extra.
+    const bool jet_needs_grad = ctx->needs_input_grad(0);
+    const bool bias_needs_grad = bias.defined() && ctx->needs_input_grad(1);
+    const bool extra_needs_grad = ctx->needs_input_grad(bias.defined() ? 2 : 1);
+    at::Tensor grad_jet, grad_bias, grad_extra;
+    if (jet_needs_grad || bias_needs_grad || extra_needs_grad) {
+      const SavedConfig config = saved_function(ctx);
+      const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
+      const std::vector<int64_t> dims = ctx->saved_data.at("dims").toIntVector();
+      const c10::optional<at::Tensor> bias_arg = bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
+      std::tie(grad_jet, grad_extra) = extra_backward_op().call(grad_outputs[0], jet, bias_arg, extra, config.function,
+                                                                config.params, num_tangents, dims);
+      if (bias_needs_grad) grad_bias = grad_jet.select(1, 0).sum(0);
+      if (!jet_needs_grad) grad_jet = at::Tensor();
+      if (!extra_needs_grad) grad_extra = at::Tensor();
+    }
+    return {grad_jet, grad_bias, grad_extra, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor jet_bilaplacian_extra_autograd(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                                          const at::Tensor& extra, c10::string_view function,
+                                          c10::ArrayRef<double> params, int64_t num_tangents,
+                                          c10::IntArrayRef dims) {
+  if (!(c10::GradMode::is_enabled() &&
+        (needs_grad(jet) || needs_grad(extra) || (bias.has_value() && needs_grad(*bias))))) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return extra_op().call(jet, bias, extra, function, params, num_tangents, dims);
+  }
+  return JetBilaplacianExtraFunction::apply(jet, bias, extra, function, params, num_tangents, dims);
+}
+
 }  // namespace
 
 void register_autograd(torch::Library& library) {
   library.impl("elementwise_derivatives", &elementwise_derivatives_autograd);
   library.impl("jet_activation", &jet_activation_autograd);
   library.impl("jet_activation_first", &jet_activation_first_autograd);
+  library.impl("jet_bilaplacian_extra", &jet_bilaplacian_extra_autograd);
 }
 
 }  // namespace hoderiv

@@ -18,6 +18,10 @@
 
 namespace hoderiv {
 
+namespace bilaplacian {
+struct ExtraLayout;  // hoderiv/bilaplacian_math.h (included by the files that use it)
+}
+
 // ----- elementwise_derivatives*, polynomial_derivatives* -----
 
 // Checks: x (and grad) float32/float64 of one dtype on one device (the first
@@ -114,5 +118,42 @@ JetCall prepare_jet_activation_first_backward(const at::Tensor& grad, const at::
 // Allocates sums (chunks, t + p + c, m), chunks = ceil(N / samples_per_chunk),
 // uninitialised: the kernel that fills a chunk zeroes it first.
 void allocate_chunk_sums(JetCall& call, int64_t samples_per_chunk);
+
+// ----- jet_bilaplacian_extra* -----
+
+// Checks, all before the empty-input return: jet (N, S, m) with
+// S = 1 + t + p(p+1)/2; extra (N, p + 1, m); the backward's grad (N, p + 1, m);
+// bias (m,); num_tangents in [0, 2^31 - 1]; dims non-empty (p >= 1) with
+// distinct entries in [0, t); every tensor float32/float64 of one dtype on
+// the first tensor argument's device; the function and its parameters. The
+// jet and extra are used as they are when their slots and units are dense
+// (slot stride m, unit stride 1: a narrowed view of a wider jet is not
+// copied), else made contiguous. The steps return their outputs as they are
+// when empty (N = 0 or m = 0).
+struct BilaplacianExtraCall {
+  at::Tensor jet;    // the main jet (N, S, m): slot stride m, unit stride 1
+  at::Tensor extra;  // the extra jet (N, p + 1, m): slot stride m, unit stride 1
+  at::Tensor bias;   // (m), or undefined
+  at::Tensor grad;   // backward: the output extra jet's gradient, contiguous (N, p + 1, m)
+  at::Tensor out;    // forward: the extra jet of phi(a); backward: the gradient w.r.t. extra; contiguous
+  at::Tensor grad_jet;  // backward: the gradient w.r.t. the main jet, contiguous (N, S, m)
+  int64_t n = 0, m = 0;
+  int64_t jet_sample_stride = 0, extra_sample_stride = 0;
+  int64_t num_tangents = 0;
+  std::vector<jet::Index> dims;
+  ParsedFunction parsed{};
+
+  bilaplacian::ExtraLayout layout() const;
+};
+
+BilaplacianExtraCall prepare_jet_bilaplacian_extra(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                                                   const at::Tensor& extra, c10::string_view function,
+                                                   c10::ArrayRef<double> params, int64_t num_tangents,
+                                                   c10::IntArrayRef dims);
+BilaplacianExtraCall prepare_jet_bilaplacian_extra_backward(const at::Tensor& grad, const at::Tensor& jet,
+                                                            const c10::optional<at::Tensor>& bias,
+                                                            const at::Tensor& extra, c10::string_view function,
+                                                            c10::ArrayRef<double> params, int64_t num_tangents,
+                                                            c10::IntArrayRef dims);
 
 }  // namespace hoderiv

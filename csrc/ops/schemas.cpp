@@ -15,8 +15,16 @@
 //       (N, m) and the weight (m, t): tangents W[:, k], no second-order input;
 //   jet_activation_first_backward: its gradients with respect to the
 //       preactivation (N, m) and the weight (m, t).
+// The bi-Laplacian's extra slots (math: hoderiv/bilaplacian_math.h): jet is
+// the main jet (N, 1 + t + p(p+1)/2, m) of a (value, t tangents, the pairs
+// i <= j over the p chosen tangents dims, row-major upper triangle), extra
+// (N, p + 1, m) its third- and fourth-order slots (T_i for i in dims, then B).
+//   jet_bilaplacian_extra: the extra slots of phi(a), a = jet[:, 0] + bias;
+//   jet_bilaplacian_extra_backward: its gradients with respect to the main
+//       jet (slot 0: with respect to a) and the extra jet.
 // The backward ops are ops of their own. Autograd: the forward ops
-// elementwise_derivatives, jet_activation and jet_activation_first have C++
+// elementwise_derivatives, jet_activation, jet_activation_first and
+// jet_bilaplacian_extra have C++
 // autograd kernels (ops/autograd.cpp) whose backward calls the backward op
 // with autograd; the backward ops' and the polynomial ops' formulas and
 // every op's fake kernel are registered by the Python package
@@ -39,6 +47,10 @@ c10::ArrayRef<const char*> op_schemas() {
       "int[] pair_j, int[] collapsed) -> Tensor",
       "jet_activation_first_backward(Tensor grad, Tensor preactivation, Tensor weight, str function, "
       "float[] params, int[] pair_i, int[] pair_j, int[] collapsed) -> (Tensor, Tensor)",
+      "jet_bilaplacian_extra(Tensor jet, Tensor? bias, Tensor extra, str function, float[] params, "
+      "int num_tangents, int[] dims) -> Tensor",
+      "jet_bilaplacian_extra_backward(Tensor grad, Tensor jet, Tensor? bias, Tensor extra, str function, "
+      "float[] params, int num_tangents, int[] dims) -> (Tensor, Tensor)",
   };
   return kSchemas;
 }

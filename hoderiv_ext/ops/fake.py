@@ -78,6 +78,29 @@ def jet_activation_first_backward(grad, preactivation, weight, function, params,
     return preactivation.new_empty(preactivation.shape), weight.new_empty(weight.shape)
 
 
+def _check_bilaplacian_shapes(op, jet, extra, num_tangents, dims):  # type: ignore[no-untyped-def]
+    p = len(dims)
+    torch._check(p >= 1, lambda: f"hoderiv_ext.{op}: dims must list at least one tangent index")
+    torch._check(jet.dim() == 3 and extra.dim() == 3, lambda: f"hoderiv_ext.{op}: jet (N, S, m) and extra (N, p + 1, m)")
+    torch._check(jet.shape[1] == 1 + num_tangents + p * (p + 1) // 2,
+                 lambda: f"hoderiv_ext.{op}: jet must have 1 + t + p(p+1)/2 slots")
+    torch._check(extra.shape[0] == jet.shape[0] and extra.shape[1] == p + 1 and extra.shape[2] == jet.shape[2],
+                 lambda: f"hoderiv_ext.{op}: extra must have shape (N, p + 1, m)")
+
+
+def jet_bilaplacian_extra(jet, bias, extra, function, params, num_tangents, dims):  # type: ignore[no-untyped-def]
+    check_same_device("jet_bilaplacian_extra", jet=jet, bias=bias, extra=extra)
+    _check_bilaplacian_shapes("jet_bilaplacian_extra", jet, extra, num_tangents, dims)
+    return extra.new_empty(extra.shape)
+
+
+def jet_bilaplacian_extra_backward(grad, jet, bias, extra, function, params, num_tangents, dims):  # type: ignore[no-untyped-def]
+    check_same_device("jet_bilaplacian_extra_backward", grad=grad, jet=jet, bias=bias, extra=extra)
+    _check_bilaplacian_shapes("jet_bilaplacian_extra_backward", jet, extra, num_tangents, dims)
+    torch._check(grad.shape == extra.shape, lambda: "grad must have extra's shape")
+    return jet.new_empty(jet.shape), extra.new_empty(extra.shape)
+
+
 FAKE_KERNELS = {
     "elementwise_derivatives": elementwise_derivatives,
     "elementwise_derivatives_backward": elementwise_derivatives_backward,
@@ -87,4 +110,6 @@ FAKE_KERNELS = {
     "jet_activation_backward": jet_activation_backward,
     "jet_activation_first": jet_activation_first,
     "jet_activation_first_backward": jet_activation_first_backward,
+    "jet_bilaplacian_extra": jet_bilaplacian_extra,
+    "jet_bilaplacian_extra_backward": jet_bilaplacian_extra_backward,
 }

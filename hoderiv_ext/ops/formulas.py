@@ -3,7 +3,8 @@
 Where each op's autograd formula lives:
 
   elementwise_derivatives, jet_activation,   C++ (csrc/ops/autograd.cpp, dispatch key Autograd);
-  jet_activation_first                       each backward calls the matching backward op with
+  jet_activation_first,                      each backward calls the matching backward op with
+  jet_bilaplacian_extra
                                              autograd, so its result is differentiable through
                                              the formulas here
   the backward ops, polynomial_derivatives   here, registered with torch.library.register_autograd
@@ -23,7 +24,8 @@ Polynomials p(x) = sum_j c_j x^j add the coefficient gradient
 The jet ops: ``jet_activation``'s backward (C++) is the fused
 ``jet_activation_backward`` kernel (bias gradient: the sum over samples of
 slot 0's gradient), ``jet_activation_first``'s (C++) the fused
-``jet_activation_first_backward``; the backward of each backward kernel (the
+``jet_activation_first_backward``, ``jet_bilaplacian_extra``'s (C++) the fused
+``jet_bilaplacian_extra_backward`` (bias gradient as for jet_activation); the backward of each backward kernel (the
 double backward, here) is the vector-Jacobian product of the torch-ops twin
 (:mod:`hoderiv_ext.ops.jet_composite`), recomputed by :func:`recomputed_vjp`.
 """
@@ -216,10 +218,30 @@ def backward_first_backward(ctx: Any, grad_grad_a: Tensor | None, grad_grad_weig
     return *grads, None, None, None, None, None
 
 
+def setup_bilaplacian_extra_backward(ctx: Any, inputs: tuple, output: tuple) -> None:
+    grad, jet, bias, extra, function, params, num_tangents, dims = inputs
+    ctx.save_for_backward(grad, jet, bias, extra)
+    ctx.config = (function, list(params), num_tangents, list(dims))
+
+
+def backward_bilaplacian_extra_backward(ctx: Any, grad_grad_jet: Tensor | None,
+                                        grad_grad_extra: Tensor | None) -> tuple:
+    grad, jet, bias, extra = ctx.saved_tensors
+    function, params, num_tangents, dims = ctx.config
+
+    def extra_backward(grad_: Tensor, jet_: Tensor, bias_: Tensor | None, extra_: Tensor) -> tuple:
+        out = jet_composite.bilaplacian_extra_activation(jet_, bias_, extra_, function, params, num_tangents, dims)
+        return torch.autograd.grad(out, (jet_, extra_), grad_, create_graph=True)
+
+    grads = recomputed_vjp(extra_backward, (grad, jet, bias, extra), (grad_grad_jet, grad_grad_extra))
+    return *grads, None, None, None, None
+
+
 FORMULAS: dict[str, tuple[Callable, Callable]] = {
     "elementwise_derivatives_backward": (backward_elementwise_backward, setup_elementwise_backward),
     "polynomial_derivatives": (backward_polynomial, setup_polynomial),
     "polynomial_derivatives_backward": (backward_polynomial_backward, setup_polynomial_backward),
     "jet_activation_backward": (backward_step_backward, setup_step_backward),
     "jet_activation_first_backward": (backward_first_backward, setup_first_backward),
+    "jet_bilaplacian_extra_backward": (backward_bilaplacian_extra_backward, setup_bilaplacian_extra_backward),
 }

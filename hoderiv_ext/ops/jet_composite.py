@@ -1,7 +1,8 @@
 """The Taylor activation step written in torch ops: the fused kernels' twins.
 
 Same math as csrc/include/hoderiv/jet_math.h, on a jet (N, S, m) whose slots
-a :class:`~hoderiv_ext.ops.layout.JetLayout` describes. phi and its
+a :class:`~hoderiv_ext.ops.layout.JetLayout` describes, and, for the exact
+bi-Laplacian's extra slots, as csrc/include/hoderiv/bilaplacian_math.h. phi and its
 derivatives come from the elementwise op, which is differentiable to order 8,
 so these functions are differentiable too: they are the double backward of
 the fused backward kernels (:mod:`hoderiv_ext.ops.formulas`), and the tests
@@ -102,3 +103,62 @@ def first_activation_step_backward(
         mask = _one_hot(layout.collapsed, t, weight).sum(0).unsqueeze(1)  # (t, 1): 1 for k in C
         grad_weight_t = grad_weight_t + 2 * mask * collapsed_weight * weight_t
     return grad_a, grad_weight_t.t()
+
+
+# ----------------------------------------------------------------------------- the bi-Laplacian's extra slots
+
+
+def upper_triangle_index(p: int, device: torch.device) -> Tensor:
+    """Slot of A[r, j] among the pairs i <= j (row-major upper triangle), for every (r, j): (p * p,).
+
+    Built on ``device`` with torch ops (no host-to-device copy); ``[:: p + 1]`` is the slots of the diagonal.
+    """
+    r = torch.arange(p, device=device).unsqueeze(1)
+    j = torch.arange(p, device=device).unsqueeze(0)
+    low, high = torch.minimum(r, j), torch.maximum(r, j)
+    return (low * p - low * (low - 1) // 2 + high - low).reshape(-1)
+
+
+def bilaplacian_extra_step(phi: Sequence[Tensor], g: Tensor, pairs: Tensor, extra: Tensor,
+                           hessian_index: Tensor) -> Tensor:
+    """The extra jet (N, p+1, *rest) of y = φ(a): (T_i for i in D, B) (math: csrc/include/hoderiv/bilaplacian_math.h).
+
+    phi: φ⁽⁰⁻⁴⁾ at a, each (N, *rest); g (N, p, *rest): a's tangents over D;
+    pairs (N, p(p+1)/2, *rest): a's Hessian over D (upper triangle); extra
+    (N, p+1, *rest): a's T and B; ``hessian_index``: :func:`upper_triangle_index` (p)
+    on the jet's device. With G = Σ g_j², L = Σ A_jj, H = A g, Q = gᵀ A g,
+    F = Σ A_ij², P = Σ g_i T_i:
+      T_i' = (φ‴ G + φ″ L) g_i + 2φ″ H_i + φ′ T_i
+      B'   = φ⁗ G² + 2φ‴ L G + 4φ‴ Q + φ″ (2F + L² + 4P) + φ′ B
+    """
+    n, p = g.shape[:2]
+    rest = g.shape[2:]
+    hessian = pairs.index_select(1, hessian_index).reshape(n, p, p, *rest)
+    d1, d2, d3, d4 = (phi[k].unsqueeze(1) for k in range(1, 5))
+    squares = (g * g).sum(1, keepdim=True)  # G (N, 1, *rest)
+    trace = pairs.index_select(1, hessian_index[:: p + 1]).sum(1, keepdim=True)  # L
+    hessian_g = (hessian * g.unsqueeze(1)).sum(2)  # H (N, p, *rest)
+    quadratic = (hessian_g * g).sum(1, keepdim=True)  # Q
+    frobenius = (hessian * hessian).sum((1, 2)).unsqueeze(1)  # F
+    tangents_in, bilaplacian_in = extra[:, :p], extra[:, p:]
+    projected = (g * tangents_in).sum(1, keepdim=True)  # P
+    tangents_out = (d3 * squares + d2 * trace) * g + 2 * d2 * hessian_g + d1 * tangents_in
+    bilaplacian_out = (d4 * squares * squares + 2 * d3 * trace * squares + 4 * d3 * quadratic
+                       + d2 * (2 * frobenius + trace * trace + 4 * projected) + d1 * bilaplacian_in)
+    return torch.cat([tangents_out, bilaplacian_out], dim=1)
+
+
+def bilaplacian_extra_activation(jet: Tensor, bias: Tensor | None, extra: Tensor, function: str,
+                                 params: Sequence[float], num_tangents: int, dims: Sequence[int]) -> Tensor:
+    """The twin of the op ``jet_bilaplacian_extra``: the extra jet (N, p+1, m) of phi(jet[:, 0] + bias).
+
+    jet (N, 1 + t + p(p+1)/2, m): value, t tangents, the pairs i <= j over the p tangents ``dims``;
+    extra (N, p+1, m).
+    """
+    t, chosen = num_tangents, list(dims)
+    a = jet[:, 0] if bias is None else jet[:, 0] + bias
+    phi = _phi(a, function, params, 4)
+    tangents = jet[:, 1 : 1 + t]
+    g = tangents if chosen == list(range(t)) else tangents[:, chosen]
+    index = upper_triangle_index(len(chosen), jet.device)
+    return bilaplacian_extra_step(phi, g, jet[:, 1 + t :], extra, index)

@@ -54,7 +54,7 @@ def test_cuda_kernels_compiled_when_ci_asks_for_them():
 EXPECTED_OPS = {
     "elementwise_derivatives", "elementwise_derivatives_backward", "polynomial_derivatives",
     "polynomial_derivatives_backward", "jet_activation", "jet_activation_backward", "jet_activation_first",
-    "jet_activation_first_backward",
+    "jet_activation_first_backward", "jet_bilaplacian_extra", "jet_bilaplacian_extra_backward",
 }
 
 

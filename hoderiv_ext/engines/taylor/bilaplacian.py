@@ -18,7 +18,8 @@ directions of the univariate sweep (:mod:`~hoderiv_ext.engines.taylor.univariate
 11 against 40 for d = p = 3). A Linear is linear in every slot (one GEMM each
 for the main and the extra jet, the bias in slot 0 only). An activation
 y = φ(a) maps the main jet with the fused kernel (``jet_activation``) and the
-extra jet by the chain rule. With g_i = a_i and A_ij = a_ij over D,
+extra jet by the chain rule, in a second fused kernel (``jet_bilaplacian_extra``,
+whose backward is fused too). With g_i = a_i and A_ij = a_ij over D,
 
     G = Σ_j g_j²,  L = Σ_j A_jj,  H_i = Σ_j A_ij g_j,  Q = Σ_i g_i H_i,  F = Σ_ij A_ij²,  P = Σ_i g_i T_i
     T_i(y) = φ‴ g_i G + 2φ″ H_i + φ″ g_i L + φ′ T_i
@@ -26,10 +27,12 @@ extra jet by the chain rule. With g_i = a_i and A_ij = a_ij over D,
 
 (φ⁽ᵏ⁾ at a; T_i(y) = ∂_i Σ_j y_jj with y_jj = φ″ g_j² + φ′ A_jj, and B(y) = Σ_i ∂_i T_i(y)).
 The first activation reads its tangents from the affine prefix's shared
-matrix, where A = T = B = 0: T_i(y) = φ‴ g_i G, B(y) = φ⁗ G². Cost per activation:
-the fused second-order kernel plus O(p²) elementwise products over (N, m).
-Differentiable by ordinary autograd (φ⁽⁰⁻⁴⁾ come from the elementwise op, which
-is differentiable to order 8). :func:`extra_step` and :func:`first_extra_step`
+matrix, where A = T = B = 0: T_i(y) = φ‴ g_i G, B(y) = φ⁗ G² (in torch ops).
+Cost per activation: the fused second-order kernel plus one fused kernel doing
+O(p²) work per (sample, unit). Differentiable to any order (the kernels'
+backward is a fused kernel whose own derivative recomputes :func:`extra_step`'s
+torch-ops twin; φ⁽⁰⁻⁴⁾ there come from the elementwise op, differentiable to
+order 8). :func:`extra_step` and :func:`first_extra_step`
 take any trailing shape (N, K, *rest), so the traced engine uses them too.
 """
 
@@ -44,9 +47,10 @@ from torch import Tensor
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.engines.taylor.plan import ActivationStep, LinearStep, TaylorPlan
-from hoderiv_ext.engines.taylor.slots import upper_triangle_index
 from hoderiv_ext.engines.taylor.sweep import CarriedJet
 from hoderiv_ext.ops import elementwise as elementwise_ops
+from hoderiv_ext.ops import jet as jet_ops
+from hoderiv_ext.ops import jet_composite
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -68,28 +72,17 @@ def chosen_tangents(tangents: Tensor, d: int, dims: tuple[int, ...] | None, axis
 
 
 def extra_step(phi: Sequence[Tensor], g: Tensor, pairs: Tensor, extra: Tensor, hessian_index: Tensor) -> Tensor:
-    """The extra jet (N, p+1, *rest) of y = φ(a) (module docstring).
+    """The extra jet (N, p+1, *rest) of y = φ(a) (module docstring), in torch ops.
 
     phi: φ⁽⁰⁻⁴⁾ at a, each (N, *rest); g (N, p, *rest): a's tangents over D;
     pairs (N, p(p+1)/2, *rest): a's Hessian over D (upper triangle); extra
     (N, p+1, *rest): a's T and B; ``hessian_index``: ``upper_triangle_index(p)``
-    on the jet's device (built once per sweep).
+    on the jet's device (built once per sweep). The fused kernel
+    (:func:`hoderiv_ext.ops.jet.jet_bilaplacian_extra`) computes the same for
+    (N, p+1, m) jets; this is its reference twin and serves the other shapes
+    and the functions outside the compiled table.
     """
-    n, p = g.shape[:2]
-    rest = g.shape[2:]
-    hessian = pairs.index_select(1, hessian_index).reshape(n, p, p, *rest)
-    d1, d2, d3, d4 = (phi[k].unsqueeze(1) for k in range(1, 5))
-    squares = (g * g).sum(1, keepdim=True)  # G (N, 1, *rest)
-    trace = pairs.index_select(1, hessian_index[:: p + 1]).sum(1, keepdim=True)  # L
-    hessian_g = (hessian * g.unsqueeze(1)).sum(2)  # H (N, p, *rest)
-    quadratic = (hessian_g * g).sum(1, keepdim=True)  # Q
-    frobenius = (hessian * hessian).sum((1, 2)).unsqueeze(1)  # F
-    tangents_in, bilaplacian_in = extra[:, :p], extra[:, p:]
-    projected = (g * tangents_in).sum(1, keepdim=True)  # P
-    tangents_out = (d3 * squares + d2 * trace) * g + 2 * d2 * hessian_g + d1 * tangents_in
-    bilaplacian_out = (d4 * squares * squares + 2 * d3 * trace * squares + 4 * d3 * quadratic
-                       + d2 * (2 * frobenius + trace * trace + 4 * projected) + d1 * bilaplacian_in)
-    return torch.cat([tangents_out, bilaplacian_out], dim=1)
+    return jet_composite.bilaplacian_extra_step(phi, g, pairs, extra, hessian_index)
 
 
 def first_extra_step(phi: Sequence[Tensor], g: Tensor) -> Tensor:
@@ -109,7 +102,7 @@ class _BilaplacianCarried(CarriedJet):
         self.d, self.dims = d, dims
         self.p = d if dims is None else len(dims)
         self.extra: Tensor | None = None  # (N, p + 1, m) once the first activation has run
-        self.hessian_index = upper_triangle_index(self.p, x.device)
+        self.chosen = list(range(d)) if dims is None else list(dims)
 
     def linear(self, step: LinearStep) -> None:
         if self.extra is not None:  # no bias: the extra slots are derivatives of order 3 and 4
@@ -122,11 +115,10 @@ class _BilaplacianCarried(CarriedJet):
             phi = elementwise_ops.elementwise_derivatives(self.value, name, params, 4)
             g = chosen_tangents(self.shared_tangents(self.value), self.d, self.dims, 0)
             self.extra = first_extra_step(phi, g)
-        else:
+        else:  # one fused kernel (math: csrc/include/hoderiv/bilaplacian_math.h), the pending bias folded in
             assert self.extra is not None
-            phi = elementwise_ops.elementwise_derivatives(self.preactivation(), name, params, 4)
-            g = chosen_tangents(self.jet[:, 1 : 1 + self.d], self.d, self.dims, 1)
-            self.extra = extra_step(phi, g, self.jet[:, 1 + self.d :], self.extra, self.hessian_index)
+            self.extra = jet_ops.jet_bilaplacian_extra(self.jet, self.bias, self.extra, name, params, self.d,
+                                                       self.chosen)
         super().activation(step)
 
 

@@ -23,7 +23,10 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
+from hoderiv_ext.ops.jet_composite import upper_triangle_index
 from hoderiv_ext.ops.layout import JetLayout
+
+__all__ = ["layout_for", "second_from_slots", "upper_triangle_index"]
 
 
 @functools.lru_cache(maxsize=256)
@@ -41,17 +44,6 @@ def layout_for(request: HessianRequest, d: int) -> JetLayout:
     if request.kind == "full":
         return JetLayout(d, pairs=tuple((i, j) for i in range(d) for j in range(i, d)))
     return JetLayout(d, pairs=tuple((r, j) for r in request.rows for j in range(d)))
-
-
-def upper_triangle_index(d: int, device: torch.device) -> Tensor:
-    """Slot of H[r, j] among the pairs i <= j (row-major upper triangle), for every (r, j): (d * d,).
-
-    Built on ``device`` with torch ops (no host-to-device copy); ``[:: d + 1]`` is the slots of the diagonal.
-    """
-    r = torch.arange(d, device=device).unsqueeze(1)
-    j = torch.arange(d, device=device).unsqueeze(0)
-    low, high = torch.minimum(r, j), torch.maximum(r, j)
-    return (low * d - low * (low - 1) // 2 + high - low).reshape(-1)
 
 
 def second_from_slots(second: Tensor, request: HessianRequest, d: int) -> Tensor | None:

@@ -42,8 +42,9 @@ Phi = Callable[[Tensor, int], Sequence[Tensor]]
 def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...] = ()) -> FullJet:
     """phi(jet) for a function of the compiled table: one fused kernel over the jet.
 
-    A bi-Laplacian's extra slots come from phi^(0..4) at the value (the
-    elementwise op) and :func:`~hoderiv_ext.engines.taylor.bilaplacian.extra_step`.
+    A bi-Laplacian's extra slots: a second fused kernel (``jet_bilaplacian_extra``)
+    when the primal is (N, m); else, and on the affine prefix, phi^(0..4) at the value
+    (the elementwise op) and :func:`~hoderiv_ext.engines.taylor.bilaplacian.extra_step`.
     """
     primal = jet.primal_shape
     n, m = primal[0], math.prod(primal[1:])
@@ -63,10 +64,16 @@ def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]
     if not slots.e:
         data = jet_ops.jet_activation(source, bias, name, params, slots.layout)
     else:
-        preactivation = source[:, 0] if bias is None else source[:, 0] + bias
-        phi = elementwise_ops.elementwise_derivatives(preactivation, name, params, 4)
-        main = jet_ops.jet_activation(source[:, :slots.main], bias, name, params, slots.layout)
-        data = torch.cat([main, _extra(slots, phi, source)], dim=1)
+        main_jet = source[:, :slots.main]
+        main = jet_ops.jet_activation(main_jet, bias, name, params, slots.layout)
+        if len(primal) == 2:  # (N, m): one fused kernel, reading the narrowed views without a copy
+            assert slots.bilaplacian_dims is not None
+            extra = jet_ops.jet_bilaplacian_extra(main_jet, bias, source[:, slots.main:], name, params, slots.t,
+                                                  slots.bilaplacian_dims)
+        else:
+            preactivation = source[:, 0] if bias is None else source[:, 0] + bias
+            extra = _extra(slots, elementwise_ops.elementwise_derivatives(preactivation, name, params, 4), source)
+        data = torch.cat([main, extra], dim=1)
     return FullJet(data.reshape(n, slots.s, *primal[1:]))
 
 
