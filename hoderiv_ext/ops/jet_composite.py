@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from hoderiv_ext.ops.indexing import take
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -31,10 +32,7 @@ def _one_hot(indices: Sequence[int], size: int, like: Tensor) -> Tensor:
 
 def _collapsed_sum_of_squares(tangents: Tensor, layout: JetLayout, axis: int) -> Tensor:
     """sum_{k in C} T_k^2 over the tangent axis ``axis`` of ``tangents``."""
-    if layout.collapsed == tuple(range(layout.num_tangents)):
-        chosen = tangents
-    else:
-        chosen = tangents.index_select(axis, torch.tensor(layout.collapsed, device=tangents.device))
+    chosen = take(tangents, axis, layout.collapsed)  # a view for a run (all of them, say); no device index
     return (chosen * chosen).sum(axis)
 
 

@@ -20,6 +20,7 @@ from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.sweep import forward_sweep, reverse_sweep
+from hoderiv_ext.ops.indexing import take
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -31,7 +32,7 @@ def run_collapsed_reverse(plan: TaylorPlan, x: Tensor, request: HessianRequest, 
     if request.kind != "laplacian" or (directions is None and request.dims is None):
         raise ValueError("the collapsed_reverse algorithm serves partial, weighted and randomized Laplacians")
     if directions is None:
-        along = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)[list(request.dims)]  # (p, d)
+        along = take(torch.eye(x.shape[1], dtype=x.dtype, device=x.device), 0, request.dims)  # (p, d)
     else:
         along = directions.transpose(-1, -2)  # (r, d) or (N, r, d)
     r = along.shape[-2]

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.engines.taylor.slots import upper_triangle_index
+from hoderiv_ext.ops.indexing import take
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -55,7 +56,7 @@ class BadOutput(Exception):
 
 @dataclass
 class Slots:
-    """Per-call facts every rule reads: the layout, the device and dtype, the index tensors of its pairs.
+    """Per-call facts every rule reads: the layout, the device and dtype, and its slots' tangents.
 
     ``bilaplacian_dims``: the inputs D of an exact bi-Laplacian (the layout's
     pairs are then the upper triangle over D), whose e = |D| + 1 extra slots
@@ -76,36 +77,20 @@ class Slots:
             raise ValueError("a bi-Laplacian's layout carries the pairs i <= j over its dims and no collapsed slot")
         self.s = self.main + self.e
         self.fold_bias = False  # set by the interpreter for a Linear whose one consumer is a fused activation
-        self._pair_index: tuple[Tensor, Tensor] | None = None
-        self._chosen: dict[tuple[int, ...], Tensor | slice] = {}
         self._hessian_index: Tensor | None = None
 
-    def pair_index(self) -> tuple[Tensor, Tensor]:
-        """(i, j) index tensors of the pair slots on the call's device (built once per call, never cached)."""
-        if self._pair_index is None:
-            self._pair_index = (torch.tensor(self.layout.pair_i, device=self.device),
-                                torch.tensor(self.layout.pair_j, device=self.device))
-        return self._pair_index
-
-    def _select(self, tangents: Tensor, chosen: tuple[int, ...], axis: int) -> Tensor:
-        """tangents[chosen] along ``axis`` (a slice when ``chosen`` is a run; its index built once per call)."""
-        if chosen not in self._chosen:
-            run = chosen == tuple(range(chosen[0], chosen[0] + len(chosen)))
-            self._chosen[chosen] = slice(chosen[0], chosen[0] + len(chosen)) if run else \
-                torch.tensor(chosen, device=self.device)
-        where = self._chosen[chosen]
-        if isinstance(where, slice):
-            return tangents[(slice(None),) * axis + (where,)]
-        return tangents.index_select(axis, where)
+    def pair_tangents(self, tangents: Tensor) -> tuple[Tensor, Tensor]:
+        """(T_{i_s}, T_{j_s}) over the pair slots s, from tangents (B, t, *rest) (views: no index tensor)."""
+        return take(tangents, 1, self.layout.pair_i), take(tangents, 1, self.layout.pair_j)
 
     def collapsed_tangents(self, tangents: Tensor) -> Tensor:
         """The tangents (B, |C|, *rest) the collapsed slot sums over, from (B, t, *rest)."""
-        return self._select(tangents, tuple(self.layout.collapsed), 1)
+        return take(tangents, 1, self.layout.collapsed)
 
     def bilaplacian_tangents(self, tangents: Tensor, axis: int = 1) -> Tensor:
         """The tangents along the bi-Laplacian's inputs D, from t of them on ``axis``."""
         assert self.bilaplacian_dims is not None
-        return self._select(tangents, self.bilaplacian_dims, axis)
+        return take(tangents, axis, self.bilaplacian_dims)
 
     def hessian_index(self) -> Tensor:
         """Slot of A_ab among the pair slots for every (a, b) in D x D (built once per call, on the device)."""

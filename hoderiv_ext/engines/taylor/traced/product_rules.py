@@ -55,10 +55,10 @@ def product(slots: Slots, a: AnyJet, b: AnyJet, op: Callable[[Tensor, Tensor], T
     u0, w0, ut, wt = u[:, :1], w[:, :1], u[:, 1:1 + t], w[:, 1:1 + t]
     parts = [op(u0, w0), op(u0, wt) + op(ut, w0)]
     if slots.p:
-        i, j = slots.pair_index()
+        ui, uj = slots.pair_tangents(ut)
+        wi, wj = slots.pair_tangents(wt)
         up, wp = u[:, 1 + t:1 + t + slots.p], w[:, 1 + t:1 + t + slots.p]
-        parts.append(op(u0, wp) + op(up, w0) + op(ut.index_select(1, i), wt.index_select(1, j))
-                     + op(ut.index_select(1, j), wt.index_select(1, i)))
+        parts.append(op(u0, wp) + op(up, w0) + op(ui, wj) + op(uj, wi))
     if slots.c:
         c = slots.main - 1
         parts.append(op(u0, w[:, c:c + 1]) + op(u[:, c:c + 1], w0)

@@ -44,7 +44,11 @@ def map_slots(slots: Slots, jet: SeedJet | FullJet, function: Callable[[Tensor],
 
 def constant_jet(slots: Slots, constant: object, like: SeedJet | FullJet) -> FullJet:
     """A constant (rank of ``like``'s primal, batch axis first) as a jet with zero derivatives."""
-    value = torch.as_tensor(plain(constant), dtype=slots.dtype, device=slots.device)
+    constant = plain(constant)
+    if isinstance(constant, Tensor):
+        value = constant.to(dtype=slots.dtype, device=slots.device)
+    else:  # a Python number: filled on the device (torch.as_tensor would copy it from the host)
+        value = torch.full((), constant, dtype=slots.dtype, device=slots.device)  # type: ignore[arg-type]
     rank = primal_rank(like)
     if value.dim() > rank:
         raise NotServed(f"a constant of {value.dim()} axes would move the batch axis of a {rank}-axis tensor")
