@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -57,7 +55,7 @@ def _taylor_directional(f: BatchFunction, x: Tensor, v: Tensor, order: int, crea
             value = univariate_sweep(plan, x, along, 1)[0]
             return value.unsqueeze(-1)
         value, _, coefficients = univariate_sweep(plan, x, along, order)
-        factorials = torch.tensor([math.factorial(k) for k in range(1, order + 1)], dtype=x.dtype).to(x.device)
+        factorials = torch.arange(1, order + 1, dtype=x.dtype, device=x.device).cumprod(0)  # 1!, ..., order!
         higher = coefficients[:, 0].transpose(1, 2) * factorials  # (N, o, order)
         return torch.cat([value.unsqueeze(-1), higher], dim=-1)
 

@@ -13,8 +13,8 @@ of every hidden value h propagate exactly through the layers:
 The jet is one tensor (N, S, m) with S = 1 + d + R K: the value, the d unit
 tangents (the gradient comes from the same sweep) and the R K coefficients,
 so a Linear layer stays ONE GEMM on all of them. This serves
-``directional_derivatives`` (R = 1, K = order) and the bi-Laplacian from
-fourth-order coefficients (:func:`bilaplacian_directions`). Cost per
+``directional_derivatives`` (R = 1, K = order) and the randomized bi-Laplacian
+from fourth-order coefficients along r Gaussian directions. Cost per
 activation: O(K^2) elementwise products per direction over (N, m).
 Differentiable by ordinary autograd through the elementwise op (to order 8,
 so order-8 coefficients are not differentiable again).
@@ -87,41 +87,16 @@ def univariate_sweep(plan: TaylorPlan, x: Tensor, directions: Tensor, order: int
     return value, jet[:, 1 : 1 + d], jet[:, 1 + d :].reshape(n, r, order, o)
 
 
-def bilaplacian_directions(d: int, dims: tuple[int, ...] | None, like: Tensor) -> tuple[Tensor, Tensor]:
-    """Directions (R, d) and weights (R,) with sum_r w_r D^4 f[v_r] = sum_{i,j in dims} d4f/dx_i^2 dx_j^2.
-
-    Polarisation: D^4 f[e_i + e_j] + D^4 f[e_i - e_j] = 2 f_iiii + 12 f_iijj + 2 f_jjjj, so with p inputs
-    the bi-Laplacian is sum_i (1 - (p - 1)/3) f_iiii + (1/6) sum_{i<j} (D^4 f[e_i + e_j] + D^4 f[e_i - e_j]):
-    R = p^2 directions, each a fourth-order univariate jet.
-    """
-    chosen = list(range(d)) if dims is None else list(dims)
-    p = len(chosen)
-    unit = torch.eye(d, dtype=like.dtype, device=like.device)
-    rows, weights = [], []
-    for i in chosen:
-        rows.append(unit[i])
-        weights.append(1.0 - (p - 1) / 3.0)
-    for a in range(p):
-        for b in range(a + 1, p):
-            i, j = chosen[a], chosen[b]
-            rows += [unit[i] + unit[j], unit[i] - unit[j]]
-            weights += [1.0 / 6.0, 1.0 / 6.0]
-    return torch.stack(rows), torch.tensor(weights, dtype=like.dtype).to(like.device)
-
-
 def run_univariate(plan: TaylorPlan, x: Tensor, request: HessianRequest, directions: Tensor | None) -> Canonical:
-    """Canonical (value (N, o), jacobian (N, o, d), bi-Laplacian (N, o)) for a bi-Laplacian request.
+    """Canonical (value (N, o), jacobian (N, o, d), bi-Laplacian estimate (N, o)) for a randomized bi-Laplacian.
 
-    Exact: the p^2 polarisation directions of :func:`bilaplacian_directions`; randomized: the Gaussian
-    ``directions`` (N, d, r), weighted 1/(3r).
+    The Gaussian ``directions`` (N, d, r) v_k: E[D^4 f[v, v, v, v]] = 3 Δ²f, so the estimate is
+    (1 / 3r) Σ_k D^4 f[v_k]. (The exact bi-Laplacian is the ``bilaplacian`` algorithm.)
     """
-    if request.kind != "bilaplacian":
-        raise ValueError(f"the univariate algorithm serves the bi-Laplacian, got {request.kind!r}")
-    if directions is None:
-        along, weights = bilaplacian_directions(x.shape[1], request.dims, x)
-    else:
-        along = directions.transpose(1, 2)  # (N, r, d)
-        weights = x.new_full((along.shape[1],), 1.0 / (3 * along.shape[1]))
+    if request.kind != "bilaplacian" or directions is None:
+        raise ValueError("the univariate algorithm serves the randomized bi-Laplacian (Bilaplacian(samples=r)); "
+                         "the exact one is the bilaplacian algorithm")
+    along = directions.transpose(1, 2)  # (N, r, d)
     value, tangents, coefficients = univariate_sweep(plan, x, along, 4)
-    fourth = 24 * (coefficients[:, :, 3] * weights[None, :, None]).sum(1)  # D^4 f[v] = 4! c_4
+    fourth = 24 * coefficients[:, :, 3].sum(1) / (3 * along.shape[1])  # D^4 f[v] = 4! c_4
     return value, tangents.transpose(1, 2), fourth
