@@ -291,10 +291,10 @@ def taylor_request_obstacles(request: HessianRequest) -> list[str]:
 
 # Under backend="auto" the randomized bi-Laplacian goes to the autograd engine although the Taylor engine
 # serves it: its univariate algorithm (fourth-order coefficients along r directions, in torch ops around
-# the fused elementwise op) measured 0.45x nested autograd for the polarisation variant of a tanh
+# the fused elementwise op) measured 0.45x nested autograd for p^2 = 9 polarisation directions of a tanh
 # 3->64x3->1 MLP at N = 1024 (CPU, 2 threads, 2026-12-02). The exact bi-Laplacian (algorithm
-# "bilaplacian", the forward Laplacian of the forward Laplacian) measured 5.3-7.9x nested autograd
-# forward and 5.2x in training on the same network (CPU, 2 threads, 2026-12-02), so auto uses it.
+# "bilaplacian", the forward Laplacian of the forward Laplacian, fused kernels) measured 9.2x nested
+# autograd forward and 7.9x in training on the same network (CPU, 2 threads, 2026-12-02), so auto uses it.
 def auto_on_autograd(request: HessianRequest) -> bool:
     """Whether backend="auto" sends this request to the autograd engine although the Taylor engine serves it."""
     return request.kind == "bilaplacian" and request.randomized

@@ -34,6 +34,7 @@ CALLS = [
     pytest.param(lambda net: (_traced(net), [2, 0]), id="traced-rows"),
     pytest.param(lambda net: (net, "full"), id="plan-full"),
     pytest.param(lambda net: (net, Laplacian(dims=[2, 0])), id="plan-partial-laplacian"),
+    pytest.param(lambda net: (net, Bilaplacian(dims=[2, 0])), id="plan-bilaplacian"),
 ]
 
 

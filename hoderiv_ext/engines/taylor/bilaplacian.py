@@ -13,9 +13,9 @@ main jet (N, S, m)     value, d tangents h_k (the gradient), the p(p+1)/2
 extra jet (N, p+1, m)  T_i = Σ_{j∈D} h_ijj for i in D, then B = Σ_{i,j∈D} h_iijj
 =====================  =======================================================
 
-S + p + 1 = 2 + d + p + p(p+1)/2 slots, against 1 + d + 4p² for the polarisation
-directions of the univariate sweep (:mod:`~hoderiv_ext.engines.taylor.univariate`;
-11 against 40 for d = p = 3). A Linear is linear in every slot (one GEMM each
+S + p + 1 = 2 + d + p + p(p+1)/2 slots, against 1 + d + 4p² for univariate
+fourth-order jets along the p² polarisation directions e_i, e_i ± e_j
+(11 against 40 for d = p = 3). A Linear is linear in every slot (one GEMM each
 for the main and the extra jet, the bias in slot 0 only). An activation
 y = φ(a) maps the main jet with the fused kernel (``jet_activation``) and the
 extra jet by the chain rule, in a second fused kernel (``jet_bilaplacian_extra``,
@@ -51,6 +51,7 @@ from hoderiv_ext.engines.taylor.sweep import CarriedJet
 from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops import jet_composite
+from hoderiv_ext.ops.indexing import take
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -66,9 +67,9 @@ def bilaplacian_layout(d: int, dims: tuple[int, ...] | None) -> JetLayout:
 
 def chosen_tangents(tangents: Tensor, d: int, dims: tuple[int, ...] | None, axis: int) -> Tensor:
     """The tangents along D, taken on axis ``axis`` of ``tangents`` (d entries there)."""
-    if dims is None or dims == tuple(range(d)):
+    if dims is None:
         return tangents
-    return tangents.index_select(axis, torch.tensor(dims, device=tangents.device))
+    return take(tangents, axis, dims)  # no index tensor on the device (ops.indexing)
 
 
 def extra_step(phi: Sequence[Tensor], g: Tensor, pairs: Tensor, extra: Tensor, hessian_index: Tensor) -> Tensor:

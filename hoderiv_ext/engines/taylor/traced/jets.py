@@ -37,8 +37,8 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.core.errors import NotServed
-from hoderiv_ext.engines.taylor.slots import upper_triangle_index
 from hoderiv_ext.ops.indexing import take
+from hoderiv_ext.ops.jet_composite import upper_triangle_index
 from hoderiv_ext.ops.layout import JetLayout
 
 
