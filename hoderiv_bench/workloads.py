@@ -455,20 +455,26 @@ def _add_jet(case: Case, net: nn.Module, x: torch.Tensor, run: Callable[[Callabl
 
 
 def _kernel_notes(case: Case, net: nn.Module, d: int, hessian: object) -> None:
-    """Mark the kernel path not served (with the engine's reason), or note which algorithm it runs.
-
-    Any other exception of the probe is left to the method's own check, which reports it failed."""
+    """Mark the kernel path not served (with the engine's reason), or note which algorithm it runs."""
     weight = next(net.parameters())
     sample = torch.zeros((1, d), dtype=weight.dtype, device=weight.device)
+    _probe_kernel(case, lambda: derivatives(net, sample, hessian=hessian, backend="kernel", create_graph=False))
+
+
+def _probe_kernel(case: Case, probe: Callable[[], object]) -> None:
+    """Run ``probe`` (the kernel path on one sample): on NotServed drop the kernel method with the engine's
+    reason, else note the algorithm it ran. Any other exception is left to the method's own check, which
+    reports it failed."""
     try:
-        result = derivatives(net, sample, hessian=hessian, backend="kernel", create_graph=False)
+        result = probe()
     except NotServed as error:
         case.methods.pop("kernel")
         case.not_served["kernel"] = error.reason
         return
     except Exception:  # noqa: BLE001 - reported by the check (status failed, with the error)
         return
-    case.notes["kernel_algorithm"] = getattr(result, "algorithm", None)
+    if hasattr(result, "algorithm"):  # a Derivatives (directional derivatives are a plain tensor)
+        case.notes["kernel_algorithm"] = result.algorithm
 
 
 def _operator_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:
@@ -491,19 +497,12 @@ def _operator_case(workload: Workload, device: torch.device, dtype: torch.dtype)
 
 def _operator_kernel_notes(case: Case, net: nn.Module, x: torch.Tensor, spec: OperatorSpec) -> None:
     """As :func:`_kernel_notes`, for an operator request, probed on the first sample."""
-    try:
-        if spec.family == "directional":
-            directional_derivatives(net, x[:1], spec.v, order=spec.order, backend="kernel", create_graph=False)
-            return
-        result = derivatives(net, x[:1], hessian=spec.request(x), backend="kernel", create_graph=False,
-                             check_independence=False)
-    except NotServed as error:
-        case.methods.pop("kernel")
-        case.not_served["kernel"] = error.reason
+    if spec.family == "directional":
+        _probe_kernel(case, lambda: directional_derivatives(net, x[:1], spec.v, order=spec.order, backend="kernel",
+                                                            create_graph=False))
         return
-    except Exception:  # noqa: BLE001 - reported by the check (status failed, with the error)
-        return
-    case.notes["kernel_algorithm"] = getattr(result, "algorithm", None)
+    _probe_kernel(case, lambda: derivatives(net, x[:1], hessian=spec.request(x), backend="kernel",
+                                            create_graph=False, check_independence=False))
 
 
 def _newton_case(workload: Workload, device: torch.device, dtype: torch.dtype) -> Case:
