@@ -117,6 +117,23 @@ def upper_triangle_index(p: int, device: torch.device) -> Tensor:
     return (low * p - low * (low - 1) // 2 + high - low).reshape(-1)
 
 
+def hessian_and_trace(pairs: Tensor, hessian_index: Tensor, p: int) -> tuple[Tensor, Tensor]:
+    """(A (N, p, p, *rest), L = Σ_j A_jj (N, 1, *rest)) from the upper-triangle pairs (N, p(p+1)/2, *rest);
+    ``hessian_index``: :func:`upper_triangle_index` (p) on the pairs' device."""
+    hessian = pairs.index_select(1, hessian_index).reshape(pairs.shape[0], p, p, *pairs.shape[2:])
+    trace = pairs.index_select(1, hessian_index[:: p + 1]).sum(1, keepdim=True)
+    return hessian, trace
+
+
+def first_bilaplacian_extra_step(phi: Sequence[Tensor], g: Tensor) -> Tensor:
+    """The extra jet (N, p+1, *rest) of y = φ(a) when a's tangents g (p, *rest) are shared by every sample and
+    A = T = B = 0 (the first activation): T_i' = φ‴ g_i G, B' = φ⁗ G²."""
+    squares = (g * g).sum(0)  # G (*rest)
+    d3, d4 = phi[3], phi[4]
+    tangents_out = (d3 * squares).unsqueeze(1) * g.unsqueeze(0)
+    return torch.cat([tangents_out, (d4 * squares * squares).unsqueeze(1)], dim=1)
+
+
 def bilaplacian_extra_step(phi: Sequence[Tensor], g: Tensor, pairs: Tensor, extra: Tensor,
                            hessian_index: Tensor) -> Tensor:
     """The extra jet (N, p+1, *rest) of y = φ(a): (T_i for i in D, B) (math: csrc/include/hoderiv/bilaplacian_math.h).
@@ -129,12 +146,10 @@ def bilaplacian_extra_step(phi: Sequence[Tensor], g: Tensor, pairs: Tensor, extr
       T_i' = (φ‴ G + φ″ L) g_i + 2φ″ H_i + φ′ T_i
       B'   = φ⁗ G² + 2φ‴ L G + 4φ‴ Q + φ″ (2F + L² + 4P) + φ′ B
     """
-    n, p = g.shape[:2]
-    rest = g.shape[2:]
-    hessian = pairs.index_select(1, hessian_index).reshape(n, p, p, *rest)
+    p = g.shape[1]
+    hessian, trace = hessian_and_trace(pairs, hessian_index, p)  # A (N, p, p, *rest), L
     d1, d2, d3, d4 = (phi[k].unsqueeze(1) for k in range(1, 5))
     squares = (g * g).sum(1, keepdim=True)  # G (N, 1, *rest)
-    trace = pairs.index_select(1, hessian_index[:: p + 1]).sum(1, keepdim=True)  # L
     hessian_g = (hessian * g.unsqueeze(1)).sum(2)  # H (N, p, *rest)
     quadratic = (hessian_g * g).sum(1, keepdim=True)  # Q
     frobenius = (hessian * hessian).sum((1, 2)).unsqueeze(1)  # F
@@ -156,7 +171,6 @@ def bilaplacian_extra_activation(jet: Tensor, bias: Tensor | None, extra: Tensor
     t, chosen = num_tangents, list(dims)
     a = jet[:, 0] if bias is None else jet[:, 0] + bias
     phi = _phi(a, function, params, 4)
-    tangents = jet[:, 1 : 1 + t]
-    g = tangents if chosen == list(range(t)) else tangents[:, chosen]
+    g = take(jet[:, 1 : 1 + t], 1, chosen)  # no index tensor on the device (ops.indexing)
     index = upper_triangle_index(len(chosen), jet.device)
     return bilaplacian_extra_step(phi, g, jet[:, 1 + t :], extra, index)

@@ -1,6 +1,6 @@
 """The bi-Laplacian's extra-slot ops (ops/jet.py: jet_bilaplacian_extra, jet_bilaplacian_extra_backward).
 
-The fused kernels against their torch-ops twin (ops/jet_composite.py, the engines' ``extra_step``) in
+The fused kernels against their torch-ops twin (ops/jet_composite.py, ``bilaplacian_extra_step``) in
 float64, forward and backward; gradcheck and gradgradcheck; opcheck; narrowed views read without a
 copy; empty batches; the errors, each naming the argument.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hoderiv_ext.engines.taylor.bilaplacian import extra_step
 from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops import jet_composite
 
@@ -37,12 +36,12 @@ def _operands(t: int, dims: list[int], n: int = 5, m: int = 7, with_bias: bool =
 
 
 def _engine_twin(jet, bias, extra, function, params, t, dims):  # type: ignore[no-untyped-def]
-    """The engine's extra_step, fed as bilaplacian.py fed it before the fused kernel."""
+    """The engines' torch-ops step, fed as bilaplacian.py fed it before the fused kernel."""
     a = jet[:, 0] if bias is None else jet[:, 0] + bias
     phi = torch.ops.hoderiv_ext.elementwise_derivatives(a, function, list(params), 4)
     g = jet[:, 1 : 1 + t][:, dims]
     index = jet_composite.upper_triangle_index(len(dims), jet.device)
-    return extra_step(phi, g, jet[:, 1 + t :], extra, index)
+    return jet_composite.bilaplacian_extra_step(phi, g, jet[:, 1 + t :], extra, index)
 
 
 @pytest.mark.parametrize("device", DEVICES)

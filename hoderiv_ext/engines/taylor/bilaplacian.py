@@ -30,16 +30,16 @@ The first activation reads its tangents from the affine prefix's shared
 matrix, where A = T = B = 0: T_i(y) = φ‴ g_i G, B(y) = φ⁗ G² (in torch ops).
 Cost per activation: the fused second-order kernel plus one fused kernel doing
 O(p²) work per (sample, unit). Differentiable to any order (the kernels'
-backward is a fused kernel whose own derivative recomputes :func:`extra_step`'s
-torch-ops twin; φ⁽⁰⁻⁴⁾ there come from the elementwise op, differentiable to
-order 8). :func:`extra_step` and :func:`first_extra_step`
-take any trailing shape (N, K, *rest), so the traced engine uses them too.
+backward is a fused kernel whose own derivative recomputes the torch-ops twin,
+:func:`hoderiv_ext.ops.jet_composite.bilaplacian_extra_step`; φ⁽⁰⁻⁴⁾ there come
+from the elementwise op, differentiable to order 8). The twins in
+:mod:`hoderiv_ext.ops.jet_composite` take any trailing shape (N, K, *rest), so
+the traced engine uses them too.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -65,45 +65,16 @@ def bilaplacian_layout(d: int, dims: tuple[int, ...] | None) -> JetLayout:
     return JetLayout(d, pairs=tuple((chosen[a], chosen[b]) for a in range(len(chosen)) for b in range(a, len(chosen))))
 
 
-def chosen_tangents(tangents: Tensor, d: int, dims: tuple[int, ...] | None, axis: int) -> Tensor:
-    """The tangents along D, taken on axis ``axis`` of ``tangents`` (d entries there)."""
-    if dims is None:
-        return tangents
-    return take(tangents, axis, dims)  # no index tensor on the device (ops.indexing)
-
-
-def extra_step(phi: Sequence[Tensor], g: Tensor, pairs: Tensor, extra: Tensor, hessian_index: Tensor) -> Tensor:
-    """The extra jet (N, p+1, *rest) of y = φ(a) (module docstring), in torch ops.
-
-    phi: φ⁽⁰⁻⁴⁾ at a, each (N, *rest); g (N, p, *rest): a's tangents over D;
-    pairs (N, p(p+1)/2, *rest): a's Hessian over D (upper triangle); extra
-    (N, p+1, *rest): a's T and B; ``hessian_index``: ``upper_triangle_index(p)``
-    on the jet's device (built once per sweep). The fused kernel
-    (:func:`hoderiv_ext.ops.jet.jet_bilaplacian_extra`) computes the same for
-    (N, p+1, m) jets; this is its reference twin and serves the other shapes
-    and the functions outside the compiled table.
-    """
-    return jet_composite.bilaplacian_extra_step(phi, g, pairs, extra, hessian_index)
-
-
-def first_extra_step(phi: Sequence[Tensor], g: Tensor) -> Tensor:
-    """The extra jet (N, p+1, *rest) of y = φ(a) when a's tangents g (p, *rest) are shared and A = T = B = 0."""
-    squares = (g * g).sum(0)  # G (*rest)
-    d3, d4 = phi[3], phi[4]
-    tangents_out = (d3 * squares).unsqueeze(1) * g.unsqueeze(0)
-    return torch.cat([tangents_out, (d4 * squares * squares).unsqueeze(1)], dim=1)
-
-
 class _BilaplacianCarried(CarriedJet):
     """The forward sweep's state (:class:`CarriedJet`, the main jet) plus the extra jet (N, p+1, m)."""
 
     def __init__(self, x: Tensor, dims: tuple[int, ...] | None) -> None:
         d = x.shape[1]
         super().__init__(x, bilaplacian_layout(d, dims), None, "jet", False)
-        self.d, self.dims = d, dims
-        self.p = d if dims is None else len(dims)
+        self.d = d
+        self.chosen = tuple(range(d)) if dims is None else dims  # D
+        self.p = len(self.chosen)
         self.extra: Tensor | None = None  # (N, p + 1, m) once the first activation has run
-        self.chosen = list(range(d)) if dims is None else list(dims)
 
     def linear(self, step: LinearStep) -> None:
         if self.extra is not None:  # no bias: the extra slots are derivatives of order 3 and 4
@@ -114,8 +85,8 @@ class _BilaplacianCarried(CarriedJet):
         name, params = step.function.name, step.function.params
         if self.jet is None:
             phi = elementwise_ops.elementwise_derivatives(self.value, name, params, 4)
-            g = chosen_tangents(self.shared_tangents(self.value), self.d, self.dims, 0)
-            self.extra = first_extra_step(phi, g)
+            g = take(self.shared_tangents(self.value), 0, self.chosen)  # (p, m), a view when D is a run
+            self.extra = jet_composite.first_bilaplacian_extra_step(phi, g)
         else:  # one fused kernel (math: csrc/include/hoderiv/bilaplacian_math.h), the pending bias folded in
             assert self.extra is not None
             self.extra = jet_ops.jet_bilaplacian_extra(self.jet, self.bias, self.extra, name, params, self.d,

@@ -40,6 +40,7 @@ from hoderiv_ext.engines.taylor.traced.jets import (
 )
 from hoderiv_ext.engines.taylor.traced.rules import RULES, constant_jet, rule, plain, value_of
 from hoderiv_ext.engines.taylor.traced.unary_rules import _power, _reciprocal, _rsqrt, _sqrt, torch_unary
+from hoderiv_ext.ops.jet_composite import hessian_and_trace
 
 aten = torch.ops.aten
 AnyJet = SeedJet | FullJet
@@ -71,13 +72,10 @@ def product(slots: Slots, a: AnyJet, b: AnyJet, op: Callable[[Tensor, Tensor], T
 def _bilaplacian_product(slots: Slots, u: Tensor, w: Tensor, op: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
     """The extra slots (T_i, B) of B(u, w) from the full jets u, w (the module docstring's Leibniz rule)."""
     t, q = slots.t, slots.e - 1
-    n = u.shape[0]
     index = slots.hessian_index()
 
     def parts(jet: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        pairs = jet[:, 1 + t:slots.main]
-        hessian = pairs.index_select(1, index).reshape(n, q, q, *jet.shape[2:])
-        trace = pairs.index_select(1, index[:: q + 1]).sum(1, keepdim=True)
+        hessian, trace = hessian_and_trace(jet[:, 1 + t:slots.main], index, q)
         extra = jet[:, slots.main:]
         return jet[:, :1], slots.bilaplacian_tangents(jet[:, 1:1 + t]), hessian, trace, extra[:, :q], extra[:, q:]
 

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.core.errors import NotServed
-from hoderiv_ext.engines.taylor.bilaplacian import extra_step, first_extra_step
 from hoderiv_ext.engines.taylor.traced.jets import FullJet, SeedJet, Slots, as_full, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import RULES, plain, rule
 from hoderiv_ext.ops import elementwise as elementwise_ops
@@ -44,7 +43,7 @@ def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]
 
     A bi-Laplacian's extra slots: a second fused kernel (``jet_bilaplacian_extra``)
     when the primal is (N, m); else, and on the affine prefix, phi^(0..4) at the value
-    (the elementwise op) and :func:`~hoderiv_ext.engines.taylor.bilaplacian.extra_step`.
+    (the elementwise op) and :func:`~hoderiv_ext.ops.jet_composite.bilaplacian_extra_step`.
     """
     primal = jet.primal_shape
     n, m = primal[0], math.prod(primal[1:])
@@ -54,7 +53,7 @@ def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]
         data = jet_ops.jet_activation_first(preactivation, shared.t(), name, params, slots.layout)
         if slots.e:
             phi = elementwise_ops.elementwise_derivatives(preactivation, name, params, 4)
-            extra = first_extra_step(phi, slots.bilaplacian_tangents(shared, axis=0))
+            extra = jet_composite.first_bilaplacian_extra_step(phi, slots.bilaplacian_tangents(shared, axis=0))
             data = torch.cat([data, extra], dim=1)
         return FullJet(data)
     if isinstance(jet, SeedJet):
@@ -118,7 +117,7 @@ def torch_unary(slots: Slots, jet: AnyJet, phi: Phi) -> FullJet:
     """phi(jet) by the formula of the module docstring; ``phi(v, order)`` returns phi, phi', ... phi^(order) at v.
 
     The extra slots of a bi-Laplacian take phi to order 4
-    (:func:`~hoderiv_ext.engines.taylor.bilaplacian.extra_step`).
+    (:func:`~hoderiv_ext.ops.jet_composite.bilaplacian_extra_step`).
     """
     data = as_full(jet, slots).data
     if not slots.e:
@@ -132,7 +131,8 @@ def _extra(slots: Slots, derivatives: Sequence[Tensor], data: Tensor) -> Tensor:
     """The extra bi-Laplacian slots of phi(v) from v's full jet ``data`` and phi^(0..4) at v."""
     t = slots.t
     g = slots.bilaplacian_tangents(data[:, 1:1 + t])
-    return extra_step(derivatives, g, data[:, 1 + t:slots.main], data[:, slots.main:], slots.hessian_index())
+    return jet_composite.bilaplacian_extra_step(derivatives, g, data[:, 1 + t:slots.main], data[:, slots.main:],
+                                                slots.hessian_index())
 
 
 # phi^(k)(v) for k <= order (2, or 4 for a bi-Laplacian), each written out (autograd differentiates them).
