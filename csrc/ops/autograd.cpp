@@ -1,6 +1,6 @@
 // Autograd kernels (dispatch key Autograd) of the forward ops
-// elementwise_derivatives, jet_activation, jet_activation_first and
-// jet_bilaplacian_extra, as
+// elementwise_derivatives, jet_activation, jet_activation_first,
+// jet_bilaplacian_extra and jet_univariate, as
 // torch::autograd::Functions: eager calls then go through no Python.
 //
 // Each kernel is the op's autograd step only:
@@ -14,7 +14,8 @@
 //   * backward calls the op's BACKWARD op through the dispatcher WITH
 //     autograd, so the result is differentiable again: the backward ops
 //     (elementwise_derivatives_backward, jet_activation_backward,
-//     jet_activation_first_backward, jet_bilaplacian_extra_backward) keep their autograd formulas in Python
+//     jet_activation_first_backward, jet_bilaplacian_extra_backward,
+//     jet_univariate_backward) keep their autograd formulas in Python
 //     (hoderiv_ext/ops/formulas.py), and the double backward runs through them.
 //
 // The formulas (the same as the Python ones they replace):
@@ -27,6 +28,10 @@
 //       (grad_a, grad_weight) = jet_activation_first_backward(grad, a, weight, f, params, pair_i, pair_j, collapsed)
 //   jet_bilaplacian_extra(jet, bias, extra, f, params, t, dims):
 //       (grad_jet, grad_extra) = jet_bilaplacian_extra_backward(grad, jet, bias, extra, f, params, t, dims)
+//       grad_bias = grad_jet[:, 0].sum(0)          (when the bias is given and needs grad)
+//   jet_univariate(jet, bias, f, params, t, order):
+//       grad_jet  = jet_univariate_backward(grad, jet, bias, f, params, t, order)   (order <= 7: it
+//                   refuses order 8, whose gradient needs phi^(9))
 //       grad_bias = grad_jet[:, 0].sum(0)          (when the bias is given and needs grad)
 // backward returns one entry per forward argument: undefined for the
 // non-tensor arguments, an absent bias and inputs that need no gradient
@@ -79,6 +84,11 @@ using ExtraBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tens
                                                                   const at::Tensor&, c10::string_view,
                                                                   c10::ArrayRef<double>, int64_t, c10::IntArrayRef);
 
+using UnivariateSignature = at::Tensor(const at::Tensor&, const c10::optional<at::Tensor>&, c10::string_view,
+                                       c10::ArrayRef<double>, int64_t, int64_t);
+using UnivariateBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
+                                               c10::string_view, c10::ArrayRef<double>, int64_t, int64_t);
+
 template <typename Signature>
 c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
@@ -115,6 +125,15 @@ const c10::TypedOperatorHandle<ExtraSignature>& extra_op() {
 }
 const c10::TypedOperatorHandle<ExtraBackwardSignature>& extra_backward_op() {
   static const auto op = typed_op<ExtraBackwardSignature>("hoderiv_ext::jet_bilaplacian_extra_backward");
+  return op;
+}
+
+const c10::TypedOperatorHandle<UnivariateSignature>& univariate_op() {
+  static const auto op = typed_op<UnivariateSignature>("hoderiv_ext::jet_univariate");
+  return op;
+}
+const c10::TypedOperatorHandle<UnivariateBackwardSignature>& univariate_backward_op() {
+  static const auto op = typed_op<UnivariateBackwardSignature>("hoderiv_ext::jet_univariate_backward");
   return op;
 }
 
@@ -333,6 +352,54 @@ at::Tensor jet_bilaplacian_extra_autograd(const at::Tensor& jet, const c10::opti
   return JetBilaplacianExtraFunction::apply(jet, bias, extra, function, params, num_tangents, dims);
 }
 
+// ----- jet_univariate(jet, bias, function, params, num_tangents, order) -----
+
+struct JetUnivariateFunction : public torch::autograd::Function<JetUnivariateFunction> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                            c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
+                            int64_t order) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    at::Tensor out = univariate_op().call(jet, bias, function, params, num_tangents, order);
+    const at::Tensor bias_or_undefined = bias.has_value() ? *bias : at::Tensor();
+    ctx->save_for_backward({jet, bias_or_undefined});
+    save_function(ctx, function, params);
+    ctx->saved_data["num_tangents"] = num_tangents;
+    ctx->saved_data["order"] = order;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& jet = saved[0];
+    const at::Tensor& bias = saved[1];
+    // Tensor inputs given, in order: the jet (0), then the bias (1) if defined.
+    const bool jet_needs_grad = ctx->needs_input_grad(0);
+    const bool bias_needs_grad = bias.defined() && ctx->needs_input_grad(1);
+    at::Tensor grad_jet, grad_bias;
+    if (jet_needs_grad || bias_needs_grad) {
+      const SavedConfig config = saved_function(ctx);
+      const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
+      const int64_t order = ctx->saved_data.at("order").toInt();
+      const c10::optional<at::Tensor> bias_arg = bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
+      grad_jet = univariate_backward_op().call(grad_outputs[0], jet, bias_arg, config.function, config.params,
+                                               num_tangents, order);
+      if (bias_needs_grad) grad_bias = grad_jet.select(1, 0).sum(0);
+      if (!jet_needs_grad) grad_jet = at::Tensor();
+    }
+    return {grad_jet, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+at::Tensor jet_univariate_autograd(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                                   c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
+                                   int64_t order) {
+  if (!(c10::GradMode::is_enabled() && (needs_grad(jet) || (bias.has_value() && needs_grad(*bias))))) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return univariate_op().call(jet, bias, function, params, num_tangents, order);
+  }
+  return JetUnivariateFunction::apply(jet, bias, function, params, num_tangents, order);
+}
+
 }  // namespace
 
 void register_autograd(torch::Library& library) {
@@ -340,6 +407,7 @@ void register_autograd(torch::Library& library) {
   library.impl("jet_activation", &jet_activation_autograd);
   library.impl("jet_activation_first", &jet_activation_first_autograd);
   library.impl("jet_bilaplacian_extra", &jet_bilaplacian_extra_autograd);
+  library.impl("jet_univariate", &jet_univariate_autograd);
 }
 
 }  // namespace hoderiv

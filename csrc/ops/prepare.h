@@ -21,6 +21,9 @@ namespace hoderiv {
 namespace bilaplacian {
 struct ExtraLayout;  // hoderiv/bilaplacian_math.h (included by the files that use it)
 }
+namespace univariate {
+struct Layout;  // hoderiv/univariate_math.h (included by the files that use it)
+}
 
 // ----- elementwise_derivatives*, polynomial_derivatives* -----
 
@@ -155,5 +158,36 @@ BilaplacianExtraCall prepare_jet_bilaplacian_extra_backward(const at::Tensor& gr
                                                             const at::Tensor& extra, c10::string_view function,
                                                             c10::ArrayRef<double> params, int64_t num_tangents,
                                                             c10::IntArrayRef dims);
+
+// ----- jet_univariate* -----
+
+// Checks, all before the empty-input return: order in [1, kMaxOrder] (the
+// backward: [1, kMaxOrder - 1], it needs phi^(order + 1)), checked before
+// any arithmetic on it; jet (N, S, m) with S = 1 + t + R * order for some
+// R >= 0; num_tangents in [0, S - 1]; the backward's grad of the jet's
+// shape; bias (m,); every tensor float32/float64 of one dtype on the first
+// tensor argument's device; the function and its parameters. The jet is used
+// as it is when its slots and units are dense (slot stride m, unit stride 1:
+// a narrowed view of a wider jet is not copied), else made contiguous. The
+// steps return `out` as it is when empty (N = 0 or m = 0).
+struct UnivariateCall {
+  at::Tensor jet;   // (N, S, m): slot stride m, unit stride 1
+  at::Tensor bias;  // (m), or undefined
+  at::Tensor grad;  // backward: the output jet's gradient, contiguous (N, S, m)
+  at::Tensor out;   // forward: the jet of phi(a); backward: the gradient w.r.t. the jet; contiguous (N, S, m)
+  int64_t n = 0, m = 0;
+  int64_t jet_sample_stride = 0;
+  int64_t num_tangents = 0, num_directions = 0, order = 0;
+  ParsedFunction parsed{};
+
+  univariate::Layout layout() const;
+};
+
+UnivariateCall prepare_jet_univariate(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
+                                      c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
+                                      int64_t order);
+UnivariateCall prepare_jet_univariate_backward(const at::Tensor& grad, const at::Tensor& jet,
+                                               const c10::optional<at::Tensor>& bias, c10::string_view function,
+                                               c10::ArrayRef<double> params, int64_t num_tangents, int64_t order);
 
 }  // namespace hoderiv

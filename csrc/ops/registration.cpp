@@ -75,12 +75,14 @@ bool register_ops() {
     register_elementwise_cpu(*state.cpu);
     register_jet_cpu(*state.cpu);
     register_bilaplacian_cpu(*state.cpu);
+    register_univariate_cpu(*state.cpu);
 #ifdef HODERIV_WITH_CUDA
     state.cuda = std::make_unique<torch::Library>(torch::Library::IMPL, kNamespace, c10::DispatchKey::CUDA,
                                                   __FILE__, __LINE__);
     register_elementwise_cuda(*state.cuda);
     register_jet_cuda(*state.cuda);
     register_bilaplacian_cuda(*state.cuda);
+    register_univariate_cuda(*state.cuda);
 #endif
     state.autograd = std::make_unique<torch::Library>(torch::Library::IMPL, kNamespace, c10::DispatchKey::Autograd,
                                                       __FILE__, __LINE__);

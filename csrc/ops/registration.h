@@ -21,14 +21,16 @@ c10::ArrayRef<const char*> op_schemas();
 void register_elementwise_cpu(torch::Library& library);  // csrc/cpu/elementwise_cpu.cpp
 void register_jet_cpu(torch::Library& library);          // csrc/cpu/jet_cpu.cpp
 void register_bilaplacian_cpu(torch::Library& library);  // csrc/cpu/bilaplacian_cpu.cpp
+void register_univariate_cpu(torch::Library& library);   // csrc/cpu/univariate_cpu.cpp
 #ifdef HODERIV_WITH_CUDA
 void register_elementwise_cuda(torch::Library& library);  // csrc/cuda/elementwise_cuda.cu
 void register_jet_cuda(torch::Library& library);          // csrc/cuda/jet_cuda.cu
 void register_bilaplacian_cuda(torch::Library& library);  // csrc/cuda/bilaplacian_cuda.cu
+void register_univariate_cuda(torch::Library& library);   // csrc/cuda/univariate_cuda.cu
 #endif
 // The autograd kernels (dispatch key Autograd) of the forward ops
-// elementwise_derivatives, jet_activation, jet_activation_first and
-// jet_bilaplacian_extra (csrc/ops/autograd.cpp). The backward ops' autograd formulas and every
+// elementwise_derivatives, jet_activation, jet_activation_first,
+// jet_bilaplacian_extra and jet_univariate (csrc/ops/autograd.cpp). The backward ops' autograd formulas and every
 // op's fake kernel are registered by the Python package
 // (hoderiv_ext/ops/formulas.py, fake.py).
 void register_autograd(torch::Library& library);

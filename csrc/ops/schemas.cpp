@@ -22,9 +22,17 @@
 //   jet_bilaplacian_extra: the extra slots of phi(a), a = jet[:, 0] + bias;
 //   jet_bilaplacian_extra_backward: its gradients with respect to the main
 //       jet (slot 0: with respect to a) and the extra jet.
+// The univariate Taylor step (math: hoderiv/univariate_math.h): jet
+// (N, 1 + t + R*order, m) holds the value, t = num_tangents tangents and R
+// directions of the Taylor coefficients c_1..c_order (R derived).
+//   jet_univariate: the jet of phi(a), a = jet[:, 0] + bias: phi(a),
+//       phi'(a) T_k and the composed series of phi(a + delta) per direction
+//       (order in [1, 8]);
+//   jet_univariate_backward: its gradient with respect to the jet (slot 0:
+//       with respect to a); order in [1, 7] (it needs phi^(order + 1)).
 // The backward ops are ops of their own. Autograd: the forward ops
-// elementwise_derivatives, jet_activation, jet_activation_first and
-// jet_bilaplacian_extra have C++
+// elementwise_derivatives, jet_activation, jet_activation_first,
+// jet_bilaplacian_extra and jet_univariate have C++
 // autograd kernels (ops/autograd.cpp) whose backward calls the backward op
 // with autograd; the backward ops' and the polynomial ops' formulas and
 // every op's fake kernel are registered by the Python package
@@ -51,6 +59,9 @@ c10::ArrayRef<const char*> op_schemas() {
       "int num_tangents, int[] dims) -> Tensor",
       "jet_bilaplacian_extra_backward(Tensor grad, Tensor jet, Tensor? bias, Tensor extra, str function, "
       "float[] params, int num_tangents, int[] dims) -> (Tensor, Tensor)",
+      "jet_univariate(Tensor jet, Tensor? bias, str function, float[] params, int num_tangents, int order) -> Tensor",
+      "jet_univariate_backward(Tensor grad, Tensor jet, Tensor? bias, str function, float[] params, "
+      "int num_tangents, int order) -> Tensor",
   };
   return kSchemas;
 }

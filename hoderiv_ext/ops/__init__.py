@@ -1,12 +1,12 @@
 """The ops layer: the compiled extension, typed wrappers of every ``torch.ops.hoderiv_ext`` op,
 their fake kernels and autograd formulas (those of the forward ops elementwise_derivatives,
-jet_activation, jet_activation_first and jet_bilaplacian_extra are C++ autograd kernels,
+jet_activation, jet_activation_first, jet_bilaplacian_extra and jet_univariate are C++ autograd kernels,
 csrc/ops/autograd.cpp, registered with the ops by the extension; the others are registered here).
 
   library        loading ``hoderiv_ext._C``; build_info, the function table
   layout         JetLayout: what each slot of a jet holds
   elementwise    wrappers of the elementwise derivative ops
-  jet            wrappers of the Taylor activation-step ops (and the bi-Laplacian's extra slots)
+  jet            wrappers of the Taylor activation-step ops (the bi-Laplacian's extra slots, univariate jets)
   jet_composite  the activation step in torch ops (the double backward; the tests' twin)
   fake           fake kernels for torch.compile / FakeTensor
   formulas       autograd formulas of the backward ops and the polynomial ops

@@ -101,6 +101,36 @@ def jet_bilaplacian_extra_backward(grad, jet, bias, extra, function, params, num
     return jet.new_empty(jet.shape), extra.new_empty(extra.shape)
 
 
+def _check_univariate_shapes(op, jet, num_tangents, order, highest):  # type: ignore[no-untyped-def]
+    torch._check(1 <= order <= highest, lambda: f"hoderiv_ext.{op}: order must be in [1, {highest}], got {order}")
+    torch._check(jet.dim() == 3, lambda: f"hoderiv_ext.{op}: jet must be a (N, S, m) jet")
+    torch._check(0 <= num_tangents <= jet.shape[1] - 1,
+                 lambda: f"hoderiv_ext.{op}: num_tangents must be in [0, S - 1]")
+    torch._check((jet.shape[1] - 1 - num_tangents) % order == 0,
+                 lambda: f"hoderiv_ext.{op}: jet must have S = 1 + t + R * order slots")
+
+
+def _check_bias(op, bias, jet):  # type: ignore[no-untyped-def]
+    if bias is not None:
+        torch._check(bias.dim() == 1 and bias.shape[0] == jet.shape[2],
+                     lambda: f"hoderiv_ext.{op}: bias must have shape (m,)")
+
+
+def jet_univariate(jet, bias, function, params, num_tangents, order):  # type: ignore[no-untyped-def]
+    check_same_device("jet_univariate", jet=jet, bias=bias)
+    _check_univariate_shapes("jet_univariate", jet, num_tangents, order, 8)
+    _check_bias("jet_univariate", bias, jet)
+    return jet.new_empty(jet.shape)
+
+
+def jet_univariate_backward(grad, jet, bias, function, params, num_tangents, order):  # type: ignore[no-untyped-def]
+    check_same_device("jet_univariate_backward", grad=grad, jet=jet, bias=bias)
+    _check_univariate_shapes("jet_univariate_backward", jet, num_tangents, order, 7)
+    _check_bias("jet_univariate_backward", bias, jet)
+    torch._check(grad.shape == jet.shape, lambda: "hoderiv_ext.jet_univariate_backward: grad must have jet's shape")
+    return jet.new_empty(jet.shape)
+
+
 FAKE_KERNELS = {
     "elementwise_derivatives": elementwise_derivatives,
     "elementwise_derivatives_backward": elementwise_derivatives_backward,
@@ -112,4 +142,6 @@ FAKE_KERNELS = {
     "jet_activation_first_backward": jet_activation_first_backward,
     "jet_bilaplacian_extra": jet_bilaplacian_extra,
     "jet_bilaplacian_extra_backward": jet_bilaplacian_extra_backward,
+    "jet_univariate": jet_univariate,
+    "jet_univariate_backward": jet_univariate_backward,
 }

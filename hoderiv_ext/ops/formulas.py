@@ -4,7 +4,7 @@ Where each op's autograd formula lives:
 
   elementwise_derivatives, jet_activation,   C++ (csrc/ops/autograd.cpp, dispatch key Autograd);
   jet_activation_first,                      each backward calls the matching backward op with
-  jet_bilaplacian_extra
+  jet_bilaplacian_extra, jet_univariate
                                              autograd, so its result is differentiable through
                                              the formulas here
   the backward ops, polynomial_derivatives   here, registered with torch.library.register_autograd
@@ -25,7 +25,8 @@ The jet ops: ``jet_activation``'s backward (C++) is the fused
 ``jet_activation_backward`` kernel (bias gradient: the sum over samples of
 slot 0's gradient), ``jet_activation_first``'s (C++) the fused
 ``jet_activation_first_backward``, ``jet_bilaplacian_extra``'s (C++) the fused
-``jet_bilaplacian_extra_backward`` (bias gradient as for jet_activation); the backward of each backward kernel (the
+``jet_bilaplacian_extra_backward`` (bias gradient as for jet_activation), ``jet_univariate``'s (C++) the fused
+``jet_univariate_backward`` (orders <= 7; bias gradient likewise); the backward of each backward kernel (the
 double backward, here) is the vector-Jacobian product of the torch-ops twin
 (:mod:`hoderiv_ext.ops.jet_composite`), recomputed by :func:`recomputed_vjp`.
 """
@@ -237,6 +238,25 @@ def backward_bilaplacian_extra_backward(ctx: Any, grad_grad_jet: Tensor | None,
     return *grads, None, None, None, None
 
 
+def setup_univariate_backward(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    grad, jet, bias, function, params, num_tangents, order = inputs
+    ctx.save_for_backward(grad, jet, bias)
+    ctx.config = (function, list(params), num_tangents, order)
+
+
+def backward_univariate_backward(ctx: Any, grad_grad_jet: Tensor) -> tuple:
+    """The backward of ``jet_univariate_backward``: the twin's vjp (order K needs phi^(K+2): K <= 6)."""
+    grad, jet, bias = ctx.saved_tensors
+    function, params, num_tangents, order = ctx.config
+
+    def univariate_backward(grad_: Tensor, jet_: Tensor, bias_: Tensor | None) -> tuple:
+        out = jet_composite.univariate_activation(jet_, bias_, function, params, num_tangents, order)
+        return torch.autograd.grad(out, jet_, grad_, create_graph=True)
+
+    grads = recomputed_vjp(univariate_backward, (grad, jet, bias), (grad_grad_jet,))
+    return *grads, None, None, None, None
+
+
 FORMULAS: dict[str, tuple[Callable, Callable]] = {
     "elementwise_derivatives_backward": (backward_elementwise_backward, setup_elementwise_backward),
     "polynomial_derivatives": (backward_polynomial, setup_polynomial),
@@ -244,4 +264,5 @@ FORMULAS: dict[str, tuple[Callable, Callable]] = {
     "jet_activation_backward": (backward_step_backward, setup_step_backward),
     "jet_activation_first_backward": (backward_first_backward, setup_first_backward),
     "jet_bilaplacian_extra_backward": (backward_bilaplacian_extra_backward, setup_bilaplacian_extra_backward),
+    "jet_univariate_backward": (backward_univariate_backward, setup_univariate_backward),
 }

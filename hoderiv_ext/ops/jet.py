@@ -1,12 +1,15 @@
-"""Typed wrappers of the Taylor activation-step ops ``torch.ops.hoderiv_ext.jet_activation*`` and ``jet_bilaplacian_extra*``.
+"""Typed wrappers of the Taylor activation-step ops ``torch.ops.hoderiv_ext.jet_activation*``,
+``jet_bilaplacian_extra*`` and ``jet_univariate*``.
 
 Engines call these, never ``torch.ops`` with positional argument lists. Each
 takes the jet's :class:`~hoderiv_ext.ops.layout.JetLayout` and the
 elementwise function by name and parameters (the function table:
 :mod:`hoderiv_ext.core.functions`). Math: csrc/include/hoderiv/jet_math.h;
-autograd: C++ kernels for jet_activation, jet_activation_first and
-jet_bilaplacian_extra (csrc/ops/autograd.cpp), :mod:`hoderiv_ext.ops.formulas`
-for the backward ops. The bi-Laplacian's extra slots: csrc/include/hoderiv/bilaplacian_math.h.
+autograd: C++ kernels for jet_activation, jet_activation_first,
+jet_bilaplacian_extra and jet_univariate (csrc/ops/autograd.cpp),
+:mod:`hoderiv_ext.ops.formulas` for the backward ops. The bi-Laplacian's extra
+slots: csrc/include/hoderiv/bilaplacian_math.h; univariate Taylor jets:
+csrc/include/hoderiv/univariate_math.h.
 """
 
 from __future__ import annotations
@@ -90,3 +93,27 @@ def jet_bilaplacian_extra_backward(
         grad, jet, bias, extra, function, list(params), _num_tangents(layout_or_num_tangents), list(dims)
     )
     return grad_jet, grad_extra
+
+
+def jet_univariate(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], num_tangents: int,
+                   order: int) -> Tensor:
+    """The univariate Taylor jet (N, S, m) of phi(v + bias) for the jet ``jet`` (N, S, m) of v.
+
+    S = 1 + t + R K (t = ``num_tangents``, K = ``order`` in [1, 8], R >= 0 directions): the value,
+    t first-order tangents (mapped to phi'(a) T_k), then per direction the coefficients c_1..c_K
+    of delta = sum_k c_k t^k, mapped to those of phi(a + delta) (a = v + bias; Faa di Bruno by
+    Horner's rule, K (K+1) (K+2) / 6 multiply-adds per direction and unit). One fused kernel; a
+    narrowed view of a wider jet (slot stride m, unit stride 1) is read without a copy.
+    Differentiable (the backward is the fused :func:`jet_univariate_backward`) for K <= 7.
+    """
+    return torch.ops.hoderiv_ext.jet_univariate(jet, bias, function, list(params), num_tangents, order)
+
+
+def jet_univariate_backward(grad: Tensor, jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float],
+                            num_tangents: int, order: int) -> Tensor:
+    """The gradient (N, S, m) of :func:`jet_univariate` with respect to the jet; slot 0 is the gradient w.r.t. v + bias.
+
+    With g(t) = phi'(a + delta(t)) per direction: dy_k/da = g_k, dy_k/dc_i = g_{k-i}; it needs
+    phi^(K + 1), so ``order`` must be in [1, 7] (order-8 coefficients are not differentiable again).
+    """
+    return torch.ops.hoderiv_ext.jet_univariate_backward(grad, jet, bias, function, list(params), num_tangents, order)

@@ -1,8 +1,9 @@
 """The Taylor activation step written in torch ops: the fused kernels' twins.
 
 Same math as csrc/include/hoderiv/jet_math.h, on a jet (N, S, m) whose slots
-a :class:`~hoderiv_ext.ops.layout.JetLayout` describes, and, for the exact
-bi-Laplacian's extra slots, as csrc/include/hoderiv/bilaplacian_math.h. phi and its
+a :class:`~hoderiv_ext.ops.layout.JetLayout` describes, for the exact
+bi-Laplacian's extra slots as csrc/include/hoderiv/bilaplacian_math.h, and for
+univariate Taylor jets as csrc/include/hoderiv/univariate_math.h. phi and its
 derivatives come from the elementwise op, which is differentiable to order 8,
 so these functions are differentiable too: they are the double backward of
 the fused backward kernels (:mod:`hoderiv_ext.ops.formulas`), and the tests
@@ -12,6 +13,7 @@ product (no ``index_add``), so results are deterministic on every device.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -174,3 +176,52 @@ def bilaplacian_extra_activation(jet: Tensor, bias: Tensor | None, extra: Tensor
     g = take(jet[:, 1 : 1 + t], 1, chosen)  # no index tensor on the device (ops.indexing)
     index = upper_triangle_index(len(chosen), jet.device)
     return bilaplacian_extra_step(phi, g, jet[:, 1 + t :], extra, index)
+
+
+# ----------------------------------------------------------------------------- univariate Taylor jets
+
+
+def series_product(a: Tensor, b: Tensor, order: int) -> Tensor:
+    """Truncated product of power series along axis -2: a, b (..., order + 1, m) (index = power of t)."""
+    terms = [sum(a[..., i, :] * b[..., k - i, :] for i in range(k + 1)) for k in range(order + 1)]
+    return torch.stack(terms, dim=-2)
+
+
+def compose_series(scaled: Tensor, coefficients: Tensor, order: int) -> Tensor:
+    """sum_{j=1..K} s_j delta^j, orders 1..K, by Horner's rule: (N, R, K, m).
+
+    scaled (K + 1, N, 1, m) holds s_j = phi^(j)(a) / j!; coefficients (N, R, K, m) the series
+    delta = sum_{k>=1} c_k t^k of each direction.
+    """
+    n, r, _, m = coefficients.shape
+    zero = coefficients.new_zeros((n, r, 1, m))
+    delta = torch.cat([zero, coefficients], dim=2)  # orders 0..K, order 0 = 0
+    horner = scaled[order].unsqueeze(2).expand(n, r, 1, m)  # the constant series s_K
+    horner = torch.cat([horner, coefficients.new_zeros((n, r, order, m))], dim=2)
+    for j in range(order - 1, 0, -1):
+        horner = series_product(delta, horner, order)
+        horner = torch.cat([horner[:, :, :1] + scaled[j].unsqueeze(2), horner[:, :, 1:]], dim=2)
+    return series_product(delta, horner, order)[:, :, 1:]
+
+
+def univariate_activation(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float],
+                          num_tangents: int, order: int) -> Tensor:
+    """The twin of the op ``jet_univariate``: the univariate jet (N, S, m) of phi(jet[:, 0] + bias).
+
+    jet (N, S, m), S = 1 + t + R K (t = ``num_tangents``, K = ``order``): value v, tangents T_k,
+    then per direction r the coefficients c_1..c_K of delta = sum_k c_k t^k. With a = v + bias and
+    s_j = phi^(j)(a) / j!: phi(a), phi'(a) T_k, and per direction
+    y_k = sum_{j=1..k} s_j [delta^j]_k (phi(a + delta) in truncated series arithmetic). phi^(0..K)
+    come from the elementwise op, so this is differentiable to the kernels' order 8 less K.
+    """
+    n, slots, m = jet.shape
+    t = num_tangents
+    r = (slots - 1 - t) // order
+    a = jet[:, 0] if bias is None else jet[:, 0] + bias
+    phi = _phi(a, function, params, order)
+    parts = [phi[0].unsqueeze(1), phi[1].unsqueeze(1) * jet[:, 1 : 1 + t]]
+    if r:
+        scaled = torch.stack([phi[j] / math.factorial(j) for j in range(order + 1)]).unsqueeze(2)  # (K+1, N, 1, m)
+        coefficients = jet[:, 1 + t :].reshape(n, r, order, m)
+        parts.append(compose_series(scaled, coefficients, order).reshape(n, r * order, m))
+    return torch.cat(parts, dim=1)

@@ -1,7 +1,7 @@
 """Registers the fake kernels of every op and the Python autograd formulas, once, when the extension is loaded.
 
-The forward ops elementwise_derivatives, jet_activation, jet_activation_first and
-jet_bilaplacian_extra have C++ autograd kernels, registered by the extension itself (csrc/ops/autograd.cpp);
+The forward ops elementwise_derivatives, jet_activation, jet_activation_first,
+jet_bilaplacian_extra and jet_univariate have C++ autograd kernels, registered by the extension itself (csrc/ops/autograd.cpp);
 every other op's formula is in :mod:`hoderiv_ext.ops.formulas`.
 """
 

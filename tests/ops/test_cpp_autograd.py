@@ -1,6 +1,6 @@
 """The C++ autograd kernels of the forward ops (csrc/ops/autograd.cpp).
 
-elementwise_derivatives, jet_activation, jet_activation_first and jet_bilaplacian_extra have their
+elementwise_derivatives, jet_activation, jet_activation_first, jet_bilaplacian_extra and jet_univariate have their
 autograd step in C++
 (dispatch key Autograd, no Python per call); their backward calls the backward ops with autograd,
 whose formulas stay in Python (ops/formulas.py). Checked here: where each formula is registered,
@@ -20,9 +20,11 @@ from hoderiv_ext.ops.layout import JetLayout
 from conftest import DEVICES
 
 
-CPP_AUTOGRAD_OPS = ("elementwise_derivatives", "jet_activation", "jet_activation_first", "jet_bilaplacian_extra")
+CPP_AUTOGRAD_OPS = ("elementwise_derivatives", "jet_activation", "jet_activation_first", "jet_bilaplacian_extra",
+                    "jet_univariate")
 PYTHON_FORMULA_OPS = ("elementwise_derivatives_backward", "polynomial_derivatives", "polynomial_derivatives_backward",
-                      "jet_activation_backward", "jet_activation_first_backward", "jet_bilaplacian_extra_backward")
+                      "jet_activation_backward", "jet_activation_first_backward", "jet_bilaplacian_extra_backward",
+                      "jet_univariate_backward")
 LAYOUT = JetLayout(2, pairs=((0, 1), (1, 1)), collapsed=(0, 1))
 FUNCTION, PARAMS = "softplus", [1.5, 20.0]
 

@@ -55,6 +55,7 @@ EXPECTED_OPS = {
     "elementwise_derivatives", "elementwise_derivatives_backward", "polynomial_derivatives",
     "polynomial_derivatives_backward", "jet_activation", "jet_activation_backward", "jet_activation_first",
     "jet_activation_first_backward", "jet_bilaplacian_extra", "jet_bilaplacian_extra_backward",
+    "jet_univariate", "jet_univariate_backward",
 }
 
 
