@@ -7,14 +7,31 @@ Sequentials are flattened. Anything else raises :class:`NotServed` naming the
 layer. Such a network computes each output row from its own input row, so a
 plan also tells :func:`hoderiv_ext.derivatives` that the sample-independence
 checks have nothing to find.
+
+Plans are cached per network, weakly (a deleted network leaves the cache),
+with a snapshot of what the plan depends on, for every module reachable from
+the network: its type, train/eval flag, whether it has hooks or a forward set
+on the instance, its children, the identities of its parameters and the
+attributes the plan reads (an activation's ``beta``, a dropout's ``p``). A call that finds any of these changed --
+a layer replaced, added or removed, ``train()``/``eval()``, a hook
+registered, ``net[0].weight = nn.Parameter(...)``, ``softplus.beta = 2.0`` --
+builds the plan again. In-place parameter updates (optimisers,
+``load_state_dict``, ``net.to(dtype)``) keep the parameter objects, which the
+plan reads live. A cached plan holds the network's own parameters and
+modules, never a tensor derived from them, so nothing made in one mode
+(inference, fake, another device) reaches a later call. Under
+``torch.compile`` the plan is built afresh: the cache is Python bookkeeping
+that dynamo need not trace. :func:`clear_plan_cache` empties the cache.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Union
 
+import torch
 from torch import Tensor, nn
 from torch.nn.modules import module as module_globals
 
@@ -143,6 +160,8 @@ def _layers(f: nn.Module) -> Iterator[tuple[str, nn.Module]]:
         children = list(container._modules.items())
         for index in range(len(children) - 1, -1, -1):  # reversed onto the stack: popped in order
             name, child = children[index]
+            if child is None:  # register_module(name, None): nn.Sequential's forward would call None
+                raise NotServed(f"layer '{prefix}.{name}' is None" if prefix else f"layer '{name}' is None")
             stack.append((f"{prefix}.{name}" if prefix else name, child))
         if container is not f:
             why = _not_as_its_type(prefix, container)
@@ -152,8 +171,64 @@ def _layers(f: nn.Module) -> Iterator[tuple[str, nn.Module]]:
                 yield prefix, container
 
 
+# The attributes the plan reads from each layer type it serves (activation_from_module, _is_noop): the
+# cache compares them by value. Every other type contributes no attributes (it is refused whatever they are).
+_PLAN_ATTRIBUTES: dict[type, tuple[str, ...]] = {
+    nn.Softplus: ("beta", "threshold"), nn.GELU: ("approximate",), nn.LeakyReLU: ("negative_slope",),
+    nn.ELU: ("alpha",), nn.Flatten: ("start_dim", "end_dim"), nn.Dropout: ("p",), nn.AlphaDropout: ("p",),
+}
+
+
+def _module_state(module: nn.Module) -> tuple:
+    """What a plan reads from ``module``: type, train flag, hooks, instance forward, children, parameters, attributes.
+
+    Children and parameters by identity (the cache holds them, so no other object can take their identity).
+    """
+    state = module.__dict__
+    kind = type(module)
+    hooked = bool(state["_forward_hooks"] or state["_forward_pre_hooks"] or state["_backward_hooks"]
+                  or state.get("_backward_pre_hooks"))
+    attributes = _PLAN_ATTRIBUTES.get(kind)
+    return (kind, state["training"], hooked, "forward" in state, tuple(state["_modules"].values()),
+            tuple(map(id, state["_parameters"].values())),
+            None if attributes is None else tuple(map(state.get, attributes)))
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """The modules reachable from a network (the network itself not included: the cache holds it weakly) and the
+    state of each, the network's first, that its plan was built from."""
+
+    modules: tuple[nn.Module, ...]
+    states: tuple[tuple, ...]
+
+    @classmethod
+    def of(cls, f: nn.Module) -> "_Snapshot":
+        modules = []
+        stack = list(reversed(f._modules.values()))
+        while stack:
+            module = stack.pop()
+            if module is None:  # register_module(name, None): a placeholder, no layer
+                continue
+            modules.append(module)
+            stack.extend(reversed(module._modules.values()))
+        return cls(tuple(modules), (_module_state(f), *map(_module_state, modules)))
+
+    def unchanged(self, f: nn.Module) -> bool:
+        """Whether f and every module below it still have the state the plan was built from."""
+        return (_module_state(f), *map(_module_state, self.modules)) == self.states
+
+
+_PLAN_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple[_Snapshot, TaylorPlan | str]]" = weakref.WeakKeyDictionary()
+
+
+def clear_plan_cache() -> None:
+    """Forget every cached plan: the next call of each network builds its plan again."""
+    _PLAN_CACHE.clear()
+
+
 def build_plan(f: object) -> TaylorPlan:
-    """``f`` as Taylor steps when it is an ``nn.Sequential`` of layers the engine serves.
+    """``f`` as Taylor steps when it is an ``nn.Sequential`` of layers the engine serves (cached: module docstring).
 
     This is structure only (it does not ask whether the kernels are built).
 
@@ -165,6 +240,25 @@ def build_plan(f: object) -> TaylorPlan:
     if global_hooks_registered():
         raise NotServed("a global hook (register_module_forward_hook and the like) runs on every module, and the "
                         "Taylor engine would not run it")
+    if torch.compiler.is_compiling():
+        return _plan_of(f)
+    cached = _PLAN_CACHE.get(f)
+    if cached is not None and cached[0].unchanged(f):
+        plan_or_reason = cached[1]
+    else:
+        snapshot = _Snapshot.of(f)
+        try:
+            plan_or_reason: TaylorPlan | str = _plan_of(f)
+        except NotServed as error:
+            plan_or_reason = error.reason
+        _PLAN_CACHE[f] = (snapshot, plan_or_reason)
+    if isinstance(plan_or_reason, str):
+        raise NotServed(plan_or_reason)
+    return plan_or_reason
+
+
+def _plan_of(f: nn.Sequential) -> TaylorPlan:
+    """The plan of a Sequential, built now; NotServed naming the first layer it cannot serve."""
     steps: list[Step] = []
     for name, module in _layers(f):
         if type(module) is nn.Linear:

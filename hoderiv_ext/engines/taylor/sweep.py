@@ -75,8 +75,9 @@ class CarriedJet:
         self.layout, self.mode, self.record = layout, mode, record
         self.value = x  # the affine prefix's value (N, m), and in "tangents" mode always the value
         self.per_sample = directions is not None and directions.dim() == 3
-        # Tangents of the current value: (t, m) shared while affine (None = identity; kept contiguous, so
-        # the first activation and the GEMMs read them without a copy), or (N, t, m) per sample.
+        # Tangents of the current value: (t, m) shared while affine (None = identity; after one Linear the
+        # transposed view of its weight: the first activation then reads the weight itself and the GEMMs a
+        # transposed operand, neither with a copy), or (N, t, m) per sample.
         self.shared: Tensor | None = None if directions is None or self.per_sample else directions
         self.tangents: Tensor | None = directions if self.per_sample else None
         self.jet: Tensor | None = None  # (N, S, m) once the first activation has run ("jet" mode)
@@ -93,7 +94,7 @@ class CarriedJet:
         if self.tangents is not None:
             self.tangents = F.linear(self.tangents, step.weight)
         else:
-            self.shared = step.weight.t().contiguous() if self.shared is None else F.linear(self.shared, step.weight)
+            self.shared = step.weight.t() if self.shared is None else F.linear(self.shared, step.weight)
 
     def shared_tangents(self, like: Tensor) -> Tensor:
         """The tangents (t, m) of the affine prefix, the same for every sample (the identity when nothing was applied)."""
