@@ -1,0 +1,112 @@
+"""derivatives inside captured graphs: no dynamo graph breaks (CPU), CUDA graph capture and replay (GPU).
+
+A compiled training step must stay one graph (``torch._dynamo.explain``), and a captured CUDA graph
+must replay the call: no host synchronisation, no host-to-device copy, no allocation that changes
+between calls.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hoderiv_ext import Bilaplacian, Laplacian, derivatives
+
+from conftest import make_mlp, needs_cuda
+
+REQUESTS = {
+    "none": None,
+    "full": "full",
+    "diagonal": "diagonal",
+    "laplacian": "laplacian",
+    "rows": [0, 2],
+    "partial": Laplacian(dims=[0, 1]),
+    "bilaplacian": Bilaplacian(),
+}
+
+
+def _second(result):
+    for name in ("hessian", "hessian_rows", "hessian_diagonal", "laplacian", "bilaplacian"):
+        tensor = getattr(result, name)
+        if tensor is not None:
+            return tensor
+    return result.value
+
+
+@pytest.mark.parametrize("kind", list(REQUESTS))
+def test_a_training_step_is_one_graph(kind):
+    torch._dynamo.reset()
+    net = make_mlp(3, [8, 8], 1, nn.Tanh, torch.float32, "cpu")
+    x = torch.randn(16, 3)
+    request = REQUESTS[kind]
+
+    def loss(x_in: torch.Tensor) -> torch.Tensor:
+        result = derivatives(net, x_in, hessian=request, backend="kernel", check_independence=False)
+        return _second(result).pow(2).mean() + result.gradient.pow(2).mean()
+
+    explained = torch._dynamo.explain(loss)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+
+def test_a_weighted_laplacian_with_per_sample_sigma_is_one_graph():
+    torch._dynamo.reset()
+    net = make_mlp(3, [8], 1, nn.Tanh, torch.float32, "cpu")
+    x, sigma = torch.randn(16, 3), torch.randn(16, 3, 2)
+
+    def loss(x_in: torch.Tensor, sigma_in: torch.Tensor) -> torch.Tensor:
+        result = derivatives(net, x_in, hessian=Laplacian(weights=sigma_in), backend="kernel",
+                             check_independence=False)
+        return result.laplacian.pow(2).mean()
+
+    explained = torch._dynamo.explain(loss)(x, sigma)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+@needs_cuda
+@pytest.mark.parametrize("kind", ["none", "full", "laplacian", "rows", "bilaplacian"])
+def test_cuda_graph_capture_replays_the_call(kind):
+    net = make_mlp(3, [64, 64], 1, nn.Tanh, torch.float32, "cuda")
+    request = REQUESTS[kind]
+    static_x = torch.randn(256, 3, device="cuda")
+
+    def call() -> torch.Tensor:
+        result = derivatives(net, static_x, hessian=request, backend="kernel", create_graph=False)
+        return _second(result)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the graph (plan built, kernels loaded)
+        for _ in range(3):
+            call()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = call()
+    for _ in range(2):
+        static_x.copy_(torch.randn(256, 3, device="cuda"))
+        graph.replay()
+        torch.cuda.synchronize()
+        torch.testing.assert_close(static_out, call(), rtol=1e-5, atol=1e-5)
+
+
+@needs_cuda
+def test_reduce_overhead_training_step():
+    torch._dynamo.reset()
+    net = make_mlp(3, [64, 64], 1, nn.Tanh, torch.float32, "cuda")
+    x = torch.randn(1024, 3, device="cuda")
+
+    def loss(x_in: torch.Tensor) -> torch.Tensor:
+        result = derivatives(net, x_in, hessian="laplacian", backend="kernel", check_independence=False)
+        return (result.laplacian + 1).pow(2).mean() + result.gradient.pow(2).mean()
+
+    eager = loss(x)
+    eager_grads = torch.autograd.grad(eager, list(net.parameters()))
+    compiled = torch.compile(loss, mode="reduce-overhead", fullgraph=True)
+    for _ in range(3):
+        value = compiled(x)
+        grads = torch.autograd.grad(value, list(net.parameters()))
+    torch.testing.assert_close(value, eager, rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads, eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
