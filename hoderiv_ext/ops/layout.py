@@ -40,6 +40,10 @@ class JetLayout:
     collapsed: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        # The ops take the pairs as two index lists: made once here, not on every call (not fields: eq and hash
+        # stay those of the fields; not a cached_property, which torch.compile cannot trace).
+        object.__setattr__(self, "_pair_i", [i for i, _ in self.pairs])
+        object.__setattr__(self, "_pair_j", [j for _, j in self.pairs])
         t = self.num_tangents
         if isinstance(t, torch.SymInt):  # traced with dynamic shapes (the first layer's weight width)
             return
@@ -63,8 +67,10 @@ class JetLayout:
 
     @property
     def pair_i(self) -> list[int]:
-        return [i for i, _ in self.pairs]
+        """The first index of every pair (computed with the layout; callers must not modify it)."""
+        return self._pair_i  # type: ignore[attr-defined]
 
     @property
     def pair_j(self) -> list[int]:
-        return [j for _, j in self.pairs]
+        """The second index of every pair (computed with the layout; callers must not modify it)."""
+        return self._pair_j  # type: ignore[attr-defined]

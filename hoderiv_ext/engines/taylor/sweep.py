@@ -128,13 +128,14 @@ class CarriedJet:
     def preactivation(self) -> Tensor:
         """Slot 0 of the jet with the pending bias added (the next activation's input a); the jet must exist."""
         assert self.jet is not None
-        return self.jet[:, 0] if self.bias is None else self.jet[:, 0] + self.bias
+        value = self.jet.select(1, 0)
+        return value if self.bias is None else value + self.bias
 
     def result(self) -> Jet:
         n, t, s = self.value.shape[0], self.layout.num_tangents, self.layout.num_second
         if self.jet is not None:
             value = self.preactivation()
-            return Jet(value, self.jet[:, 1 : 1 + t], self.jet[:, 1 + t :], tuple(self.inputs))
+            return Jet(value, self.jet.narrow(1, 1, t), self.jet.narrow(1, 1 + t, s), tuple(self.inputs))
         o = self.value.shape[1]
         tangents = self.tangents if self.tangents is not None else \
             self.shared_tangents(self.value).unsqueeze(0).expand(n, t, o)
