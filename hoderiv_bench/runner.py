@@ -25,6 +25,9 @@ The optional torch-jet methods (``jet``, ``jet-compile``; workloads.OPTIONAL_MET
 are listed only for workloads whose case offers them (torch-jet installed) or
 says why it cannot; ``jet-compile`` runs only when the compile baseline is on,
 and compiles on its first call (the check), whose time is its compile time.
+The package's compiled path ``kernel-compile`` (hoderiv_bench.compiled_kernel) is
+optional in the same way: offered by the input-derivative and training cases the
+kernel path serves, run only when the compile baseline is on.
 
 Statuses: ok, wrong, not served (the method cannot run this workload, with the
 reason), skipped (not selected, or compile off), oom, failed (an exception).
@@ -47,8 +50,8 @@ from torch.utils._pytree import tree_flatten
 
 from hoderiv_ext import NotServed
 from hoderiv_bench.memory import measure
-from hoderiv_bench.workloads import (COMPILED_METHODS, METHOD_ORDER, OPTIONAL_METHODS, PACKAGE_METHODS, Case,
-                                     Workload, build_case)
+from hoderiv_bench.workloads import (COMPILED_METHODS, METHOD_ORDER, OPTIONAL_METHODS, OPTIONAL_PACKAGE_METHODS,
+                                     PACKAGE_METHODS, Case, Workload, build_case)
 
 TOLERANCES = {torch.float32: 1e-3, torch.float64: 1e-8}
 
@@ -348,9 +351,10 @@ def _method_list(case: Case) -> list[tuple[str, str, Callable[[], Any] | None]]:
             continue
         role = "package" if name in PACKAGE_METHODS else "baseline"
         listed.append((name, role, case.methods.get(name)))
-    for name in OPTIONAL_METHODS:  # torch-jet: only where the case offers it or says why it cannot
+    for name in OPTIONAL_METHODS:  # kernel-compile, torch-jet: only where the case offers it or says why it cannot
         if name in case.methods or name in case.not_served:
-            listed.append((name, "baseline", case.methods.get(name)))
+            role = "package" if name in OPTIONAL_PACKAGE_METHODS else "baseline"
+            listed.append((name, role, case.methods.get(name)))
     for name, (role, factory) in EXTRA_METHODS.items():
         listed.append((name, role, factory(case)))
     return listed

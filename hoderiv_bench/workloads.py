@@ -102,6 +102,7 @@ from torch import nn
 
 from hoderiv_ext import NotServed, Polynomial, derivatives, directional_derivatives
 from hoderiv_bench.architectures import ARCHITECTURE_FUNCTIONS, ARCHITECTURES, build_model
+from hoderiv_bench.compiled_kernel import KERNEL_COMPILE, CompiledKernel
 from hoderiv_bench.elementwise import elementwise_methods, nested_elementwise
 from hoderiv_bench.jet_methods import (COMPILED_JET, JET_FAMILIES, JET_METHODS, JET_OPERATOR_FAMILIES, jet_methods,
                                         jet_operator)
@@ -118,10 +119,12 @@ ELEMENTWISE_FUNCTIONS = ("tanh", "cubic")
 PACKAGE_METHODS = ("kernel", "autograd")
 BASELINE_METHODS = ("nested", "func", "compile")
 METHOD_ORDER = PACKAGE_METHODS + BASELINE_METHODS
-# Listed for a workload only when its case offers them (or says why it cannot): torch-jet, when installed.
-OPTIONAL_METHODS = JET_METHODS
+# Listed for a workload only when its case offers them (or says why it cannot): the package's compiled path
+# (input-derivative and training workloads) and torch-jet, when installed.
+OPTIONAL_PACKAGE_METHODS = (KERNEL_COMPILE,)
+OPTIONAL_METHODS = OPTIONAL_PACKAGE_METHODS + JET_METHODS
 # Methods that are torch.compile'd: run only when the compile baseline is on; memory is not metered on CPU.
-COMPILED_METHODS = frozenset({COMPILED_JET})
+COMPILED_METHODS = frozenset({COMPILED_JET, KERNEL_COMPILE})
 ARCHITECTURE_FAMILIES = ("laplacian", "training")
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "silu": nn.SiLU, "sin": Sine}
@@ -405,8 +408,11 @@ def _points(n: int, d: int, device: torch.device, dtype: torch.dtype, seed: int 
 
 def training_step(method: Callable, net: nn.Module, x: torch.Tensor, hessian: object = "laplacian") -> tuple:
     """Derivatives by ``method``, the PINN-style loss on them, and the loss's gradient w.r.t. all parameters."""
+    return _loss_and_gradient(training_loss(method(net, x, hessian)), net)
+
+
+def _loss_and_gradient(loss: torch.Tensor, net: nn.Module) -> tuple:
     params = list(net.parameters())
-    loss = training_loss(method(net, x, hessian))
     grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
     return loss.detach(), torch.cat([g.reshape(-1) for g in grads])
 
@@ -430,6 +436,8 @@ def _input_case(workload: Workload, device: torch.device, dtype: torch.dtype) ->
     methods = {name: (lambda m=METHODS[key]: m(net, x, hessian)) for name, key in names.items()}
     case = Case(methods, lambda: METHODS["nested"](net64, x64, hessian))
     _kernel_notes(case, net, workload.d, hessian)
+    _add_kernel_compile(case, workload, lambda points: METHODS["taylor"](net, points, hessian), x,
+                        lambda compiled: compiled(x))
     if workload.family in JET_FAMILIES:
         _add_jet(case, net, x, lambda derivatives_of: derivatives_of(x))
     return case
@@ -442,8 +450,24 @@ def _training_case(workload: Workload, device: torch.device, dtype: torch.dtype)
     methods = {name: (lambda m=METHODS[key]: training_step(m, net, x)) for name, key in names.items()}
     case = Case(methods, lambda: training_step(METHODS["nested"], net64, x64))
     _kernel_notes(case, net, workload.d, "laplacian")
+    _add_kernel_compile(case, workload, lambda points: training_loss(METHODS["taylor"](net, points, "laplacian")),
+                        x, lambda compiled: _loss_and_gradient(compiled(x), net))
     _add_jet(case, net, x, lambda derivatives_of: training_step(lambda n, p, h: derivatives_of(p), net, x))
     return case
+
+
+def _add_kernel_compile(case: Case, workload: Workload, fn: Callable[[torch.Tensor], Any], x: torch.Tensor,
+                        run: Callable[[CompiledKernel], Any]) -> None:
+    """The package's compiled path (hoderiv_bench.compiled_kernel), where the kernel path serves the case."""
+    if workload.architecture != "mlp":
+        case.not_served[KERNEL_COMPILE] = "traced functions do not run inside torch.compile yet"
+        return
+    if "kernel" not in case.methods:
+        case.not_served[KERNEL_COMPILE] = case.not_served.get("kernel", "the kernel path does not serve this case")
+        return
+    compiled = CompiledKernel(fn, x.device)
+    case.methods[KERNEL_COMPILE] = lambda: run(compiled)
+    case.compiled[KERNEL_COMPILE] = compiled
 
 
 def _add_jet(case: Case, net: nn.Module, x: torch.Tensor, run: Callable[[Callable], Any], **how: Any) -> None:

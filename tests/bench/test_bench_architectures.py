@@ -239,7 +239,7 @@ def test_without_torch_jet_the_jet_methods_are_absent(monkeypatch) -> None:
     monkeypatch.setattr(jet_methods, "_MODULE", None)
     result = run_workload(tiny("laplacian", "residual"), tiny_options(methods=frozenset({"nested"})))
     assert not set(jet_methods.JET_METHODS) & set(result.methods)
-    assert set(result.methods) == {"kernel", "autograd", "nested", "func", "compile"}
+    assert set(result.methods) == {"kernel", "kernel-compile", "autograd", "nested", "func", "compile"}
 
 
 def test_torch_jet_that_cannot_trace_a_model_is_reported_not_served(monkeypatch) -> None:
@@ -270,3 +270,21 @@ def test_torch_jet_when_installed(monkeypatch, family) -> None:
         assert result.methods["jet-compile"].compile_seconds >= 0
     hardbc = run_workload(tiny(family, "hardbc"), tiny_options(methods=frozenset({"nested", "jet"})))
     assert hardbc.methods["jet"].status == "not served" and "slice" in hardbc.methods["jet"].reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["laplacian", "training"])
+def test_the_compiled_kernel_path_is_checked_and_timed_with_compile_on(family) -> None:
+    result = run_workload(tiny(family, "mlp"), tiny_options(compile=True, methods=frozenset({"kernel-compile", "nested"})))
+    method = result.methods["kernel-compile"]
+    assert method.status == "ok", method.reason
+    assert method.role == "package" and method.seconds > 0 and method.compile_seconds > 0
+
+
+def test_the_compiled_kernel_path_is_skipped_with_compile_off_and_not_served_for_traced_models() -> None:
+    plain = run_workload(tiny("laplacian", "mlp"), tiny_options(methods=frozenset({"kernel-compile", "nested"})))
+    assert plain.methods["kernel-compile"].status == "skipped"
+    traced = run_workload(tiny("laplacian", "residual"), tiny_options(compile=True,
+                                                                      methods=frozenset({"kernel-compile", "nested"})))
+    assert traced.methods["kernel-compile"].status == "not served"
+    assert "torch.compile" in traced.methods["kernel-compile"].reason

@@ -50,11 +50,16 @@ def test_tiny_end_to_end_run_writes_the_json_schema(tmp_path, capsys) -> None:
     for w in data["workloads"]:
         assert w["status"] == "ok", (w["name"], w["reason"])
         assert isinstance(w["batch"], int) and isinstance(w["tolerance"], float)
-        # torch-jet's methods join the laplacian and training workloads only when it is installed
-        assert set(w["methods"]) - set(JET_METHODS) == {"kernel", "autograd", "nested", "func", "compile"}
+        # torch-jet's methods join the laplacian and training workloads only when it is installed; the
+        # package's compiled path joins them always (skipped here: compile is off)
+        expected = {"kernel", "autograd", "nested", "func", "compile"}
+        if w["family"] in ("laplacian", "training"):
+            expected.add("kernel-compile")
+            assert w["methods"]["kernel-compile"]["status"] == "skipped"
+        assert set(w["methods"]) - set(JET_METHODS) == expected
         for name, m in w["methods"].items():
             assert m["status"] in STATUSES and m["name"] == name
-            assert m["role"] == ("package" if name in ("kernel", "autograd") else "baseline")
+            assert m["role"] == ("package" if name in ("kernel", "autograd", "kernel-compile") else "baseline")
             if m["status"] == "ok":
                 assert isinstance(m["seconds"], float) and m["seconds"] > 0
                 assert isinstance(m["runs"], int) and m["runs"] >= 1
