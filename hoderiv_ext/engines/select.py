@@ -229,15 +229,18 @@ def choose_engine(
     return EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
 
 
-def _traced(f: object, x: Tensor, request: HessianRequest,
-            check_independence: bool) -> tuple[TracedProgram | None, str, tuple[nn.Module, ...] | None]:
+def _traced(f: object, x: Tensor, request: HessianRequest | None, check_independence: bool,
+            univariate_order: int | None = None) -> tuple[TracedProgram | None, str, tuple[nn.Module, ...] | None]:
     """(f's traced program, "", modules) when it serves the request, else (None, why not, modules).
 
-    modules: the modules reachable from f when they were walked and checked for batch statistics
-    (``check_independence``), else None. Raises the independence error.
+    ``request`` None: ``directional_derivatives``, univariate jets of ``univariate_order``; a randomized
+    bi-Laplacian needs them to order 4. modules: the modules reachable from f when they were walked and
+    checked for batch statistics (``check_independence``), else None. Raises the independence error.
     """
-    if traced_not_served(request):
-        return None, "traced functions serve the exact bi-Laplacian, not its randomized estimate (samples=) yet", None
+    if request is not None and traced_not_served(request):
+        return None, f"traced functions do not serve {request.kind} requests", None
+    if request is not None and request.kind == "bilaplacian" and request.randomized:
+        univariate_order = 4  # (1/3r) sum_k 4! c_4 along the r directions
     modules: tuple[nn.Module, ...] | None = None
     if check_independence:  # a batch norm on batch statistics is refused naming the layer, before any trace
         modules = tuple(reachable_modules(f))
@@ -259,6 +262,11 @@ def _traced(f: object, x: Tensor, request: HessianRequest,
     if program.refusal is not None:
         reason = getattr(program.refusal, "reason", str(program.refusal))
         return None, f"its trace is not served ({reason})", modules
+    if univariate_order is not None:
+        try:
+            program.check_univariate_order(univariate_order)
+        except NotServed as error:
+            return None, f"its trace is not served ({error.reason})", modules
     return program, "", modules
 
 
@@ -279,9 +287,10 @@ def _outputs_independent(f: object, x: Tensor) -> bool:
 
 
 def traced_not_served(request: HessianRequest) -> bool:
-    """Whether traced programs leave this request to the autograd engine: the randomized bi-Laplacian
-    (fourth-order univariate jets, which only plain networks carry)."""
-    return request.kind == "bilaplacian" and request.randomized
+    """Whether traced programs leave this request to the autograd engine: none is left since traced programs
+    carry univariate jets (the randomized bi-Laplacian runs on fourth-order coefficients along its directions;
+    a program whose rules stop below order 4 is refused by its dry run, in :func:`_traced`)."""
+    return False
 
 
 def taylor_request_obstacles(request: HessianRequest) -> list[str]:
@@ -289,15 +298,21 @@ def taylor_request_obstacles(request: HessianRequest) -> list[str]:
     return []
 
 
-# Under backend="auto" the randomized bi-Laplacian goes to the autograd engine although the Taylor engine
-# serves it: its univariate algorithm (fourth-order coefficients along r directions, in torch ops around
-# the fused elementwise op) measured 0.45x nested autograd for p^2 = 9 polarisation directions of a tanh
-# 3->64x3->1 MLP at N = 1024 (CPU, 2 threads, 2026-12-02). The exact bi-Laplacian (algorithm
-# "bilaplacian", the forward Laplacian of the forward Laplacian, fused kernels) measured 9.2x nested
-# autograd forward and 7.9x in training on the same network (CPU, 2 threads, 2026-12-02), so auto uses it.
+# Under backend="auto" every request the Taylor engine serves goes to it. The randomized bi-Laplacian
+# (fourth-order univariate coefficients along the r directions: the plan's "univariate" algorithm, the
+# traced engine's univariate jets) went to the autograd engine while its univariate algorithm measured 0.45x
+# nested autograd (p^2 = 9 polarisation directions); re-measured with r = 8 Gaussian directions, float32,
+# 2 threads, load ~1, 2026-12-02, with the fused jet_univariate op (value, gradient and estimate; nested
+# autograd: 4 nested gradients along the directions at the N r points; the autograd engine measured
+# 0.86-0.98x of it): hard-BC tanh 3->64x3->1 (traced) at N = 1024: 5.8-6.6x nested forward, 6.2-8.8x in a
+# training step (load 2.2 / 0.0; without the fused op, in torch ops: 1.9x / 1.3x); the plain MLP
+# 3->64x3->1 as a plan 6.3x / 6.5x, traced 5.8x / 6.9x; d = 32, N = 256: 3.0-3.6x; d = 100, N = 256: 1.1x forward, 1.5-1.6x training;
+# d = 3, N = 16: 4.0-9.1x. The exact bi-Laplacian (algorithm "bilaplacian") measured 9.2x nested
+# autograd forward and 7.9x in training on the same MLP (2026-12-02).
 def auto_on_autograd(request: HessianRequest) -> bool:
-    """Whether backend="auto" sends this request to the autograd engine although the Taylor engine serves it."""
-    return request.kind == "bilaplacian" and request.randomized
+    """Whether backend="auto" sends this request to the autograd engine although the Taylor engine serves it:
+    none today (the measurements above)."""
+    return False
 
 
 def taylor_algorithm(plan: TaylorPlan, request: HessianRequest, d: int) -> str:

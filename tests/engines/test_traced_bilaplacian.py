@@ -4,8 +4,8 @@ The traced engine carries the full-Hessian jet over D plus the extra slots T_i =
 B = Σ_ij ∂_i²∂_j² v through every rule (hoderiv_ext.engines.taylor.bilaplacian;
 tests/engines/test_traced_rules.py checks each rule alone). Checked here: every corpus architecture
 for D = all inputs and a D that is not a run, in float64 to 1e-9; parameter gradients of a loss on
-the bi-Laplacian; float32; the empty batch; gradcheck in x; the randomized bi-Laplacian refused
-with its reason; ``backend="auto"`` choosing the traced engine.
+the bi-Laplacian; float32; the empty batch; gradcheck in x; the randomized bi-Laplacian on the
+traced engine too; ``backend="auto"`` choosing the traced engine.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from hoderiv_ext import Bilaplacian, Derivatives, NotServed, derivatives
+from hoderiv_ext import Bilaplacian, Derivatives, derivatives
 
 from test_traced_corpus import (N, Architecture, corpus, parameters_of, sample_x,  # noqa: F401 (corpus helpers)
                                 third_order_reference)
@@ -102,11 +102,11 @@ def test_auto_serves_a_traced_function_on_the_taylor_engine() -> None:
     assert (result.engine, result.algorithm) == ("taylor", "traced")
 
 
-def test_the_randomized_bilaplacian_of_a_traced_function_is_refused_with_its_reason() -> None:
+def test_the_randomized_bilaplacian_of_a_traced_function_runs_on_univariate_jets() -> None:
+    """(tests/engines/test_traced_univariate.py checks it over the corpus.)"""
     f = corpus("siren")[0].values[0]()
     x = sample_x(N, 3)
-    request = Bilaplacian(samples=4, generator=torch.Generator().manual_seed(0))
-    with pytest.raises(NotServed, match="randomized estimate"):
-        derivatives(f, x, hessian=request, backend="kernel")
-    assert derivatives(f, x, hessian=Bilaplacian(samples=4, generator=torch.Generator().manual_seed(0))).engine == \
-        "autograd"
+    for backend in ("kernel", "auto"):
+        result = derivatives(f, x, hessian=Bilaplacian(samples=4, generator=torch.Generator().manual_seed(0)),
+                             backend=backend)
+        assert (result.engine, result.algorithm) == ("taylor", "traced")

@@ -4,7 +4,8 @@ Every function below exercises one rule (or one composition the engine writes it
 batch (N, 3). The full Hessian (pair slots), the Laplacian (the collapsed slot), a weighted
 Laplacian (tangents along sigma) and the bi-Laplacian over all inputs and over D = [2, 0] (the
 extra third- and fourth-order slots) are compared with the autograd engine to 1e-10, on ordinary
-inputs, far tails (x scaled by 30) and exact kinks (x with zeros).
+inputs, far tails (x scaled by 30) and exact kinks (x with zeros); so are univariate jets (directional
+derivatives to orders 3 and 8, the randomized bi-Laplacian).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hoderiv_ext import Bilaplacian, Laplacian, derivatives
+from hoderiv_ext import Bilaplacian, Laplacian, derivatives, directional_derivatives
 from hoderiv_ext.engines.taylor.traced.capture import _trace
 
 A = torch.linspace(-1.0, 1.0, 12, dtype=torch.float64).reshape(3, 4)
@@ -144,3 +145,70 @@ def test_a_scaled_linear_layer_becomes_one_linear_layer_with_scaled_weights() ->
     (addmm,) = [node for node in program.interpreter.graph_module.graph.nodes
                 if node.target is torch.ops.aten.addmm.default]
     assert addmm.kwargs == {"beta": 30.0, "alpha": 30.0}
+
+
+# ----------------------------------------------------------------------------- univariate jets
+
+
+@pytest.mark.parametrize("name, kind", _cases())
+@pytest.mark.parametrize("request_kind", ["directional-3", "directional-8", "bilaplacian-samples"])
+def test_rule_univariate_matches_autograd(name: str, kind: str, request_kind: str) -> None:
+    """Each rule on univariate jets: Taylor coefficients along per-sample directions to order 3 (the closed
+    forms of order <= 4) and 8 (the general orders), and the randomized bi-Laplacian (two shared directions
+    and the gradient's tangents: fourth order), against the autograd engine to 1e-10."""
+    f, x = RULES[name], _x(kind)
+    reference = HIGHER_ORDER_REFERENCES.get(name, f)
+    if request_kind.startswith("directional"):
+        order = int(request_kind.split("-")[1])
+        v = torch.randn(x.shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+        got = directional_derivatives(f, x, v, order, backend="kernel", create_graph=False)
+        expected = directional_derivatives(reference, x, v, order, backend="autograd", create_graph=False)
+        pairs = [(got[:, k], expected[:, k], f"order {k}") for k in range(order + 1)]
+    else:
+        def estimate(g: Callable[[Tensor], Tensor], backend: str) -> object:
+            request = Bilaplacian(samples=2, generator=torch.Generator().manual_seed(5))
+            return derivatives(g, x, request, backend=backend, create_graph=False)
+
+        got_result, expected_result = estimate(f, "kernel"), estimate(reference, "autograd")
+        assert got_result.algorithm == "traced"
+        pairs = [(getattr(got_result, field), getattr(expected_result, field), field)
+                 for field in ("value", "gradient", "bilaplacian")]
+    for a, b, what in pairs:
+        if kind == "far-tails" and name in REFERENCE_NAN_IN_TAILS and not b.isfinite().all():
+            assert a.isfinite().all()  # the reference's NaN (see REFERENCE_NAN_IN_TAILS)
+            finite = b.isfinite()
+            a, b = a[finite], b[finite]
+        scale = max(1.0, b.abs().max().item()) if b.numel() else 1.0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * scale, msg=f"{name} {kind} {what}")
+
+
+def test_general_order_derivatives_of_the_torch_op_functions() -> None:
+    """phi(v, 8) of the torch-op rules against torch autograd's repeated derivatives of phi."""
+    from hoderiv_ext.engines.taylor.traced import unary_rules as unary
+
+    v = torch.linspace(-0.9, 0.9, 7, dtype=torch.float64)
+    positive = 1.5 + v
+    functions = {
+        "erf": (unary._erf, torch.erf, v), "atan": (unary._atan, torch.atan, v), "tan": (unary._tan, torch.tan, v),
+        "sinh": (unary._sinh, torch.sinh, v), "cosh": (unary._cosh, torch.cosh, v),
+        "log": (unary._log, torch.log, positive), "log1p": (unary._log1p, torch.log1p, v),
+        "sqrt": (unary._sqrt, torch.sqrt, positive), "rsqrt": (unary._rsqrt, torch.rsqrt, positive),
+        "reciprocal": (unary._reciprocal, torch.reciprocal, positive), "expm1": (unary._expm1, torch.expm1, v),
+        "pow-2.5": (unary._power(2.5), lambda t: t.pow(2.5), positive),
+        "pow-6": (unary._power(6.0), lambda t: t.pow(6), v),
+        "pow-base-3": (unary._exponential(3.0), lambda t: torch.pow(3.0, t), v),
+    }
+    for name, (phi, function, points) in functions.items():
+        point = points.clone().requires_grad_(True)
+        current, expected = function(point), []
+        for _ in range(9):
+            expected.append(current.detach())
+            if not current.requires_grad:  # a polynomial past its degree
+                current = torch.zeros_like(point)
+                continue
+            (current,) = torch.autograd.grad(current.sum(), point, create_graph=True)
+        got = phi(points, 8)
+        assert len(got) == 9, name
+        for k in range(9):
+            scale = max(1.0, expected[k].abs().max().item())
+            torch.testing.assert_close(got[k], expected[k], rtol=1e-10, atol=1e-10 * scale, msg=f"{name} order {k}")

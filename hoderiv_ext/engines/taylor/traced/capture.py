@@ -42,9 +42,11 @@ from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.engines.taylor.plan import global_hooks_registered, hook_kinds
 from hoderiv_ext.engines.taylor.traced.interpreter import Interpreter, op_name, source_line
 from hoderiv_ext.engines.taylor.traced.jets import BadOutput, SamplesMix
+from hoderiv_ext.ops.library import MAX_KERNEL_ORDER
 
 aten = torch.ops.aten
 CACHE_SIZE = 64
+UNIVARIATE_MAX_ORDER = MAX_KERNEL_ORDER  # univariate jets: the elementwise op serves phi^(0..8)
 _DECOMPOSITIONS = get_decompositions([
     aten._softmax, aten._log_softmax, aten.logsumexp, aten.linalg_vector_norm, aten.mish, aten.hardswish,
     aten.hardsigmoid,
@@ -53,7 +55,11 @@ _DECOMPOSITIONS = get_decompositions([
 
 @dataclass
 class TracedProgram:
-    """f as a traced aten graph, ready to run on jets; or why it cannot be (``refusal``)."""
+    """f as a traced aten graph, ready to run on jets; or why it cannot be (``refusal``).
+
+    ``univariate_order``: the highest order K of univariate jets the program serves (found by the dry
+    run; 0: none), ``univariate_refusal``: why not higher (None when it serves every order up to 8).
+    """
 
     name: str
     interpreter: Interpreter | None
@@ -61,6 +67,17 @@ class TracedProgram:
     refusal: Exception | None = None
     nodes: int = 0
     signature: tuple = field(default=(), repr=False)
+    univariate_order: int = 0
+    univariate_refusal: Exception | None = None
+
+    def check_univariate_order(self, order: int) -> None:
+        """Raise NotServed unless the program serves univariate jets of ``order`` (found by its dry run)."""
+        if order > UNIVARIATE_MAX_ORDER:
+            raise NotServed(f"order {order} exceeds the kernels' highest order {UNIVARIATE_MAX_ORDER}")
+        if order > self.univariate_order:
+            refusal = self.univariate_refusal
+            reason = "no univariate dry run" if refusal is None else getattr(refusal, "reason", str(refusal))
+            raise NotServed(f"Taylor coefficients of order {order} are not served: {reason}")
 
 
 _SCALARS = (int, float, bool, str, complex, type(None))

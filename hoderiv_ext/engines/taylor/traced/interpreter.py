@@ -22,7 +22,7 @@ from torch import fx
 
 from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.engines.taylor.traced import linear_rules, product_rules, shape_rules, unary_rules  # noqa: F401
-from hoderiv_ext.engines.taylor.traced.jets import Derived, SamplesMix, Slots, is_jet
+from hoderiv_ext.engines.taylor.traced.jets import Derived, OrderNotServed, SamplesMix, Slots, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import RULES
 
 aten = torch.ops.aten
@@ -171,6 +171,8 @@ class Interpreter:
             return target(*args, **kwargs)  # type: ignore[operator]
         except SamplesMix as error:
             raise SamplesMix(f"{error} ({op_name(target)} at {step.where})") from None
+        except OrderNotServed as error:
+            raise OrderNotServed(f"{error.reason} ({op_name(target)} at {step.where})", error.served) from None
         except NotServed as error:
             raise NotServed(f"{error.reason} ({op_name(target)} at {step.where})") from None
 

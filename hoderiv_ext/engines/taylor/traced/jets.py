@@ -12,6 +12,16 @@ tensor is "slot-carrying": (B, K, *rest) with the batch at axis 0 and the
 slots at axis 1, so an op on the primal maps to the same op on its slots with
 every non-batch axis moved up by one (:func:`slot_dim`).
 
+Univariate jets (``directional_derivatives`` and the randomized
+bi-Laplacian): the value, t tangents (t = d for a gradient, 0 when none is
+needed) and, along R directions v_r, the Taylor coefficients c_1..c_K of
+h(x + s v_r) (c_k = (1/k!) d^k/ds^k at s = 0), direction-major: slot
+1 + t + r K + (k - 1), the layout of ``jet_univariate``
+(csrc/include/hoderiv/univariate_math.h). No pair or collapsed slots. Linear
+ops act on the coefficients as on tangents (a constant goes to c_0 = the
+value only); the affine prefix carries c_1 of each direction as t + 1 .. t + R
+extra rows of its shared tangents (its higher coefficients are zero).
+
 Two forms:
 
 * :class:`SeedJet` -- the affine prefix of f: the value (N, 1, *rest) and
@@ -46,6 +56,17 @@ class SamplesMix(ValueError):
     """An op of the traced function touches the batch axis of a tensor computed from x."""
 
 
+class OrderNotServed(NotServed):
+    """A rule serves univariate Taylor coefficients up to ``served`` < the jet's order K.
+
+    Raised as ``OrderNotServed(reason, served)`` (no ``__init__``, like :class:`NotServed`).
+    """
+
+    @property
+    def served(self) -> int:
+        return int(self.args[1]) if len(self.args) > 1 else 0
+
+
 class BadOutput(Exception):
     """f's output is not what ``derivatives`` accepts (the error ``check_output`` raised, in ``error``)."""
 
@@ -61,12 +82,15 @@ class Slots:
     ``bilaplacian_dims``: the inputs D of an exact bi-Laplacian (the layout's
     pairs are then the upper triangle over D), whose e = |D| + 1 extra slots
     follow the layout's; None for every other request.
+    ``univariate``: (R, K) for a univariate jet: u = R K coefficient slots
+    (direction-major) follow the layout's, which has tangents only.
     """
 
     layout: JetLayout
     device: torch.device
     dtype: torch.dtype
     bilaplacian_dims: tuple[int, ...] | None = None
+    univariate: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         layout = self.layout
@@ -75,7 +99,11 @@ class Slots:
         self.e = 0 if self.bilaplacian_dims is None else len(self.bilaplacian_dims) + 1
         if self.e and (self.c or self.p != (self.e - 1) * self.e // 2):
             raise ValueError("a bi-Laplacian's layout carries the pairs i <= j over its dims and no collapsed slot")
-        self.s = self.main + self.e
+        self.r, self.k = (0, 0) if self.univariate is None else self.univariate
+        self.u = self.r * self.k
+        if self.univariate is not None and (self.r < 1 or self.k < 1 or self.p or self.c or self.e):
+            raise ValueError("a univariate jet has R >= 1 directions, order K >= 1 and tangents only")
+        self.s = self.main + self.e + self.u
         self.fold_bias = False  # set by the interpreter for a Linear whose one consumer is a fused activation
         self._hessian_index: Tensor | None = None
 
@@ -92,6 +120,10 @@ class Slots:
         assert self.bilaplacian_dims is not None
         return take(tangents, axis, self.bilaplacian_dims)
 
+    def coefficients(self, data: Tensor) -> Tensor:
+        """The univariate coefficients (B, R, K, *rest) of a jet tensor (B, S, *rest) (a view)."""
+        return data[:, self.main:self.main + self.u].reshape(data.shape[0], self.r, self.k, *data.shape[2:])
+
     def hessian_index(self) -> Tensor:
         """Slot of A_ab among the pair slots for every (a, b) in D x D (built once per call, on the device)."""
         if self._hessian_index is None:
@@ -107,7 +139,10 @@ class Derived:
 
 
 class SeedJet:
-    """The affine prefix: value (N, 1, *rest), tangents (1 or N, t, *rest) or None (x itself), zero second slots."""
+    """The affine prefix: value (N, 1, *rest), tangents (1 or N, t, *rest) or None (x itself), zero second slots.
+
+    For a univariate jet the tangents are (1 or N, t + R, *rest): t tangents, then c_1 of each direction.
+    """
 
     __slots__ = ("value", "tangents")
 
@@ -126,9 +161,22 @@ class SeedJet:
     def full(self, slots: Slots) -> "FullJet":
         value = self.value
         rest = value.shape[2:]
+        if slots.u:
+            return self._full_univariate(slots)
         tangents = self.tangent_tensor(slots).expand(value.shape[0], slots.t, *rest)
         zeros = value.new_zeros((value.shape[0], slots.s - 1 - slots.t, *rest))
         return FullJet(torch.cat([value, tangents, zeros], dim=1))
+
+    def _full_univariate(self, slots: Slots) -> "FullJet":
+        value = self.value
+        n, rest = value.shape[0], value.shape[2:]
+        rows = self.tangents
+        assert rows is not None and rows.shape[1] == slots.t + slots.r, "a univariate seed carries t + R tangent rows"
+        rows = rows.expand(n, *rows.shape[1:])
+        first = rows[:, slots.t:].unsqueeze(2)  # c_1 of each direction (N, R, 1, *rest)
+        higher = value.new_zeros((n, slots.r, slots.k - 1, *rest))
+        coefficients = torch.cat([first, higher], dim=2).reshape(n, slots.u, *rest)
+        return FullJet(torch.cat([value, rows[:, :slots.t], coefficients], dim=1))
 
 
 class FullJet:

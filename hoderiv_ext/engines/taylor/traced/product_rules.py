@@ -9,6 +9,8 @@ Product of two jets (any bilinear op B: elementwise mul, batched matmul):
     T_i  = B(T^u_i, w) + B(u, T^w_i) + B(L^u, g^w_i) + B(g^u_i, L^w) + 2 sum_j (B(H^u_ij, g^w_j) + B(g^u_j, H^w_ij)),
     D2   = B(D2^u, w) + B(u, D2^w) + 2 B(L^u, L^w) + 4 sum_i (B(T^u_i, g^w_i) + B(g^u_i, T^w_i))
            + 4 sum_ij B(H^u_ij, H^w_ij).
+    univariate coefficients (per direction, c_0 the value): the Cauchy product
+    c_k = sum_{i=0..k} B(c_i^u, c_{k-i}^w) (:func:`~hoderiv_ext.engines.taylor.traced.series.cauchy`).
 Quotients are products with the reciprocal. Comparisons, signs and argmax
 give values without a derivative; layer_norm, var and eval-mode batch norm
 are composed of the rules.
@@ -24,6 +26,7 @@ from torch import Tensor
 
 from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.engines.taylor.traced import linear_rules as linear
+from hoderiv_ext.engines.taylor.traced import series
 from hoderiv_ext.engines.taylor.traced.jets import (
     Derived,
     FullJet,
@@ -66,6 +69,9 @@ def product(slots: Slots, a: AnyJet, b: AnyJet, op: Callable[[Tensor, Tensor], T
                      + 2 * op(slots.collapsed_tangents(ut), slots.collapsed_tangents(wt)).sum(1, keepdim=True))
     if slots.e:
         parts.append(_bilaplacian_product(slots, u, w, op))
+    if slots.u:
+        coefficients = series.cauchy(u0, slots.coefficients(u), w0, slots.coefficients(w), op)
+        parts.append(coefficients.reshape(coefficients.shape[0], slots.u, *coefficients.shape[3:]))
     return FullJet(torch.cat(parts, dim=1))
 
 

@@ -13,6 +13,15 @@ others (log, log1p, expm1, sqrt, rsqrt, reciprocal, pow with a scalar
 exponent, erf, atan, tan, sinh, cosh, abs) apply the formula above in torch
 ops, with phi, phi', phi'' (to phi'''' for a bi-Laplacian) written out below
 (differentiable: the results go into training losses).
+
+Univariate jets (``Slots.univariate``, order K): T'_k = phi'(v) T_k and the
+coefficients by composition (:func:`~hoderiv_ext.engines.taylor.traced.series.compose`)
+with phi^(0..K) at the value: the table's functions through the fused op
+``jet_univariate`` when the extension has it, else phi^(0..K) from the
+elementwise op and the composition in torch ops; the torch-op functions
+above have closed forms or short recurrences for every order (phi(v, order)
+below; a phi whose ``max_order`` attribute is below K refuses with
+:class:`~hoderiv_ext.engines.taylor.traced.jets.OrderNotServed`).
 """
 
 from __future__ import annotations
@@ -25,7 +34,8 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.core.errors import NotServed
-from hoderiv_ext.engines.taylor.traced.jets import FullJet, SeedJet, Slots, as_full, is_jet
+from hoderiv_ext.engines.taylor.traced import series
+from hoderiv_ext.engines.taylor.traced.jets import FullJet, OrderNotServed, SeedJet, Slots, as_full, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import RULES, plain, rule
 from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops import jet as jet_ops
@@ -45,6 +55,8 @@ def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]
     when the primal is (N, m); else, and on the affine prefix, phi^(0..4) at the value
     (the elementwise op) and :func:`~hoderiv_ext.ops.jet_composite.bilaplacian_extra_step`.
     """
+    if slots.u:
+        return _kernel_univariate(slots, jet, name, params)
     primal = jet.primal_shape
     n, m = primal[0], math.prod(primal[1:])
     if isinstance(jet, SeedJet) and jet.tangents is not None and jet.tangents.shape[0] == 1 and jet.value.dim() == 3:
@@ -74,6 +86,40 @@ def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]
             extra = _extra(slots, elementwise_ops.elementwise_derivatives(preactivation, name, params, 4), source)
         data = torch.cat([main, extra], dim=1)
     return FullJet(data.reshape(n, slots.s, *primal[1:]))
+
+
+def fused_univariate() -> Callable[..., Tensor] | None:
+    """The fused univariate step ``jet_univariate(jet, bias, function, params, num_tangents, order)`` when
+    this build has it (looked up at call time: its wrapper in hoderiv_ext.ops.jet, then the registered op)."""
+    function = getattr(jet_ops, "jet_univariate", None)
+    if function is None or not hasattr(torch.ops.hoderiv_ext, "jet_univariate"):
+        return None
+    return function
+
+
+def _kernel_univariate(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]) -> FullJet:
+    """phi(jet) of a univariate jet for a function of the compiled table (a pending Linear bias folded in)."""
+    primal = jet.primal_shape
+    n, m = primal[0], math.prod(primal[1:])
+    if isinstance(jet, SeedJet):
+        jet = jet.full(slots)
+    bias = jet.bias if jet.bias is not None and len(primal) == 2 else None
+    source = (jet.data if bias is not None else jet.settled().data).reshape(n, slots.s, m)
+    fused = fused_univariate()
+    if fused is not None:
+        data = fused(source, bias, name, params, slots.t, slots.k)
+    else:
+        a = source[:, 0] if bias is None else source[:, 0] + bias
+        data = univariate_unary(slots, source, elementwise_ops.elementwise_derivatives(a, name, params, slots.k))
+    return FullJet(data.reshape(n, slots.s, *primal[1:]))
+
+
+def univariate_unary(slots: Slots, data: Tensor, derivatives: Sequence[Tensor] | Tensor) -> Tensor:
+    """The univariate jet (B, S, *rest) of phi(v) from v's ``data`` and phi^(0..K) at v (each (B, *rest))."""
+    coefficients = series.compose(series.scaled(derivatives, slots.k), slots.coefficients(data))
+    parts = [derivatives[0].unsqueeze(1), derivatives[1].unsqueeze(1) * data[:, 1:1 + slots.t],
+             coefficients.reshape(data.shape[0], slots.u, *data.shape[2:])]
+    return torch.cat(parts, dim=1)
 
 
 FUSED_OPS: set[object] = set()  # the ops served by kernel_unary: a Linear's bias folds into them
@@ -120,6 +166,11 @@ def torch_unary(slots: Slots, jet: AnyJet, phi: Phi) -> FullJet:
     (:func:`~hoderiv_ext.ops.jet_composite.bilaplacian_extra_step`).
     """
     data = as_full(jet, slots).data
+    if slots.u:
+        served = getattr(phi, "max_order", None)
+        if served is not None and slots.k > served:
+            raise OrderNotServed(f"its Taylor rule has derivatives up to order {served}", served)
+        return FullJet(univariate_unary(slots, data, phi(data[:, 0], slots.k)))
     if not slots.e:
         return FullJet(jet_composite.unary_step(data, phi(data[:, 0], 2), slots.layout))
     derivatives = phi(data[:, 0], 4)
@@ -135,7 +186,8 @@ def _extra(slots: Slots, derivatives: Sequence[Tensor], data: Tensor) -> Tensor:
                                                 slots.hessian_index())
 
 
-# phi^(k)(v) for k <= order (2, or 4 for a bi-Laplacian), each written out (autograd differentiates them).
+# phi^(k)(v) for k <= order (2, 4 for a bi-Laplacian, K <= 8 for a univariate jet), each written out (autograd
+# differentiates them): a closed form or a short recurrence for every order.
 
 def _log(v: Tensor, order: int) -> list[Tensor]:
     return [v.log(), *_reciprocal_powers(v.reciprocal(), order)]
@@ -193,38 +245,67 @@ def _reciprocal(v: Tensor, order: int) -> list[Tensor]:
 def _erf(v: Tensor, order: int) -> list[Tensor]:
     first = (2 / math.sqrt(math.pi)) * torch.exp(-v * v)
     out = [torch.erf(v), first, -2 * v * first]
-    if order > 2:  # erf^(k+1) = H-polynomials times first: (4v^2 - 2), (12v - 8v^3)
+    if 2 < order <= 4:  # erf^(k+1) = H-polynomials times first: (4v^2 - 2), (12v - 8v^3)
         square = v * v
         out += [(4 * square - 2) * first, (12 - 8 * square) * v * first]
-    return out
+    elif order > 4:  # erf^(k+1) = (-1)^k H_k(v) first, H_{k+1} = 2v H_k - 2k H_{k-1} (physicists' Hermite)
+        previous, hermite = torch.ones_like(v), 2 * v
+        for k in range(2, order):
+            previous, hermite = hermite, 2 * v * hermite - 2 * (k - 1) * previous
+            out.append((hermite if k % 2 == 0 else -hermite) * first)
+    return out[:order + 1]
 
 
 def _atan(v: Tensor, order: int) -> list[Tensor]:
     r = (1 + v * v).reciprocal()
     out = [v.atan(), r, -2 * v * r * r]
-    if order > 2:
+    if 2 < order <= 4:
         square, cube = v * v, r * r * r
         out += [(6 * square - 2) * cube, 24 * v * (1 - square) * cube * r]
-    return out
+    elif order > 4:  # g = atan' = 1 / (1 + v^2): g^(n+1) = -r (2 (n+1) v g^(n) + n (n+1) g^(n-1))
+        for n in range(1, order - 1):
+            out.append(-r * (2 * (n + 1) * v * out[n + 1] + n * (n + 1) * out[n]))
+    return out[:order + 1]
+
+
+def _tan_polynomials(order: int) -> list[list[int]]:
+    """Integer coefficients (lowest power first) of P_k with tan^(k)(v) = P_k(tan v), k = 0..order:
+    P_0 = t, P_{k+1} = P_k' (1 + t^2)."""
+    polynomials = [[0, 1]]
+    for _ in range(order):
+        p = polynomials[-1]
+        derivative = [i * p[i] for i in range(1, len(p))]
+        following = [0] * (len(derivative) + 2)
+        for i, coefficient in enumerate(derivative):
+            following[i] += coefficient
+            following[i + 2] += coefficient
+        polynomials.append(following)
+    return polynomials
 
 
 def _tan(v: Tensor, order: int) -> list[Tensor]:
     t = v.tan()
     s = 1 + t * t  # sec^2
     out = [t, s, 2 * t * s]
-    if order > 2:
+    if 2 < order <= 4:
         out += [2 * s * s + 4 * t * t * s, (16 * s + 8 * t * t) * t * s]
-    return out
+    elif order > 4:
+        for polynomial in _tan_polynomials(order)[3:]:
+            value = torch.full_like(t, float(polynomial[-1]))
+            for coefficient in reversed(polynomial[:-1]):  # Horner's rule in t
+                value = value * t + coefficient
+            out.append(value)
+    return out[:order + 1]
 
 
 def _sinh(v: Tensor, order: int) -> list[Tensor]:
     s, c = v.sinh(), v.cosh()
-    return [s, c, s, c, s][:order + 1]
+    return [s if k % 2 == 0 else c for k in range(order + 1)]
 
 
 def _cosh(v: Tensor, order: int) -> list[Tensor]:
     s, c = v.sinh(), v.cosh()
-    return [c, s, c, s, c][:order + 1]
+    return [c if k % 2 == 0 else s for k in range(order + 1)]
 
 
 def _abs(v: Tensor, order: int) -> list[Tensor]:
@@ -234,7 +315,7 @@ def _abs(v: Tensor, order: int) -> list[Tensor]:
 
 def _power(exponent: float) -> Phi:
     def phi(v: Tensor, order: int) -> list[Tensor]:
-        if exponent == int(exponent) and 0 <= exponent <= 4:  # a polynomial: exact at v = 0, zeros above its degree
+        if exponent == int(exponent) and exponent >= 0:  # a polynomial: exact at v = 0, zeros above its degree
             e = int(exponent)
             return [_falling(exponent, k) * v.pow(e - k) if k < e else
                     torch.full_like(v, _falling(exponent, k)) for k in range(order + 1)]
