@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from hoderiv_bench.environment import device_name
-from hoderiv_bench.jet_methods import CompiledOnFirstCall, jet_operator, torch_jet
+from hoderiv_bench.jet_methods import compiled_jet, jet_operator, torch_jet
 from hoderiv_bench.operators import OperatorSpec, nested_bilaplacian, nested_weighted, operator_mlp
 from hoderiv_bench.pairing import interleaved_samples, paired_speedups
 from hoderiv_ext import Bilaplacian, Laplacian, derivatives
@@ -47,7 +47,7 @@ def _jet_contenders(name: str, net: nn.Module, x: torch.Tensor, sigma: torch.Ten
     batched = jet_operator(net, name, x.shape[1], x.dtype, x.device, sigma)
     # torch.compile of the vmapped function captures no graph (dynamo runs torch-jet's interpreter
     # eagerly): trace it into one aten graph first, as torch-jet advises, and compile that.
-    compiled = CompiledOnFirstCall(batched, x.device)
+    compiled = compiled_jet(batched, x.device)
     return {"torch-jet": lambda: (batched(x).squeeze(-1),), "torch-jet compiled": lambda: (compiled(x).squeeze(-1),)}
 
 

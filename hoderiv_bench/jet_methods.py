@@ -38,11 +38,12 @@ sample fails, both methods are reported "not served" with torch-jet's message.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
+
+from hoderiv_bench.compile_once import CompiledOnFirstCall
 
 JET_METHODS = ("jet", "jet-compile")
 COMPILED_JET = "jet-compile"
@@ -95,29 +96,10 @@ def as_result(batched: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]], x: Ten
     return value.squeeze(-1), gradient.squeeze(-1), laplacian.squeeze(-1)
 
 
-class CompiledOnFirstCall:
-    """torch.compile of ``fn`` traced by ``jet.capture_graph`` at the first call's arguments, built on
-    that call (after torch._dynamo.reset(), so earlier workloads' graphs do not count against the
-    recompile limit); ``compile_seconds`` is that first call's time, tracing included."""
-
-    def __init__(self, fn: Callable[..., Any], device: torch.device) -> None:
-        self.fn = fn
-        self.compiled: Callable[..., Any] | None = None
-        self.device = device
-        self.compile_seconds: float | None = None
-
-    def __call__(self, *args: Any) -> Any:
-        if self.compiled is not None:
-            return self.compiled(*args)
-        torch._dynamo.reset()
-        start = time.perf_counter()
-        graph, _ = torch_jet().capture_graph(self.fn, args)
-        self.compiled = torch.compile(graph)
-        out = self.compiled(*args)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.compile_seconds = time.perf_counter() - start
-        return out
+def compiled_jet(fn: Callable[..., Any], device: torch.device) -> CompiledOnFirstCall:
+    """torch.compile of ``fn`` traced by ``jet.capture_graph`` at the first call's arguments, built on that
+    call (the compile time reported includes the tracing)."""
+    return CompiledOnFirstCall(fn, device, lambda f, args: torch.compile(torch_jet().capture_graph(f, args)[0]))
 
 
 def jet_operator(net: nn.Module, family: str, d: int, dtype: torch.dtype, device: torch.device,
@@ -172,7 +154,7 @@ def jet_methods(net: nn.Module, x: Tensor, run: Callable[[Callable[[Tensor], Any
         text = " ".join(str(error).split("\n\n")[0].split()) or type(error).__name__
         reason = f"torch-jet cannot run this model: {type(error).__name__}: {text[:200]}"
         return {}, {name: reason for name in JET_METHODS}, {}
-    compiled = CompiledOnFirstCall(batched, x.device)
+    compiled = compiled_jet(batched, x.device)
     methods = {
         "jet": lambda: run(lambda points: finish(batched, points)),
         COMPILED_JET: lambda: run(lambda points: finish(compiled, points)),
