@@ -148,27 +148,31 @@ def _not_as_its_type(name: str, module: nn.Module) -> str | None:
     return None
 
 
+def _descendants(f: nn.Module) -> Iterator[tuple[str, nn.Module | None]]:
+    """Every module below f (f itself not included) with its qualified name, in pre-order (the order a nested
+    Sequential runs them); a child registered as None (``register_module(name, None)``) comes as None."""
+    stack: list[tuple[str, nn.Module | None]] = [(name, child) for name, child in reversed(f._modules.items())]
+    while stack:
+        name, module = stack.pop()
+        yield name, module
+        if module is not None:  # reversed onto the stack: popped in order
+            stack.extend((f"{name}.{child_name}", child) for child_name, child in reversed(module._modules.items()))
+
+
 def _layers(f: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """The non-Sequential modules of f in order, nested Sequentials flattened; NotServed for any module that
     may not compute what its type says (f and the containers included)."""
     why = _not_as_its_type("", f)
     if why is not None:
         raise NotServed(why)
-    stack: list[tuple[str, nn.Module]] = [("", f)]
-    while stack:
-        prefix, container = stack.pop()
-        children = list(container._modules.items())
-        for index in range(len(children) - 1, -1, -1):  # reversed onto the stack: popped in order
-            name, child = children[index]
-            if child is None:  # register_module(name, None): nn.Sequential's forward would call None
-                raise NotServed(f"layer '{prefix}.{name}' is None" if prefix else f"layer '{name}' is None")
-            stack.append((f"{prefix}.{name}" if prefix else name, child))
-        if container is not f:
-            why = _not_as_its_type(prefix, container)
-            if why is not None:
-                raise NotServed(why)
-            if type(container) is not nn.Sequential:
-                yield prefix, container
+    for name, module in _descendants(f):
+        if module is None:  # register_module(name, None): nn.Sequential's forward would call None
+            raise NotServed(f"layer '{name}' is None")
+        why = _not_as_its_type(name, module)
+        if why is not None:
+            raise NotServed(why)
+        if type(module) is not nn.Sequential:
+            yield name, module
 
 
 # The attributes the plan reads from each layer type it serves (activation_from_module, _is_noop): the
@@ -204,14 +208,7 @@ class _Snapshot:
 
     @classmethod
     def of(cls, f: nn.Module) -> "_Snapshot":
-        modules = []
-        stack = list(reversed(f._modules.values()))
-        while stack:
-            module = stack.pop()
-            if module is None:  # register_module(name, None): a placeholder, no layer
-                continue
-            modules.append(module)
-            stack.extend(reversed(module._modules.values()))
+        modules = [module for _, module in _descendants(f) if module is not None]  # None: a placeholder
         return cls(tuple(modules), (_module_state(f), *map(_module_state, modules)))
 
     def unchanged(self, f: nn.Module) -> bool:
