@@ -139,6 +139,21 @@ const c10::TypedOperatorHandle<UnivariateBackwardSignature>& univariate_backward
 
 bool needs_grad(const at::Tensor& tensor) { return tensor.defined() && tensor.requires_grad(); }
 
+// The jet ops' optional bias: saved as an undefined tensor when absent, passed back as an optional.
+at::Tensor saved_bias(const c10::optional<at::Tensor>& bias) { return bias.has_value() ? *bias : at::Tensor(); }
+
+c10::optional<at::Tensor> bias_argument(const at::Tensor& saved) {
+  return saved.defined() ? c10::optional<at::Tensor>(saved) : c10::nullopt;
+}
+
+// Whether a jet op with this jet and bias records a graph.
+bool jet_or_bias_needs_grad(const at::Tensor& jet, const c10::optional<at::Tensor>& bias) {
+  return c10::GradMode::is_enabled() && (needs_grad(jet) || (bias.has_value() && needs_grad(*bias)));
+}
+
+// The bias's gradient from the jet's: the bias enters the value slot (slot 0) of every sample.
+at::Tensor bias_gradient(const at::Tensor& grad_jet) { return grad_jet.select(1, 0).sum(0); }
+
 // ----- saved_data: the non-tensor arguments -----
 
 void save_function(AutogradContext* ctx, c10::string_view function, c10::ArrayRef<double> params) {
@@ -215,8 +230,7 @@ struct JetActivationFunction : public torch::autograd::Function<JetActivationFun
                             c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     at::Tensor out = jet_op().call(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
-    const at::Tensor bias_or_undefined = bias.has_value() ? *bias : at::Tensor();
-    ctx->save_for_backward({jet, bias_or_undefined});
+    ctx->save_for_backward({jet, saved_bias(bias)});
     save_function(ctx, function, params);
     ctx->saved_data["num_tangents"] = num_tangents;
     save_indices(ctx, pair_i, pair_j, collapsed);
@@ -234,10 +248,9 @@ struct JetActivationFunction : public torch::autograd::Function<JetActivationFun
     if (jet_needs_grad || bias_needs_grad) {
       const SavedConfig config = saved_config(ctx);
       const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
-      const c10::optional<at::Tensor> bias_arg = bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
-      grad_jet = jet_backward_op().call(grad_outputs[0], jet, bias_arg, config.function, config.params,
+      grad_jet = jet_backward_op().call(grad_outputs[0], jet, bias_argument(bias), config.function, config.params,
                                         num_tangents, config.pair_i, config.pair_j, config.collapsed);
-      if (bias_needs_grad) grad_bias = grad_jet.select(1, 0).sum(0);
+      if (bias_needs_grad) grad_bias = bias_gradient(grad_jet);
       if (!jet_needs_grad) grad_jet = at::Tensor();
     }
     return {grad_jet,    grad_bias,   at::Tensor(), at::Tensor(),
@@ -248,7 +261,7 @@ struct JetActivationFunction : public torch::autograd::Function<JetActivationFun
 at::Tensor jet_activation_autograd(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                                    c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
                                    c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
-  if (!(c10::GradMode::is_enabled() && (needs_grad(jet) || (bias.has_value() && needs_grad(*bias))))) {
+  if (!jet_or_bias_needs_grad(jet, bias)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return jet_op().call(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
   }
@@ -307,8 +320,7 @@ struct JetBilaplacianExtraFunction : public torch::autograd::Function<JetBilapla
                             int64_t num_tangents, c10::IntArrayRef dims) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     at::Tensor out = extra_op().call(jet, bias, extra, function, params, num_tangents, dims);
-    const at::Tensor bias_or_undefined = bias.has_value() ? *bias : at::Tensor();
-    ctx->save_for_backward({jet, bias_or_undefined, extra});
+    ctx->save_for_backward({jet, saved_bias(bias), extra});
     save_function(ctx, function, params);
     ctx->saved_data["num_tangents"] = num_tangents;
     ctx->saved_data["dims"] = dims.vec();
@@ -329,10 +341,9 @@ struct JetBilaplacianExtraFunction : public torch::autograd::Function<JetBilapla
       const SavedConfig config = saved_function(ctx);
       const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
       const std::vector<int64_t> dims = ctx->saved_data.at("dims").toIntVector();
-      const c10::optional<at::Tensor> bias_arg = bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
-      std::tie(grad_jet, grad_extra) = extra_backward_op().call(grad_outputs[0], jet, bias_arg, extra, config.function,
+      std::tie(grad_jet, grad_extra) = extra_backward_op().call(grad_outputs[0], jet, bias_argument(bias), extra, config.function,
                                                                 config.params, num_tangents, dims);
-      if (bias_needs_grad) grad_bias = grad_jet.select(1, 0).sum(0);
+      if (bias_needs_grad) grad_bias = bias_gradient(grad_jet);
       if (!jet_needs_grad) grad_jet = at::Tensor();
       if (!extra_needs_grad) grad_extra = at::Tensor();
     }
@@ -360,8 +371,7 @@ struct JetUnivariateFunction : public torch::autograd::Function<JetUnivariateFun
                             int64_t order) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     at::Tensor out = univariate_op().call(jet, bias, function, params, num_tangents, order);
-    const at::Tensor bias_or_undefined = bias.has_value() ? *bias : at::Tensor();
-    ctx->save_for_backward({jet, bias_or_undefined});
+    ctx->save_for_backward({jet, saved_bias(bias)});
     save_function(ctx, function, params);
     ctx->saved_data["num_tangents"] = num_tangents;
     ctx->saved_data["order"] = order;
@@ -380,10 +390,9 @@ struct JetUnivariateFunction : public torch::autograd::Function<JetUnivariateFun
       const SavedConfig config = saved_function(ctx);
       const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
       const int64_t order = ctx->saved_data.at("order").toInt();
-      const c10::optional<at::Tensor> bias_arg = bias.defined() ? c10::optional<at::Tensor>(bias) : c10::nullopt;
-      grad_jet = univariate_backward_op().call(grad_outputs[0], jet, bias_arg, config.function, config.params,
+      grad_jet = univariate_backward_op().call(grad_outputs[0], jet, bias_argument(bias), config.function, config.params,
                                                num_tangents, order);
-      if (bias_needs_grad) grad_bias = grad_jet.select(1, 0).sum(0);
+      if (bias_needs_grad) grad_bias = bias_gradient(grad_jet);
       if (!jet_needs_grad) grad_jet = at::Tensor();
     }
     return {grad_jet, grad_bias, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
@@ -393,7 +402,7 @@ struct JetUnivariateFunction : public torch::autograd::Function<JetUnivariateFun
 at::Tensor jet_univariate_autograd(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                                    c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
                                    int64_t order) {
-  if (!(c10::GradMode::is_enabled() && (needs_grad(jet) || (bias.has_value() && needs_grad(*bias))))) {
+  if (!jet_or_bias_needs_grad(jet, bias)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return univariate_op().call(jet, bias, function, params, num_tangents, order);
   }

@@ -42,5 +42,21 @@ int64_t checked_sum(const char* op, const char* what, std::initializer_list<int6
   return sum;
 }
 
+void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const Arg& first, int64_t m) {
+  if (!bias.has_value()) return;
+  check_like(op, {*bias, "bias"}, first);
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == m, op, ": bias must have shape (m,) = (", m, ",), got ",
+              bias->sizes());
+}
+
+at::Tensor dense_rows(const at::Tensor& t) {
+  const int64_t m = t.size(2);
+  const bool units = m <= 1 || t.stride(2) == 1;
+  const bool slots = t.size(1) <= 1 || t.stride(1) == m;
+  return units && slots ? t : t.contiguous();
+}
+
+int64_t sample_stride(const at::Tensor& t) { return t.size(0) > 1 ? t.stride(0) : t.size(1) * t.size(2); }
+
 }  // namespace checks
 }  // namespace hoderiv

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/ArrayRef.h>
+#include <c10/util/Optional.h>
 
 #include <cstdint>
 #include <initializer_list>
@@ -32,6 +33,18 @@ int64_t checked_product(const char* op, const char* what, std::initializer_list<
 
 // The sum of non-negative counts, refusing int64 overflow (`what` names it).
 int64_t checked_sum(const char* op, const char* what, std::initializer_list<int64_t> terms);
+
+// An optional bias: on first's device with first's dtype, shape (m,).
+void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const Arg& first, int64_t m);
+
+// A jet (N, S, m) as is when its slots and units are dense (slot stride m,
+// unit stride 1), else a contiguous copy: the kernels index slot s, unit j of
+// sample i at i * sample_stride(t) + s * m + j. Strides of size-1 dimensions
+// do not matter.
+at::Tensor dense_rows(const at::Tensor& t);
+
+// The distance between two samples of a dense_rows jet (any value for N <= 1).
+int64_t sample_stride(const at::Tensor& t);
 
 }  // namespace checks
 }  // namespace hoderiv

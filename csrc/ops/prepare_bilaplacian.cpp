@@ -27,6 +27,9 @@ bilaplacian::ExtraLayout BilaplacianExtraCall::layout() const {
 namespace {
 
 using checks::Arg;
+using checks::check_bias;
+using checks::dense_rows;
+using checks::sample_stride;
 
 constexpr int64_t kMaxTangents = std::numeric_limits<jet::Index>::max();
 
@@ -64,24 +67,6 @@ void check_shapes(const char* op, const at::Tensor& jet, const at::Tensor& extra
               op, ": extra must have shape (N, p + 1, m) = (", jet.size(0), ", ", p + 1, ", ", jet.size(2),
               ") (T_i for the p = len(dims) chosen tangents, then B), got ", extra.sizes());
 }
-
-void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const Arg& first, int64_t m) {
-  if (!bias.has_value()) return;
-  checks::check_like(op, {*bias, "bias"}, first);
-  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == m, op, ": bias must have shape (m,) = (", m, ",), got ",
-              bias->sizes());
-}
-
-// `t` as is when its slots and units are dense (slot stride m, unit stride
-// 1), else a contiguous copy. Strides of size-1 dimensions do not matter.
-at::Tensor dense_rows(const at::Tensor& t) {
-  const int64_t m = t.size(2);
-  const bool units = m <= 1 || t.stride(2) == 1;
-  const bool slots = t.size(1) <= 1 || t.stride(1) == m;
-  return units && slots ? t : t.contiguous();
-}
-
-int64_t sample_stride(const at::Tensor& t) { return t.size(0) > 1 ? t.stride(0) : t.size(1) * t.size(2); }
 
 BilaplacianExtraCall make_call(const at::Tensor& jet, const c10::optional<at::Tensor>& bias, const at::Tensor& extra,
                                int64_t num_tangents, std::vector<jet::Index> dims, ParsedFunction parsed) {

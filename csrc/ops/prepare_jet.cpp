@@ -31,6 +31,7 @@ jet::SlotLayout JetIndices::layout() const {
 namespace {
 
 using checks::Arg;
+using checks::check_bias;
 
 // Tangent indices are stored as jet::Index (int32).
 constexpr int64_t kMaxTangents = std::numeric_limits<jet::Index>::max();
@@ -91,13 +92,6 @@ void check_jet(const char* op, const Arg& jet, const JetIndices& indices) {
   const int64_t slots = slot_count(op, indices);
   TORCH_CHECK(jet.tensor.size(1) == slots, op, ": ", jet.name, " must have ", describe_slots(indices, slots),
               ", got shape ", jet.tensor.sizes());
-}
-
-void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const Arg& first, int64_t m) {
-  if (!bias.has_value()) return;
-  checks::check_like(op, {*bias, "bias"}, first);
-  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == m, op, ": bias must have shape (m,) = (", m, ",), got ",
-              bias->sizes());
 }
 
 // The first layer's preactivation (N, m) and weight (m, t).

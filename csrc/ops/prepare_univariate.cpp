@@ -25,6 +25,9 @@ univariate::Layout UnivariateCall::layout() const {
 namespace {
 
 using checks::Arg;
+using checks::check_bias;
+using checks::dense_rows;
+using checks::sample_stride;
 
 // The jet (N, S, m) with S = 1 + t + R * order: returns R. order has been
 // range-checked (>= 1) before.
@@ -40,24 +43,6 @@ int64_t check_slots(const char* op, const at::Tensor& jet, int64_t num_tangents,
               coefficients, " coefficient slots are not a multiple of order");
   return coefficients / order;
 }
-
-void check_bias(const char* op, const c10::optional<at::Tensor>& bias, const Arg& first, int64_t m) {
-  if (!bias.has_value()) return;
-  checks::check_like(op, {*bias, "bias"}, first);
-  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == m, op, ": bias must have shape (m,) = (", m, ",), got ",
-              bias->sizes());
-}
-
-// `t` as is when its slots and units are dense (slot stride m, unit stride
-// 1), else a contiguous copy. Strides of size-1 dimensions do not matter.
-at::Tensor dense_rows(const at::Tensor& t) {
-  const int64_t m = t.size(2);
-  const bool units = m <= 1 || t.stride(2) == 1;
-  const bool slots = t.size(1) <= 1 || t.stride(1) == m;
-  return units && slots ? t : t.contiguous();
-}
-
-int64_t sample_stride(const at::Tensor& t) { return t.size(0) > 1 ? t.stride(0) : t.size(1) * t.size(2); }
 
 // Everything both ops check; `first` is the op's first tensor argument.
 UnivariateCall make_call(const char* op, const Arg& first, const at::Tensor& jet,
