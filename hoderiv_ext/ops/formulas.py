@@ -33,7 +33,6 @@ double backward, here) is the vector-Jacobian product of the torch-ops twin
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +41,7 @@ from torch import Tensor
 
 from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops import jet_composite
-from hoderiv_ext.ops.layout import JetLayout
+from hoderiv_ext.ops.layout import JetLayout, layout_cache
 
 
 def _falling_factorial(j: int, k: int) -> float:
@@ -178,7 +177,7 @@ def _layout(num_tangents: int, pair_i: list[int], pair_j: list[int], collapsed: 
     return JetLayout(num_tangents, tuple(zip(pair_i, pair_j)), tuple(collapsed))  # a SymInt while tracing
 
 
-@functools.lru_cache(maxsize=256)
+@layout_cache(256)
 def _cached_layout(num_tangents: int, pair_i: tuple[int, ...], pair_j: tuple[int, ...],
                    collapsed: tuple[int, ...]) -> JetLayout:
     return JetLayout(num_tangents, tuple(zip(pair_i, pair_j)), collapsed)

@@ -19,9 +19,35 @@ in csrc/include/hoderiv/jet_math.h and, written in torch ops, in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
+
+_Function = TypeVar("_Function", bound=Callable[..., "JetLayout"])
+
+
+def layout_cache(maxsize: int) -> Callable[[_Function], _Function]:
+    """``functools.lru_cache`` for a pure function of integers and tuples that returns a layout.
+
+    Safe across calls because a layout holds only integers (no tensor that could carry a mode or a
+    device). Under torch.compile the function runs uncached: dynamo traces through it anyway (a
+    layout is a constant of the graph), and it warns about every ``lru_cache`` wrapper it meets.
+    """
+    def wrap(function: _Function) -> _Function:
+        cached = functools.lru_cache(maxsize=maxsize)(function)
+
+        @functools.wraps(function)
+        def call(*args: object) -> JetLayout:
+            if torch.compiler.is_compiling():
+                return function(*args)
+            return cached(*args)
+
+        call.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        return call  # type: ignore[return-value]
+
+    return wrap
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ between calls.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -48,6 +50,30 @@ def test_a_training_step_is_one_graph(kind):
     explained = torch._dynamo.explain(loss)(x)
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
+
+
+@pytest.mark.parametrize("kind", ["laplacian", "bilaplacian"])
+def test_compiling_a_training_step_raises_no_warning_about_the_package(kind):
+    # Regression: dynamo warned "Dynamo detected a call to a `functools.lru_cache`-wrapped function" at the
+    # package's cached layouts on every compile. Dynamo warns once per process: its record is cleared first.
+    torch._dynamo.reset()
+    torch._dynamo.utils.warn_once_cache.clear()
+    net = make_mlp(3, [8], 1, nn.Tanh, torch.float32, "cpu")
+    x = torch.randn(16, 3)
+    request = REQUESTS[kind]
+
+    def loss(x_in: torch.Tensor) -> torch.Tensor:
+        result = derivatives(net, x_in, hessian=request, backend="kernel", check_independence=False)
+        return _second(result).pow(2).mean() + result.gradient.pow(2).mean()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compiled = torch.compile(loss, fullgraph=True)
+        compiled(x).backward()
+        expected = loss(x)
+    about_us = [str(w.message) for w in caught if "lru_cache" in str(w.message) or "hoderiv_ext" in str(w.message)]
+    assert about_us == []
+    torch.testing.assert_close(compiled(x), expected)
 
 
 def test_a_weighted_laplacian_with_per_sample_sigma_is_one_graph():

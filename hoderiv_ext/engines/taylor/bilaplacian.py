@@ -39,8 +39,6 @@ the traced engine uses them too.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import Tensor
 
@@ -52,10 +50,10 @@ from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops import jet_composite
 from hoderiv_ext.ops.indexing import take
-from hoderiv_ext.ops.layout import JetLayout
+from hoderiv_ext.ops.layout import JetLayout, layout_cache
 
 
-@functools.lru_cache(maxsize=64)
+@layout_cache(64)
 def bilaplacian_layout(d: int, dims: tuple[int, ...] | None) -> JetLayout:
     """The main jet's layout: d tangents and the pairs i <= j of D (row-major upper triangle over D).
 

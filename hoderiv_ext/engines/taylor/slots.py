@@ -17,19 +17,16 @@ triangle and is read back through an index computed on the tensor's device
 
 from __future__ import annotations
 
-import functools
-
-import torch
 from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.ops.jet_composite import upper_triangle_index
-from hoderiv_ext.ops.layout import JetLayout
+from hoderiv_ext.ops.layout import JetLayout, layout_cache
 
 __all__ = ["layout_for", "second_from_slots", "upper_triangle_index"]
 
 
-@functools.lru_cache(maxsize=256)
+@layout_cache(256)
 def layout_for(request: HessianRequest, d: int) -> JetLayout:
     """The jet layout of ``request`` for d inputs (see the module docstring).
 
