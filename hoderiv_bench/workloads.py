@@ -101,6 +101,7 @@ import torch
 from torch import nn
 
 from hoderiv_ext import NotServed, Polynomial, derivatives, directional_derivatives
+from hoderiv_ext.engines.taylor.plan import build_plan
 from hoderiv_bench.architectures import ARCHITECTURE_FUNCTIONS, ARCHITECTURES, build_model
 from hoderiv_bench.compile_once import CompiledOnFirstCall
 from hoderiv_bench.compiled_kernel import KERNEL_COMPILE, compiled_kernel
@@ -437,7 +438,7 @@ def _input_case(workload: Workload, device: torch.device, dtype: torch.dtype) ->
     methods = {name: (lambda m=METHODS[key]: m(net, x, hessian)) for name, key in names.items()}
     case = Case(methods, lambda: METHODS["nested"](net64, x64, hessian))
     _kernel_notes(case, net, workload.d, hessian)
-    _add_kernel_compile(case, workload, lambda points: METHODS["taylor"](net, points, hessian), x,
+    _add_kernel_compile(case, net, lambda points: METHODS["taylor"](net, points, hessian), x,
                         lambda compiled: compiled(x))
     if workload.family in JET_FAMILIES:
         _add_jet(case, net, x, lambda derivatives_of: derivatives_of(x))
@@ -451,17 +452,20 @@ def _training_case(workload: Workload, device: torch.device, dtype: torch.dtype)
     methods = {name: (lambda m=METHODS[key]: training_step(m, net, x)) for name, key in names.items()}
     case = Case(methods, lambda: training_step(METHODS["nested"], net64, x64))
     _kernel_notes(case, net, workload.d, "laplacian")
-    _add_kernel_compile(case, workload, lambda points: training_loss(METHODS["taylor"](net, points, "laplacian")),
+    _add_kernel_compile(case, net, lambda points: training_loss(METHODS["taylor"](net, points, "laplacian")),
                         x, lambda compiled: _loss_and_gradient(compiled(x), net))
     _add_jet(case, net, x, lambda derivatives_of: training_step(lambda n, p, h: derivatives_of(p), net, x))
     return case
 
 
-def _add_kernel_compile(case: Case, workload: Workload, fn: Callable[[torch.Tensor], Any], x: torch.Tensor,
+def _add_kernel_compile(case: Case, net: nn.Module, fn: Callable[[torch.Tensor], Any], x: torch.Tensor,
                         run: Callable[[CompiledOnFirstCall], Any]) -> None:
-    """The package's compiled path (hoderiv_bench.compiled_kernel), where the kernel path serves the case."""
-    if workload.architecture != "mlp":
-        case.not_served[KERNEL_COMPILE] = "traced functions do not run inside torch.compile yet"
+    """The package's compiled path (hoderiv_bench.compiled_kernel), where the kernel path serves the case
+    as a plan (a network of the engine's layers: traced functions do not run inside torch.compile yet)."""
+    try:
+        build_plan(net)
+    except NotServed as error:
+        case.not_served[KERNEL_COMPILE] = f"traced functions do not run inside torch.compile yet ({error.reason})"
         return
     if "kernel" not in case.methods:
         case.not_served[KERNEL_COMPILE] = case.not_served.get("kernel", "the kernel path does not serve this case")

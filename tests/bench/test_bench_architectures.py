@@ -288,3 +288,9 @@ def test_the_compiled_kernel_path_is_skipped_with_compile_off_and_not_served_for
                                                                       methods=frozenset({"kernel-compile", "nested"})))
     assert traced.methods["kernel-compile"].status == "not served"
     assert "torch.compile" in traced.methods["kernel-compile"].reason
+    # Regression: an "mlp" of Sine modules (the quick suite's sin networks) is traced too; it was timed and
+    # failed inside torch.compile (NotServed raised in the compiled region) instead of being not served.
+    sine = Workload("laplacian", "sin", 8, 2, 4, 2, "mlp")
+    sine_result = run_workload(sine, tiny_options(compile=True, methods=frozenset({"kernel-compile", "nested"})))
+    assert sine_result.methods["kernel-compile"].status == "not served"
+    assert "Sine" in sine_result.methods["kernel-compile"].reason
