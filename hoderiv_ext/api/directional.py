@@ -86,8 +86,6 @@ def _traced_directional(f: BatchFunction, x: Tensor, v: Tensor, order: int, crea
     obstacles = select.kernel_obstacles(x.device, x.dtype)
     if obstacles:
         raise NotServed(f"{not_a_plan}, and " + "; ".join(obstacles))
-    if torch.compiler.is_compiling():
-        raise NotServed(f"{not_a_plan}, and traced programs do not run inside torch.compile yet")
     program, reason, _ = select._traced(f, x, None, check_independence, univariate_order=max(order, 1))
     if program is None:
         raise NotServed(f"{not_a_plan}, and {reason}")

@@ -213,9 +213,7 @@ def choose_engine(
         plan.check_operands(x)
     if backend == "autograd" or (backend == "auto" and auto_on_autograd(request)):
         return EngineChoice("autograd", "auto", plan)
-    if plan is None and not kernels and torch.compiler.is_compiling():
-        obstacles = [f"{obstacles[0]}, and traced programs do not run inside torch.compile yet"]
-    elif plan is None and not kernels:
+    if plan is None and not kernels:
         program, traced_obstacles, checked_modules = _traced(f, x, request, check_independence)
         if program is not None:
             return EngineChoice("taylor", "traced", None, program=program)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from hoderiv_ext import Bilaplacian, Laplacian, derivatives
+from hoderiv_ext import Bilaplacian, Laplacian, derivatives, directional_derivatives
 
 from conftest import make_mlp, needs_cuda
 
@@ -136,3 +136,88 @@ def test_reduce_overhead_training_step():
     torch.testing.assert_close(value, eager, rtol=1e-4, atol=1e-5)
     for a, b in zip(grads, eager_grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- traced functions
+
+
+class _Sine(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x)
+
+
+def _hard_bc_pinn() -> tuple[nn.Module, object]:
+    """A SIREN-style network (custom Sine modules) under a hard boundary-condition transform: traced."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), _Sine(), nn.Linear(8, 8), _Sine(), nn.Linear(8, 1))
+    return net, lambda x: x[:, :1] * (1 - x[:, :1]) * net(x)
+
+
+TRACED_REQUESTS = {**REQUESTS, "weighted": Laplacian(weights=torch.randn(3, 2))}
+
+
+@pytest.mark.parametrize("kind", list(TRACED_REQUESTS))
+def test_a_traced_training_step_is_one_graph_once_traced(kind):
+    torch._dynamo.reset()
+    _, f = _hard_bc_pinn()
+    x = torch.randn(16, 3)
+    request = TRACED_REQUESTS[kind]
+
+    def loss(x_in: torch.Tensor) -> torch.Tensor:
+        result = derivatives(f, x_in, hessian=request, backend="kernel")
+        assert result.engine == "taylor"
+        return _second(result).pow(2).mean() + result.gradient.pow(2).mean()
+
+    loss(x)  # the eager call traces f
+    explained = torch._dynamo.explain(loss)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+
+
+def test_directional_derivatives_of_a_traced_function_are_one_graph_once_traced():
+    torch._dynamo.reset()
+    _, f = _hard_bc_pinn()
+    x, v = torch.randn(16, 3), torch.randn(3)
+
+    def loss(x_in: torch.Tensor) -> torch.Tensor:
+        return directional_derivatives(f, x_in, v, order=4, backend="kernel").pow(2).mean()
+
+    loss(x)
+    explained = torch._dynamo.explain(loss)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+def test_a_compiled_traced_training_step_matches_eager():
+    torch._dynamo.reset()
+    net, f = _hard_bc_pinn()
+    x = torch.randn(32, 3)
+
+    def loss(x_in: torch.Tensor) -> torch.Tensor:
+        result = derivatives(f, x_in, hessian="laplacian", backend="kernel")
+        return (result.laplacian + result.value).pow(2).mean()
+
+    expected = loss(x)
+    expected_grads = torch.autograd.grad(expected, list(net.parameters()))
+    compiled = torch.compile(loss, fullgraph=True)
+    got = compiled(x)
+    got_grads = torch.autograd.grad(got, list(net.parameters()))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    for g, e in zip(got_grads, expected_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # a training update: the compiled step reads the parameters live
+        net[0].weight.mul_(0.5)
+    torch.testing.assert_close(compiled(x), loss(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_traced_function_not_traced_yet_says_how_to_compile_it():
+    from hoderiv_ext import clear_trace_cache
+
+    torch._dynamo.reset()
+    clear_trace_cache()
+    _, f = _hard_bc_pinn()
+
+    def loss(x_in: torch.Tensor) -> torch.Tensor:
+        return derivatives(f, x_in, hessian="laplacian", backend="kernel").laplacian.sum()
+
+    with pytest.raises(Exception, match="once outside torch.compile"):
+        torch.compile(loss, fullgraph=True, backend="eager")(torch.randn(8, 3))

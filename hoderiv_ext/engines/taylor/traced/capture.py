@@ -23,6 +23,10 @@ scalars it reaches through its closure, defaults and the globals it names
 (one level deep). A refusal is cached like a program, so ``backend="auto"``
 traces a function it cannot serve once. :func:`clear_trace_cache` empties
 the cache; :func:`trace_cache_info` lists it with each trace's cost.
+
+Inside torch.compile the cache is looked up (dynamo traces the lookup and
+guards on what it reads) but never filled: make_fx cannot run under dynamo,
+so f's program must have been traced by an eager call first.
 """
 
 from __future__ import annotations
@@ -228,9 +232,16 @@ def program_for(f: object, x: Tensor, dry_run: "object") -> TracedProgram:
     sig = signature(f)
     key, objects = _cache_key(f, x), _key_objects(f)
     hit = _CACHE.get(key)
-    if hit is not None and _alive(hit[0], objects) and hit[1].signature == sig:
+    valid = hit is not None and _alive(hit[0], objects) and hit[1].signature == sig
+    if torch.compiler.is_compiling():  # dynamo traces the lookup and the program's run, never make_fx
+        if not valid:
+            raise NotServed("f has no traced program yet, and tracing cannot run inside torch.compile: call "
+                            "derivatives (or directional_derivatives) with f once outside torch.compile first, "
+                            "on inputs of the same width, dtype and device")
+        return hit[1]  # type: ignore[index]
+    if valid:
         _CACHE.move_to_end(key)
-        return hit[1]
+        return hit[1]  # type: ignore[index]
     program = _trace(f, x)
     program.signature = sig
     if program.refusal is None:

@@ -102,8 +102,22 @@ def source_line(node: fx.Node) -> str:
 
 
 @dataclass(frozen=True)
+class Slot:
+    """A reference, in a prepared step's arguments, to the value of the step at ``index``."""
+
+    index: int
+
+
+@dataclass(frozen=True)
 class Step:
-    node: fx.Node
+    """One node of the graph as plain data: what runs it, its target and its arguments with every node
+    replaced by the :class:`Slot` of its step (so a call reads no ``fx.Node``: torch.compile cannot trace
+    one, and a traced program runs inside a compiled function)."""
+
+    op: str  # "placeholder", "get_attr", "call_function" or "output"
+    target: Any
+    args: tuple
+    kwargs: dict
     where: str
     fold_bias: bool = False  # a Linear (addmm) whose only consumer is a fused activation
 
@@ -115,31 +129,49 @@ def _folds_bias(node: fx.Node) -> bool:
     return user.target in unary_rules.FUSED_OPS and user.args[0] is node
 
 
+def _load(value: Any, env: list[Any]) -> Any:
+    """The arguments with every :class:`Slot` replaced by the value it refers to."""
+    if isinstance(value, Slot):
+        return env[value.index]
+    if isinstance(value, tuple):
+        return tuple(_load(item, env) for item in value)
+    if isinstance(value, list):
+        return [_load(item, env) for item in value]
+    if isinstance(value, dict):
+        return {key: _load(item, env) for key, item in value.items()}
+    return value
+
+
 class Interpreter:
     """The traced graph's nodes, prepared once, run per call with the call's slots and the seed jet of x."""
 
     def __init__(self, graph_module: fx.GraphModule) -> None:
         self.graph_module = graph_module
-        self.steps = [Step(node, source_line(node), _folds_bias(node)) for node in graph_module.graph.nodes]
+        nodes = list(graph_module.graph.nodes)
+        index = {node: i for i, node in enumerate(nodes)}
+
+        def slot(node: fx.Node) -> Slot:
+            return Slot(index[node])
+
+        self.steps = tuple(
+            Step(node.op, node.target, tuple(fx.node.map_arg(node.args, slot)), dict(fx.node.map_arg(node.kwargs, slot)),
+                 source_line(node), _folds_bias(node))
+            for node in nodes)
 
     def run(self, slots: Slots, seed: object) -> object:
-        env: dict[fx.Node, Any] = {}
-        load = env.__getitem__
+        env: list[Any] = []
         for step in self.steps:
-            node = step.node
-            if node.op == "placeholder":
-                env[node] = seed
-            elif node.op == "get_attr":
-                env[node] = getattr(self.graph_module, node.target)  # type: ignore[arg-type]
-            elif node.op == "call_function":
-                args = fx.node.map_arg(node.args, load)
-                kwargs = fx.node.map_arg(node.kwargs, load)
+            if step.op == "placeholder":
+                env.append(seed)
+            elif step.op == "get_attr":
+                env.append(getattr(self.graph_module, step.target))
+            elif step.op == "call_function":
                 slots.fold_bias = step.fold_bias
-                env[node] = self._call(slots, node.target, args, kwargs, step)
-            elif node.op == "output":
-                return fx.node.map_arg(node.args[0], load)
+                env.append(self._call(slots, step.target, _load(step.args, env), _load(step.kwargs, env), step))
+            elif step.op == "output":
+                return _load(step.args[0], env)
             else:
-                raise NotServed(f"the traced graph has a {node.op} node")
+                raise NotServed(f"the traced graph has a {step.op} node")
         raise NotServed("the traced graph has no output")
 
     @staticmethod
