@@ -9,8 +9,9 @@
 // everywhere. Results can still differ in the last bits between devices
 // where a compiler contracts a * b + c into a fused multiply-add (nvcc does
 // by default; gcc may in the FMA builds of the CPU loops) and in the few
-// functions taken from each platform's math library: sin and cos, erfc (the
-// GELU's CDF) and exp of a positive argument (kExp).
+// functions taken from each platform's math library: erfc (the GELU's CDF)
+// and exp of a positive argument (kExp). sin and cos are plain arithmetic
+// too (sin_cos).
 //
 // Method: truncated Taylor arithmetic. For a function phi and a point x we
 // compute the normalised Taylor coefficients c_k = phi^(k)(x) / k! for
@@ -290,6 +291,88 @@ HODERIV_HD T normal_pdf(T x) {
   return T(0.39894228040143267794) * exp_parts_nonpositive(T(-0.5) * x * x).exp;
 }
 
+// sin(x) and cos(x) from one range reduction, branch-free (vectorised on the
+// host, the same arithmetic on the device), in double precision for float and
+// double alike (a float result is the double one rounded once: glibc's sinf
+// and cosf are scalar calls, which made sin the costliest activation of the
+// jet kernels). Method (Cody-Waite, then fdlibm's kernels):
+//   k = round(x 2/pi),  r = x - k pi/2 in four steps with pi/2 split into four
+//   26-bit parts (each k * part is exact for |k| < 2^27, the tail below
+//   pi/2 is 1.5e-33), |r| <= pi/4 (a hair more from rounding);
+//   sin r = r + r^3 P(r^2), cos r = 1 - r^2/2 + r^4 Q(r^2) (fdlibm's
+//   __kernel_sin / __kernel_cos coefficients, the 1 - r^2/2 compensated);
+//   the quadrant k mod 4 picks +-sin r or +-cos r.
+// k and the quadrant come from the shifter trick (adding 1.5 * 2^52 rounds to
+// an integer in the low mantissa bits), so no float-to-integer conversion.
+// Accuracy for |x| < 2^27 pi/2 (test_derivative_math checks |x| <= 1e6):
+// float results correctly rounded (0.5 ulp), double results within 1.5 ulp
+// away from the zeros of sin and cos and an absolute error below 1.2e-16
+// everywhere. Beyond, the products k * part round: the results are sin and
+// cos of a point within an ulp or so of x (the input's own rounding is as
+// large). For |x| > 2^50 (where the shifter stops giving the nearest integer)
+// and for infinities and NaN both are NaN. sin(-0) is +0.
+struct SinCos {
+  double sin;
+  double cos;
+};
+
+HODERIV_HD SinCos sin_cos(double x) {
+  constexpr double kTwoOverPi = 6.36619772367581382433e-01;
+  constexpr double kShifter = 6755399441055744.0;  // 1.5 * 2^52
+  constexpr double kPart1 = 0x1.921fb58000000p+0;  // pi/2 = kPart1 + kPart2 + kPart3 + kPart4 + 1.5e-33
+  constexpr double kPart2 = -0x1.dde9740000000p-27;
+  constexpr double kPart3 = 0x1.1a62630000000p-54;
+  constexpr double kPart4 = 0x1.8a2e038000000p-81;
+  constexpr double kLargest = 1125899906842624.0;  // 2^50
+  const bool in_range = std::fabs(x) <= kLargest;  // false for NaN and the infinities
+  const double xr = in_range ? x : 0.0;
+  const double shifted = xr * kTwoOverPi + kShifter;
+  const double k = shifted - kShifter;
+  uint64_t bits;
+  __builtin_memcpy(&bits, &shifted, sizeof(bits));
+  const uint64_t quadrant = bits & 3;  // k mod 4 (two's complement: right for negative k too)
+  const double r = (((xr - k * kPart1) - k * kPart2) - k * kPart3) - k * kPart4;
+  const double z = r * r;
+  const double sin_tail =
+      8.33333333332248946124e-03 +
+      z * (-1.98412698298579493134e-04 +
+           z * (2.75573137070700676789e-06 + z * (-2.50507602534068634195e-08 + z * 1.58969099521155010221e-10)));
+  const double sin_r = r + (z * r) * (-1.66666666666666324348e-01 + z * sin_tail);
+  const double cos_tail =
+      z * (4.16666666666666019037e-02 +
+           z * (-1.38888888888741095749e-03 +
+                z * (2.48015872894767294178e-05 +
+                     z * (-2.75573143513906633035e-07 +
+                          z * (2.08757232129817482790e-09 + z * -1.13596475577881948265e-11)))));
+  const double half_z = 0.5 * z;
+  const double w = 1.0 - half_z;
+  const double cos_r = w + (((1.0 - w) - half_z) + z * cos_tail);
+  // Quadrant q: sin x = (sin r, cos r, -sin r, -cos r)[q], cos x = (cos r, -sin r, -cos r, sin r)[q].
+  const bool swap = (quadrant & 1) != 0;
+  const double sin_magnitude = swap ? cos_r : sin_r;
+  const double cos_magnitude = swap ? sin_r : cos_r;
+  const double sin_x = (quadrant & 2) != 0 ? -sin_magnitude : sin_magnitude;
+  const double cos_x = ((quadrant + 1) & 2) != 0 ? -cos_magnitude : cos_magnitude;
+  const uint64_t nan_bits = 0x7ff8000000000000ULL;  // a quiet NaN
+  double nan;
+  __builtin_memcpy(&nan, &nan_bits, sizeof(nan));
+  return {in_range ? sin_x : nan, in_range ? cos_x : nan};
+}
+
+// sin and cos of x: sin_cos for float and double (every kernel), the math
+// library otherwise (the host tests' long double).
+template <typename T>
+HODERIV_HD void sin_and_cos(T x, T& sin_x, T& cos_x) {
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    const SinCos both = sin_cos(static_cast<double>(x));
+    sin_x = static_cast<T>(both.sin);
+    cos_x = static_cast<T>(both.cos);
+  } else {
+    sin_x = std::sin(x);
+    cos_x = std::cos(x);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Taylor-coefficient recurrences. Arrays hold normalised coefficients
 // c[k] = f^(k)(x) / k!, k = 0..K.
@@ -407,8 +490,8 @@ HODERIV_UNROLL
     }
     case Function::kSin:
     case Function::kCos: {
-      const T s = std::sin(x);
-      const T co = std::cos(x);
+      T s, co;
+      sin_and_cos(x, s, co);
       // sin: s, c, -s, -c, ...   cos: c, -s, -c, s, ...
       const T cycle[4] = {s, co, -s, -co};
       const int offset = fn == Function::kSin ? 0 : 1;
