@@ -59,6 +59,28 @@ def fresh_not_served_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(select, "_WARNED_REASONS", set())
 
 
+# ----------------------------------------------------------------------------- function domains
+
+# Functions of the table that are finite only on part of the real line (log, sqrt, rsqrt need x > 0, log1p
+# x > -1, reciprocal x != 0, tan |x| < pi/2); the others are finite everywhere.
+RESTRICTED_DOMAINS = ("log", "log1p", "sqrt", "rsqrt", "reciprocal", "tan")
+
+
+def into_domain(name: str, x: torch.Tensor) -> torch.Tensor:
+    """x mapped into the domain where the table's function ``name`` and its derivatives are finite, at
+    least 1 away from its edge (0.4 atan(x) for tan, within 0.63 of 0), so a bias of up to 0.9 keeps it
+    inside; the identity for the functions finite everywhere."""
+    if name in ("log", "sqrt", "rsqrt"):
+        return x.abs() + 1.0
+    if name == "log1p":
+        return x.abs()
+    if name == "reciprocal":
+        return torch.where(x >= 0, x + 1.0, x - 1.0)
+    if name == "tan":
+        return 0.4 * torch.atan(x)
+    return x
+
+
 # ----------------------------------------------------------------------------- autograd passes
 
 

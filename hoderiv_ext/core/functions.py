@@ -2,11 +2,16 @@
 
 A function can be given as
   * a name: "tanh", "sigmoid", "softplus", "sin", "cos", "exp", "silu",
-    "gelu", "gelu_tanh", "relu", "leaky_relu", "elu", "identity";
+    "gelu", "gelu_tanh", "relu", "leaky_relu", "elu", "identity", "log",
+    "log1p", "expm1", "sqrt", "rsqrt", "reciprocal", "square", "pow"
+    (parameter ``exponent``: x ** exponent), "erf", "atan", "tan", "sinh",
+    "cosh", "abs";
   * an activation module instance with its parameters: nn.Tanh(),
     nn.Softplus(beta=2, threshold=10), nn.GELU(approximate="tanh"),
     nn.LeakyReLU(0.2), nn.ELU(alpha=0.5), nn.SiLU(), nn.ReLU(), nn.Identity();
-  * a torch function: torch.tanh, torch.sin, F.silu, ...;
+  * a torch function: torch.tanh, torch.sin, torch.log, torch.sqrt, F.silu, ...
+    (``torch.pow`` takes an exponent: pass ``by_name("pow", exponent=p)``;
+    the name "pow" alone is x ** 2);
   * a :class:`Polynomial` (coefficients, possibly requiring grad);
   * any other elementwise callable, served by autograd only.
 
@@ -20,6 +25,7 @@ parameters and the modules and torch functions that compute it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -56,7 +62,20 @@ def _elu(alpha: float = 1.0) -> KernelFunction:
     return KernelFunction("elu", (float(alpha),), lambda x: F.elu(x, alpha))
 
 
-_BY_NAME: dict[str, Callable[[], KernelFunction]] = {
+def _pow(exponent: float = 2.0) -> KernelFunction:
+    """x ** p for a scalar p (torch.pow with a Python number): phi^(k)(x) = p (p-1) ... (p-k+1) x^(p-k),
+    exactly 0 above order p for an integer p >= 0 (torch's autograd convention, also at x = 0)."""
+    exponent = float(exponent)
+    if not math.isfinite(exponent):
+        raise ValueError(f"pow: exponent must be finite, got {exponent}")
+    return KernelFunction("pow", (exponent,), lambda x: torch.pow(x, exponent))
+
+
+def _plain(name: str, torch_function: Callable[[Tensor], Tensor]) -> Callable[[], KernelFunction]:
+    return lambda: KernelFunction(name, (), torch_function)
+
+
+_BY_NAME: dict[str, Callable[..., KernelFunction]] = {
     "identity": lambda: KernelFunction("identity", (), lambda x: x),
     "tanh": lambda: KernelFunction("tanh", (), torch.tanh),
     "sigmoid": lambda: KernelFunction("sigmoid", (), torch.sigmoid),
@@ -70,7 +89,22 @@ _BY_NAME: dict[str, Callable[[], KernelFunction]] = {
     "relu": lambda: KernelFunction("relu", (), F.relu),
     "leaky_relu": _leaky_relu,
     "elu": _elu,
+    "log": _plain("log", torch.log),
+    "log1p": _plain("log1p", torch.log1p),
+    "expm1": _plain("expm1", torch.expm1),
+    "sqrt": _plain("sqrt", torch.sqrt),
+    "rsqrt": _plain("rsqrt", torch.rsqrt),
+    "reciprocal": _plain("reciprocal", torch.reciprocal),
+    "square": _plain("square", torch.square),
+    "pow": _pow,
+    "erf": _plain("erf", torch.erf),
+    "atan": _plain("atan", torch.atan),
+    "tan": _plain("tan", torch.tan),
+    "sinh": _plain("sinh", torch.sinh),
+    "cosh": _plain("cosh", torch.cosh),
+    "abs": _plain("abs", torch.abs),
 }
+
 
 def _kernel_function_names() -> tuple[str, ...]:
     """The compiled table's names (every one must have a torch implementation here), or this module's."""
@@ -101,6 +135,24 @@ _TORCH_FUNCTIONS: dict[Callable, str] = {
     F.gelu: "gelu",
     F.elu: "elu",
     F.leaky_relu: "leaky_relu",
+    torch.log: "log",
+    torch.log1p: "log1p",
+    torch.special.log1p: "log1p",
+    torch.expm1: "expm1",
+    torch.special.expm1: "expm1",
+    torch.sqrt: "sqrt",
+    torch.rsqrt: "rsqrt",
+    torch.reciprocal: "reciprocal",
+    torch.square: "square",
+    torch.erf: "erf",
+    torch.special.erf: "erf",
+    torch.atan: "atan",
+    torch.arctan: "atan",
+    torch.tan: "tan",
+    torch.sinh: "sinh",
+    torch.cosh: "cosh",
+    torch.abs: "abs",
+    torch.absolute: "abs",
 }
 
 
@@ -134,14 +186,17 @@ def activation_from_module(module: nn.Module) -> KernelFunction | None:
     return None
 
 
-def by_name(name: str) -> KernelFunction:
-    """The kernel function called ``name`` with default parameters."""
+def by_name(name: str, **params: float) -> KernelFunction:
+    """The kernel function called ``name``, with default parameters unless given by keyword.
+
+    ``by_name("pow", exponent=0.5)`` is x ** 0.5; ``by_name("softplus", beta=2.0)``.
+    """
     if name not in KERNEL_FUNCTION_NAMES:
         raise ValueError(
             f"fn: unknown function name {name!r}; known names: {', '.join(KERNEL_FUNCTION_NAMES)} "
             "(or pass any elementwise callable, served by autograd)"
         )
-    return _BY_NAME[name]()
+    return _BY_NAME[name](**params)
 
 
 class Polynomial:

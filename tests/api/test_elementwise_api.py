@@ -8,15 +8,39 @@ import torch.nn.functional as F
 from torch import nn
 
 from hoderiv_ext import Polynomial, elementwise_derivatives
+from hoderiv_ext.core.functions import by_name
 
 
 def test_torch_functions_map_to_kernels():
-    x = torch.linspace(-2, 2, 9, dtype=torch.float64)
-    for fn, name in [(torch.tanh, "tanh"), (torch.sin, "sin"), (F.silu, "silu"), (F.gelu, "gelu")]:
-        got = elementwise_derivatives(fn, x, 2, backend="kernel")
+    x = torch.linspace(0.1, 2, 9, dtype=torch.float64)  # inside every domain below
+    pairs = [(torch.tanh, "tanh"), (torch.sin, "sin"), (F.silu, "silu"), (F.gelu, "gelu"), (torch.log, "log"),
+             (torch.log1p, "log1p"), (torch.special.log1p, "log1p"), (torch.expm1, "expm1"),
+             (torch.special.expm1, "expm1"), (torch.sqrt, "sqrt"), (torch.rsqrt, "rsqrt"),
+             (torch.reciprocal, "reciprocal"), (torch.square, "square"), (torch.erf, "erf"),
+             (torch.special.erf, "erf"), (torch.atan, "atan"), (torch.arctan, "atan"), (torch.tan, "tan"),
+             (torch.sinh, "sinh"), (torch.cosh, "cosh"), (torch.abs, "abs"), (torch.absolute, "abs")]
+    for fn, name in pairs:
+        got = elementwise_derivatives(fn, x, 2, backend="kernel")  # a plain callable would be refused here
         expected = elementwise_derivatives(name, x, 2, backend="kernel")
         for a, b in zip(got, expected):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_pow_takes_its_exponent_by_keyword():
+    x = torch.linspace(0.1, 2, 9, dtype=torch.float64)
+    power = by_name("pow", exponent=1.5)
+    assert power.params == (1.5,)
+    y, dy, d2y = elementwise_derivatives(power, x, 2, backend="kernel")
+    torch.testing.assert_close(y, x**1.5)
+    torch.testing.assert_close(dy, 1.5 * x**0.5)
+    torch.testing.assert_close(d2y, 0.75 * x**-0.5)
+    torch.testing.assert_close(elementwise_derivatives("pow", x, 1, backend="kernel")[1], 2 * x)  # default: x ** 2
+    with pytest.raises(ValueError, match="exponent must be finite"):
+        by_name("pow", exponent=float("inf"))
+    with pytest.raises(RuntimeError, match="pow parameter exponent must be finite"):
+        torch.ops.hoderiv_ext.elementwise_derivatives(x, "pow", [float("nan")], 1)
+    with pytest.raises(RuntimeError, match=r"function 'pow' takes 1 parameter\(s\) \(exponent\)"):
+        torch.ops.hoderiv_ext.elementwise_derivatives(x, "pow", [], 1)
 
 
 def test_auto_backend_on_cpu_uses_the_kernels_where_they_measured_faster(monkeypatch):
@@ -34,7 +58,7 @@ def test_auto_backend_on_cpu_uses_the_kernels_where_they_measured_faster(monkeyp
     assert len(calls) == 1
     elementwise_derivatives("sin", torch.randn(1 << 15), 2, backend="kernel")
     assert len(calls) == 1
-    elementwise_derivatives(torch.erf, torch.randn(8), 2)  # not a kernel function: autograd
+    elementwise_derivatives(torch.sinc, torch.randn(8), 2)  # not a kernel function: autograd
     assert len(calls) == 2
 
 

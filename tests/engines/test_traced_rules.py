@@ -45,7 +45,7 @@ RULES: dict[str, Callable[[Tensor], Tensor]] = {
     "kernel-functions": lambda x: (torch.tanh(x[:, 0]) + torch.sigmoid(x[:, 1]) + F.softplus(x[:, 2], 2.0)
                                    + F.silu(x[:, 0] * x[:, 1]) + F.gelu(x[:, 1]) + F.gelu(x[:, 2], approximate="tanh")
                                    + F.elu(x[:, 0]) + F.leaky_relu(x[:, 1], 0.2) + torch.exp(-x[:, 2] ** 2)),
-    # torch-op unary rules
+    # the table's elementary functions (fused kernels; pow with a scalar base in torch ops)
     "log-log1p-sqrt-rsqrt": lambda x: (torch.log(1 + x.pow(2)) + torch.log1p(x.pow(2)) + torch.sqrt(2 + x.pow(2))
                                        + torch.rsqrt(2 + x.pow(2))).sum(-1),
     "expm1-reciprocal-pow": lambda x: (torch.expm1(x / 3) + torch.reciprocal(2 + x.pow(2)) + (2 + x.pow(2)).pow(1.5)
@@ -53,6 +53,11 @@ RULES: dict[str, Callable[[Tensor], Tensor]] = {
     "erf-atan-tan-sinh-cosh": lambda x: (torch.erf(x) + torch.atan(x) + torch.tan(x / 4) + torch.sinh(x / 3)
                                          + torch.cosh(x / 3)).sum(-1),
     "abs": lambda x: (x.abs() * x).sum(-1),
+    # integer exponents exact at 0 (the kinks: every other sample all zeros), square
+    "pow-integer": lambda x: (x.pow(3) + 0.5 * x.pow(4) - x ** 2 + torch.square(x + 1) + x.pow(5)).sum(-1),
+    # a 0-d tensor exponent: the scalar exponent's kernel
+    "pow-tensor-exponent": lambda x: (1 + x.pow(2)).pow(torch.tensor(2.5, dtype=x.dtype)).sum(-1)
+    + x.pow(torch.tensor(3.0, dtype=x.dtype)).sum(-1),
     # products and compositions
     "product-quotient": lambda x: (x[:, 0] * x[:, 1].sin()) / (1 + x[:, 2].pow(2)) + x[:, 0] * x[:, 0],
     "bmm-two-jets": lambda x: torch.bmm(x.unsqueeze(1), (x * 2).unsqueeze(-1).tanh()).reshape(-1),
@@ -79,7 +84,10 @@ INPUTS = {
     "far-tails": lambda x: 30 * x,
     "kinks": lambda x: x * (torch.arange(x.shape[0])[:, None] % 2),  # every other sample all zeros
 }
-NOT_AT_KINKS = {"log-log1p-sqrt-rsqrt", "vector-norm", "var-std", "layer-norm", "abs"}  # not smooth at 0
+NOT_AT_KINKS = {"log-log1p-sqrt-rsqrt", "vector-norm", "var-std", "layer-norm", "abs",  # not smooth at 0
+                # torch's autograd of x ** tensor(p) is NaN at x = 0 from order p + 2 (its exponent-gradient
+                # term x^p log x); the engine gives x ** p's exact 0, as for a scalar exponent ("pow-integer")
+                "pow-tensor-exponent"}
 # torch autograd's fourth derivative of gelu(approximate="tanh") is NaN in the far tails (inf * 0 in its
 # formula's chain) where the engine's is finite: there the bi-Laplacian is compared where the reference is finite.
 REFERENCE_NAN_IN_TAILS = {"kernel-functions"}
@@ -183,20 +191,13 @@ def test_rule_univariate_matches_autograd(name: str, kind: str, request_kind: st
 
 
 def test_general_order_derivatives_of_the_torch_op_functions() -> None:
-    """phi(v, 8) of the torch-op rules against torch autograd's repeated derivatives of phi."""
+    """phi(v, 8) of the torch-op rules (base ** x) against torch autograd's repeated derivatives of phi."""
     from hoderiv_ext.engines.taylor.traced import unary_rules as unary
 
     v = torch.linspace(-0.9, 0.9, 7, dtype=torch.float64)
-    positive = 1.5 + v
     functions = {
-        "erf": (unary._erf, torch.erf, v), "atan": (unary._atan, torch.atan, v), "tan": (unary._tan, torch.tan, v),
-        "sinh": (unary._sinh, torch.sinh, v), "cosh": (unary._cosh, torch.cosh, v),
-        "log": (unary._log, torch.log, positive), "log1p": (unary._log1p, torch.log1p, v),
-        "sqrt": (unary._sqrt, torch.sqrt, positive), "rsqrt": (unary._rsqrt, torch.rsqrt, positive),
-        "reciprocal": (unary._reciprocal, torch.reciprocal, positive), "expm1": (unary._expm1, torch.expm1, v),
-        "pow-2.5": (unary._power(2.5), lambda t: t.pow(2.5), positive),
-        "pow-6": (unary._power(6.0), lambda t: t.pow(6), v),
         "pow-base-3": (unary._exponential(3.0), lambda t: torch.pow(3.0, t), v),
+        "pow-base-0.5": (unary._exponential(0.5), lambda t: torch.pow(0.5, t), v),
     }
     for name, (phi, function, points) in functions.items():
         point = points.clone().requires_grad_(True)
@@ -212,3 +213,78 @@ def test_general_order_derivatives_of_the_torch_op_functions() -> None:
         for k in range(9):
             scale = max(1.0, expected[k].abs().max().item())
             torch.testing.assert_close(got[k], expected[k], rtol=1e-10, atol=1e-10 * scale, msg=f"{name} order {k}")
+
+
+# ----------------------------------------------------------------------------- the elementary functions, fused
+
+
+class ElementaryNet(torch.nn.Module):
+    """Linear layers with the table's elementary functions between them (each Linear's bias folds into the next)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.first, self.second, self.out = torch.nn.Linear(3, 6), torch.nn.Linear(6, 5), torch.nn.Linear(5, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.first(x)
+        u = torch.erf(h) + torch.atan(self.first(x).abs() + h)
+        v = self.second(u)
+        w = torch.sqrt(2 + v.pow(3).tanh()) + torch.log(3 + v.sin()) + torch.pow(2 + v.cos(), 1.5)
+        z = self.out(w)
+        return torch.log1p(z.pow(2)) + torch.rsqrt(1 + z * z) + torch.reciprocal(2 + z.cosh())
+
+
+def _record_fused_functions(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """From now on, record the function names the fused jet ops are called with; fail if a torch-op rule runs."""
+    from hoderiv_ext.engines.taylor.traced import unary_rules
+    from hoderiv_ext.ops import jet as jet_ops
+
+    names: set[str] = set()
+    for op_name, position in (("jet_activation", 2), ("jet_activation_first", 2), ("jet_bilaplacian_extra", 3),
+                              ("jet_univariate", 2)):
+        original = getattr(jet_ops, op_name)
+
+        def recording(*args: object, original: Callable[..., Tensor] = original, position: int = position) -> Tensor:
+            names.add(args[position])  # type: ignore[arg-type]
+            return original(*args)
+
+        monkeypatch.setattr(jet_ops, op_name, recording)
+
+    def no_torch_ops(*args: object) -> object:
+        raise AssertionError("a torch-op unary rule ran")
+
+    monkeypatch.setattr(unary_rules, "torch_unary", no_torch_ops)
+    return names
+
+
+@pytest.mark.parametrize("request_kind", ["full", "laplacian", "bilaplacian", "directional-4"])
+def test_the_elementary_functions_run_as_fused_kernels(request_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """log, log1p, sqrt, rsqrt, reciprocal, pow, erf, atan, abs, cosh in a traced network: every one through
+    the fused jet ops (no torch-op rule), and the results match the autograd engine to 1e-10 in float64."""
+    import hoderiv_ext
+
+    f = ElementaryNet().double()
+    x = torch.randn(9, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    hoderiv_ext.clear_trace_cache()
+    names = _record_fused_functions(monkeypatch)
+    try:
+        if request_kind.startswith("directional"):
+            v = torch.randn(x.shape, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+            got = directional_derivatives(f, x, v, 4, backend="kernel", create_graph=False)
+            expected = directional_derivatives(f, x, v, 4, backend="autograd", create_graph=False)
+            pairs = [(got, expected, "coefficients")]
+        else:
+            request = Bilaplacian() if request_kind == "bilaplacian" else request_kind
+            got = derivatives(f, x, request, backend="kernel", create_graph=False)
+            expected = derivatives(f, x, request, backend="autograd", create_graph=False)
+            assert got.algorithm == "traced"
+            pairs = [(getattr(got, field), getattr(expected, field), field)
+                     for field in ("value", "gradient", "hessian", "laplacian", "bilaplacian")
+                     if getattr(expected, field) is not None]
+    finally:
+        hoderiv_ext.clear_trace_cache()
+    assert {"log", "log1p", "sqrt", "rsqrt", "reciprocal", "pow", "erf", "atan", "abs", "cosh", "square"} <= names
+    for a, b, what in pairs:
+        scale = max(1.0, b.abs().max().item())
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * scale, msg=f"{request_kind} {what}")

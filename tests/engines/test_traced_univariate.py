@@ -24,6 +24,7 @@ from hoderiv_ext import Bilaplacian, Derivatives, NotServed, derivatives, direct
 from hoderiv_ext.api import directional as directional_api
 from hoderiv_ext.engines.taylor.traced import rules as traced_rules
 from hoderiv_ext.engines.taylor.traced import unary_rules
+from hoderiv_ext.ops import elementwise as elementwise_ops
 
 from test_traced_corpus import (N, Architecture, corpus, parameters_of, sample_x,  # noqa: F401 (corpus helpers)
                                 third_order_reference)
@@ -221,6 +222,11 @@ def test_auto_directional_uses_the_taylor_engine_from_order_three(monkeypatch: p
 # ----------------------------------------------------------------------------- refusals
 
 
+def _erf_from_the_table(v: Tensor, order: int) -> list[Tensor]:
+    """erf^(0..order) at v from the elementwise op: a torch-op rule's phi for erf."""
+    return list(elementwise_ops.elementwise_derivatives(v, "erf", (), order).unbind(0))
+
+
 def _limited(phi: object, served: int) -> object:
     def limited(v: Tensor, order: int) -> list[Tensor]:
         return phi(v, order)  # type: ignore[operator]
@@ -231,7 +237,7 @@ def _limited(phi: object, served: int) -> object:
 @pytest.fixture
 def erf_to_order_four(monkeypatch: pytest.MonkeyPatch) -> None:
     """erf's rule with derivatives to order 4 only (every shipped torch-op rule serves every order)."""
-    phi = _limited(unary_rules._erf, 4)
+    phi = _limited(_erf_from_the_table, 4)
     monkeypatch.setitem(traced_rules.RULES, torch.ops.aten.erf.default,
                         lambda slots, jet: unary_rules.torch_unary(slots, jet, phi))
     hoderiv_ext.clear_trace_cache()
@@ -269,7 +275,7 @@ def test_an_order_a_rule_does_not_serve_is_refused_naming_the_op(erf_to_order_fo
 
 
 def test_a_randomized_bilaplacian_below_order_four_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    phi = _limited(unary_rules._erf, 3)
+    phi = _limited(_erf_from_the_table, 3)
     monkeypatch.setitem(traced_rules.RULES, torch.ops.aten.erf.default,
                         lambda slots, jet: unary_rules.torch_unary(slots, jet, phi))
     hoderiv_ext.clear_trace_cache()

@@ -17,7 +17,7 @@ from conftest import DEVICES
 
 # (t, dims): every tangent, a reordered subset, one tangent, a subset of a wider jet.
 LAYOUTS = {"all3": (3, [0, 1, 2]), "subset20": (3, [2, 0]), "one": (2, [1]), "wide": (5, [4, 1, 3])}
-FUNCTIONS = {"tanh": [], "sin": [], "softplus": [2.0, 20.0], "gelu": [], "silu": []}
+FUNCTIONS = {"tanh": [], "sin": [], "softplus": [2.0, 20.0], "gelu": [], "silu": [], "atan": [], "pow": [3.0]}
 
 
 def _operands(t: int, dims: list[int], n: int = 5, m: int = 7, with_bias: bool = True,

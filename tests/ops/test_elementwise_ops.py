@@ -1,8 +1,10 @@
 """The elementwise kernels (ops/elementwise.py) against autograd in float64.
 
-Every function and order on a grid through the kinks and tails, activation modules with their
-parameters, polynomials (and the seed's closed form), any shape and stride (hypothesis), several
-parallel chunks, empty and 0-d inputs, large inputs and tails without overflow or cancellation.
+Every function and order on a grid through the kinks and tails of its domain, pow with integer
+exponents (exact at 0), negative and fractional ones, the values torch's autograd gives at the edges
+of the domains (signed infinities, NaN, masked zeros), activation modules with their parameters,
+polynomials (and the seed's closed form), any shape and stride (hypothesis), several parallel chunks,
+empty and 0-d inputs, large inputs and tails without overflow or cancellation.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from hypothesis.extra import numpy as hnp
 from torch import nn
 
 from hoderiv_ext import Polynomial, elementwise_derivatives
-from hoderiv_ext.core.functions import KERNEL_FUNCTION_NAMES
+from hoderiv_ext.core.functions import KERNEL_FUNCTION_NAMES, by_name
 
-from conftest import DEVICES, DTYPES, tolerances
+from conftest import DEVICES, DTYPES, into_domain, tolerances
 
 
 FUNCTIONS = [
     "identity", "tanh", "sigmoid", "softplus", "sin", "cos", "exp", "silu", "gelu", "gelu_tanh", "relu",
-    "leaky_relu", "elu",
+    "leaky_relu", "elu", "log", "log1p", "expm1", "sqrt", "rsqrt", "reciprocal", "square", "pow", "erf", "atan",
+    "tan", "sinh", "cosh", "abs",
 ]
 MODULES = [
     nn.Softplus(beta=2.0, threshold=5.0), nn.GELU(approximate="tanh"), nn.GELU(), nn.LeakyReLU(0.3),
@@ -32,6 +35,15 @@ MODULES = [
 ]
 # Points on both sides of every kink, in the tails, and exactly at the kinks.
 GRID = [-30.0, -12.5, -5.0, -2.0, -1.0, -0.25, 0.0, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 12.5, 20.0, 30.0]
+# Functions finite on part of the line: their own grids, near the edge and far into the tails (order 8 of
+# 1/x^9 at 0.05 is ~1e16: float32 still holds it).
+POSITIVE_GRID = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 12.5, 30.0, 1e3, 1e6]
+DOMAIN_GRIDS = {
+    "log": POSITIVE_GRID, "sqrt": POSITIVE_GRID, "rsqrt": POSITIVE_GRID,
+    "log1p": [x - 1.0 for x in POSITIVE_GRID] + [-0.5, 0.0, 1e6],
+    "reciprocal": [-1e3, -30.0, -2.0, -0.25, -0.05, 0.05, 0.25, 2.0, 30.0, 1e3],
+    "tan": [-1.5, -1.25, -0.5, 0.0, 0.3, 1.0, 1.45, 2.0, 4.0, -4.5],
+}
 
 
 def test_function_list_matches_the_kernels():
@@ -68,9 +80,60 @@ def _assert_matches_reference(fn, x: torch.Tensor, kernel, reference) -> None:
 @pytest.mark.parametrize("order", [0, 1, 2, 3, 4, 6, 8])
 @pytest.mark.parametrize("fn", FUNCTIONS)
 def test_kernel_matches_autograd_on_grid(fn, order, dtype, device):
-    x = torch.tensor(GRID, dtype=dtype, device=device)
-    x = torch.cat([x, torch.linspace(-4, 4, 41, dtype=dtype, device=device)])
+    x = torch.tensor(DOMAIN_GRIDS.get(fn, GRID), dtype=dtype, device=device)
+    x = torch.cat([x, into_domain(fn, torch.linspace(-4, 4, 41, dtype=dtype, device=device))])
     _compare(fn, x, order)
+
+
+# x ** p: integer exponents on the whole line, 0 included (exact: x**3 at 0 is 0, 0, 0, 6, 0, ...),
+# negative integers away from 0, fractional exponents on x > 0.
+POWERS = [
+    (0.0, GRID), (1.0, GRID), (2.0, GRID), (3.0, GRID + [1e-3, -1e-3]), (4.0, GRID), (7.0, [-3.0, -1e-3, 0.0, 0.5, 2.5]),
+    (-1.0, DOMAIN_GRIDS["reciprocal"]), (-2.0, DOMAIN_GRIDS["reciprocal"]), (-3.0, [-2.0, -0.5, 0.5, 2.0]),
+    (0.5, POSITIVE_GRID), (1.5, POSITIVE_GRID), (2.5, POSITIVE_GRID), (-0.5, POSITIVE_GRID), (-1.75, POSITIVE_GRID),
+    (0.3, POSITIVE_GRID),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", [2, 5, 8])
+@pytest.mark.parametrize(("exponent", "points"), POWERS, ids=[str(p) for p, _ in POWERS])
+def test_pow_matches_autograd_for_every_kind_of_exponent(exponent, points, order, dtype, device):
+    x = torch.tensor(points, dtype=dtype, device=device)
+    _compare(by_name("pow", exponent=exponent), x, order)
+    if exponent == int(exponent) and exponent >= 0:  # a polynomial: zero past its degree, also at 0
+        derivatives = elementwise_derivatives(by_name("pow", exponent=exponent), x, order, backend="kernel")
+        for k in range(int(exponent) + 1, order + 1):
+            assert bool((derivatives[k] == 0).all()), (exponent, k)
+
+
+# (function, points, order): where torch's autograd gives infinities, NaN or masked zeros, the kernels give
+# the same values (signs of infinities included).
+EDGES = [
+    ("sqrt", [0.0, -0.0, -2.0], 6), ("rsqrt", [0.0, -0.0, -1.0], 6), ("log", [0.0, -0.0, -2.0], 6),
+    ("log1p", [-1.0, -3.0], 6), ("reciprocal", [0.0, -0.0], 6), ("abs", [0.0, -0.0, -2.0, 3.0], 4),
+    ("square", [0.0, -3.0], 4), (by_name("pow", exponent=2.0), [0.0, -0.0], 5),
+    (by_name("pow", exponent=3.0), [0.0], 5), (by_name("pow", exponent=0.0), [0.0, -2.0], 3),
+    (by_name("pow", exponent=1.0), [0.0], 3), (by_name("pow", exponent=-1.0), [0.0], 4),
+    (by_name("pow", exponent=-2.0), [0.0], 4), (by_name("pow", exponent=1.5), [0.0, -1.0], 4),
+    (by_name("pow", exponent=0.5), [0.0, -1.0], 4), ("atan", [0.0], 8), ("tan", [0.0], 8), ("erf", [0.0], 8),
+]
+
+
+def _edge_id(case) -> str:
+    fn, points, _ = case
+    name = fn if isinstance(fn, str) else f"pow{fn.params[0]}"
+    return f"{name}-{points}"
+
+
+@pytest.mark.parametrize(("fn", "points", "order"), EDGES, ids=[_edge_id(case) for case in EDGES])
+def test_edges_of_the_domains_follow_torch_autograd(fn, points, order):
+    x = torch.tensor(points, dtype=torch.float64)
+    kernel = elementwise_derivatives(fn, x, order, backend="kernel")
+    reference = elementwise_derivatives(fn, x, order, backend="autograd")
+    for k, (got, expected) in enumerate(zip(kernel, reference)):
+        torch.testing.assert_close(got, expected, rtol=1e-13, atol=0, equal_nan=True, msg=lambda m: f"{fn} {k}: {m}")
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -111,7 +174,7 @@ def test_polynomial_matches_autograd_and_closed_form(dtype, device):
     transpose=st.booleans(),
 )
 def test_property_kernel_equals_autograd_any_shape(values, fn, order, transpose):
-    x = torch.from_numpy(values.copy())
+    x = into_domain(fn, torch.from_numpy(values.copy()))
     if transpose and x.dim() >= 2:
         x = x.transpose(0, -1)  # non-contiguous input
     kernel = elementwise_derivatives(fn, x, order, backend="kernel")
@@ -164,8 +227,15 @@ def test_non_contiguous_and_empty_inputs(dtype, device):
 def test_stable_over_large_inputs(fn, dtype):
     """No NaN/Inf for |x| <= 1e4 where the true derivative is finite."""
     x = torch.tensor([-1e4, -3e3, -700.0, -100.0, -50.0, 50.0, 100.0, 700.0, 3e3, 1e4], dtype=dtype)
-    if fn == "exp":  # e^x itself overflows: check only where it is representable
-        x = x[x < (80 if dtype == torch.float32 else 700)]
+    limit = 80 if dtype == torch.float32 else 700
+    if fn in ("exp", "expm1"):  # e^x itself overflows: check only where it is representable
+        x = x[x < limit]
+    elif fn in ("sinh", "cosh"):
+        x = x[x.abs() < limit]
+    elif fn in ("log", "sqrt", "rsqrt", "log1p"):
+        x = x[x > 0]
+    elif fn == "tan":  # tan of a large argument lands anywhere in its period: points a known distance from a pole
+        x = torch.tensor([-1.5, 1.5, 1e4 * math.pi + 0.5], dtype=dtype)
     for k, derivative in enumerate(elementwise_derivatives(fn, x, 4, backend="kernel")):
         assert torch.isfinite(derivative).all(), f"{fn} derivative {k} not finite: {derivative}"
 
@@ -177,6 +247,18 @@ def test_tails_keep_relative_accuracy():
     expected = torch.tensor([1 / math.cosh(20.0) ** 2] * 2, dtype=torch.float64)
     torch.testing.assert_close(dy.double(), expected, rtol=1e-5, atol=0)
     torch.testing.assert_close(d2y.double().abs(), 2 * expected, rtol=1e-5, atol=0)
+
+
+def test_tails_of_the_elementary_functions_keep_relative_accuracy():
+    """erf'(9) ~ 7e-36, atan^(3)(1e4) ~ 6e-24 in float32 and log^(8)(1e6) ~ 5e-45: no term cancels to 0."""
+    _, first = elementwise_derivatives("erf", torch.tensor([9.0, -9.0]), 1, backend="kernel")
+    expected = torch.full((2,), 2 / math.sqrt(math.pi) * math.exp(-81.0), dtype=torch.float64)
+    torch.testing.assert_close(first.double(), expected, rtol=1e-5, atol=0)
+    third = elementwise_derivatives("atan", torch.tensor([1e4, -1e4]), 3, backend="kernel")[3]
+    expected = torch.full((2,), (6 * 1e8 - 2) / (1 + 1e8) ** 3, dtype=torch.float64)
+    torch.testing.assert_close(third.double(), expected, rtol=1e-5, atol=0)
+    eighth = elementwise_derivatives("log", torch.tensor([1e6], dtype=torch.float64), 8, backend="kernel")[8]
+    torch.testing.assert_close(eighth, torch.tensor([-5040 / 1e48], dtype=torch.float64), rtol=1e-14, atol=0)
 
 
 def test_softplus_with_a_large_beta_stays_finite_where_the_derivative_is():

@@ -15,11 +15,11 @@ from hoderiv_ext.core.functions import KERNEL_FUNCTION_NAMES, by_name
 from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops import jet_composite
 
-from conftest import DEVICES
+from conftest import DEVICES, into_domain
 
 # Non-default parameters where a function takes them, so they are seen to arrive.
 PARAMS = {name: list(by_name(name).params) for name in KERNEL_FUNCTION_NAMES}
-PARAMS.update({"softplus": [1.5, 20.0], "leaky_relu": [0.1], "elu": [0.7]})
+PARAMS.update({"softplus": [1.5, 20.0], "leaky_relu": [0.1], "elu": [0.7], "pow": [3.0]})
 ORDERS = list(range(1, 9))
 SHAPES = [(t, r) for t in (0, 2) for r in (0, 1, 3)]  # (num_tangents, directions)
 
@@ -29,6 +29,11 @@ def _jet(n: int, t: int, r: int, order: int, m: int, *, dtype: torch.dtype = tor
     generator = torch.Generator().manual_seed(seed + 101 * order + 11 * t + r)
     jet = 0.7 * torch.randn(n, 1 + t + r * order, m, generator=generator, dtype=torch.float64)
     return jet.to(dtype=dtype, device=device).requires_grad_(requires_grad)
+
+
+def _in_domain(function: str, jet: torch.Tensor) -> torch.Tensor:
+    """The jet with its values (slot 0) inside ``function``'s domain (far enough that the bias keeps them there)."""
+    return torch.cat([into_domain(function, jet[:, :1]), jet[:, 1:]], dim=1)
 
 
 def _bias(m: int, *, dtype: torch.dtype = torch.float64, device: str = "cpu", requires_grad: bool = False):
@@ -56,7 +61,7 @@ def test_forward_and_backward_match_the_torch_ops_twin(function, order, with_bia
     params = PARAMS[function]
     bias = _bias(7, device=device) if with_bias else None
     for t, r in SHAPES:
-        jet = _jet(4, t, r, order, 7, device=device)
+        jet = _in_domain(function, _jet(4, t, r, order, 7, device=device))
         got = jet_ops.jet_univariate(jet, bias, function, params, t, order)
         want = jet_composite.univariate_activation(jet, bias, function, params, t, order)
         _close(got, want, rtol=1e-12, atol=1e-12)

@@ -8,10 +8,12 @@
 // here (exp_nonpositive, log1p_unit_interval), so they too are the same code
 // everywhere. Results can still differ in the last bits between devices
 // where a compiler contracts a * b + c into a fused multiply-add (nvcc does
-// by default; gcc may in the FMA builds of the CPU loops) and in the few
-// functions taken from each platform's math library: erfc (the GELU's CDF)
-// and exp of a positive argument (kExp). sin and cos are plain arithmetic
-// too (sin_cos).
+// by default; gcc may in the FMA builds of the CPU loops) and in the
+// functions taken from each platform's math library: erfc (the GELU's CDF),
+// exp of a positive argument (kExp), and the order-0 values (with exp, sqrt,
+// pow, tan, sinh, cosh where a coefficient needs them) of the elementary
+// functions log, log1p, expm1, sqrt, rsqrt, pow, erf, atan, tan, sinh, cosh.
+// sin and cos are plain arithmetic too (sin_cos).
 //
 // Method: truncated Taylor arithmetic. For a function phi and a point x we
 // compute the normalised Taylor coefficients c_k = phi^(k)(x) / k! for
@@ -23,12 +25,16 @@
 // order-0 terms use the numerically stable forms (sigmoid through exp(-|x|),
 // 1 + tanh(u) through 2*sigmoid(2u), softplus through log1p(exp(-|z|))).
 //
-// At the kinks of piecewise functions (relu, leaky_relu, elu at 0, softplus
-// at its threshold) derivatives follow torch's autograd conventions exactly,
-// so the kernel and autograd paths agree everywhere.
+// At the kinks of piecewise functions (relu, leaky_relu, elu and abs at 0,
+// softplus at its threshold) and at the edges of the domains (sqrt, rsqrt,
+// log, reciprocal and pow at +-0, log and log1p below their domain, pow with
+// an integer exponent >= 0 above its degree) derivatives follow torch's
+// autograd conventions exactly, so the kernel and autograd paths agree
+// everywhere.
 #pragma once
 
 #include <cmath>
+#include <cfloat>
 #include <cstdint>
 #include <type_traits>
 
@@ -378,16 +384,20 @@ HODERIV_HD void sin_and_cos(T x, T& sin_x, T& cos_x) {
 // c[k] = f^(k)(x) / k!, k = 0..K.
 // ---------------------------------------------------------------------------
 
-// tanh of a polynomial input series u (degree <= 3, u[0] the point itself):
-//   g = tanh(u), s = 1 - g^2,  g' = s u'  =>  k g_k = sum_j j u_j s_{k-j},
-//   s_0 = sech^2(u_0) (stable),  s_k = -sum_{j=0}^{k} g_j g_{k-j}  (k >= 1).
-// Returns e = exp(-2|u[0]|) for callers that need sigmoid(2 u[0]).
-template <typename T, int K>
-HODERIV_HD T tanh_series(const T (&u)[4], T (&g)[K + 1]) {
+// f of a polynomial input series u (degree <= 3, u[0] the point itself) for
+// the two Riccati functions f' = 1 + Sign f^2: tanh (Sign = -1) and tan
+// (Sign = +1). With g = f(u) and s = f'(u) = 1 + Sign g^2,  g' = s u':
+//   k g_k = sum_j j u_j s_{k-j},   s_k = Sign sum_{j=0}^{k} g_j g_{k-j}  (k >= 1).
+// The caller sets g[0] and passes s_0 in its stable form (sech^2 for tanh,
+// where 1 - tanh^2 would cancel; 1 + tan^2 for tan, a sum of positives).
+// No O(1) cancellation for tan: tan^(k)(x) = P_k(tan x) with P_k of
+// non-negative coefficients, so for a fixed k every product g_j g_{k-j}
+// has the sign of (sign x)^k.
+template <typename T, int K, int Sign>
+HODERIV_HD void riccati_series(const T (&u)[4], T s0, T (&g)[K + 1]) {
+  static_assert(Sign == 1 || Sign == -1, "riccati_series: Sign is +1 (tan) or -1 (tanh)");
   T s[K + 1];
-  const TanhParts<T> parts = tanh_parts(u[0]);
-  g[0] = parts.tanh;
-  s[0] = parts.sech_squared;
+  s[0] = s0;
 HODERIV_UNROLL
   for (int k = 1; k <= K; ++k) {
     T acc = T(0);
@@ -399,10 +409,20 @@ HODERIV_UNROLL
     T sk = T(0);
 HODERIV_UNROLL
     for (int j = 0; j <= K; ++j) {
-      if (j <= k) sk -= g[j] * g[k - j];
+      if (j <= k) sk += g[j] * g[k - j];
     }
-    s[k] = sk;
+    s[k] = Sign > 0 ? sk : -sk;
   }
+}
+
+// tanh of a polynomial input series u (riccati_series with Sign = -1),
+// s_0 = sech^2(u_0) from tanh_parts.
+// Returns e = exp(-2|u[0]|) for callers that need sigmoid(2 u[0]).
+template <typename T, int K>
+HODERIV_HD T tanh_series(const T (&u)[4], T (&g)[K + 1]) {
+  const TanhParts<T> parts = tanh_parts(u[0]);
+  g[0] = parts.tanh;
+  riccati_series<T, K, -1>(u, parts.sech_squared, g);
   return parts.e;
 }
 
@@ -430,6 +450,125 @@ HODERIV_UNROLL
     if (k >= 2) acc += p[k - 2];
     p[k] = -acc / T(k);
   }
+}
+
+// log(x + h) - log(x) and log1p: with r = 1 / x (log) or 1 / (1 + x) (log1p),
+//   c_k = (-1)^(k-1) r^k / k  (k >= 1),
+// r^k by repeated multiplication. No sum, so no cancellation; signed zeros
+// and x < 0 follow the formula as torch's autograd does (log'(-2) = -1/2
+// although log(-2) is NaN; r = -inf at x = -0).
+template <typename T, int K>
+HODERIV_HD void log_series(T value, T r, T (&c)[K + 1]) {
+  c[0] = value;
+  T power = T(1);
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) {
+    power *= r;
+    c[k] = (k & 1 ? power : -power) / T(k);
+  }
+}
+
+// (x + h)^a for a = 1/2 (sqrt) and a = -1/2 (rsqrt) from t = 1 / sqrt(x):
+//   c_k = binom(a, k) x^(a - k) = c_{k-1} (a - k + 1) / k * t^2,
+// with c_1 = a t (sqrt) or c_1 = a t^3 (rsqrt), i.e. c_0 = sqrt(x) or t.
+// t^2 stands for 1/x so that x = +-0 gives torch's signed infinities
+// (sqrt'(-0) = 1 / (2 sqrt(-0)) = -inf) where c_0 * (1/x) would be 0 * inf.
+// A product of factors: no cancellation. x < 0: NaN at every order, as torch.
+template <typename T, int K>
+HODERIV_HD void half_power_series(T value, T first, T t, T a, T (&c)[K + 1]) {
+  c[0] = value;
+  if (K >= 1) c[1] = first;
+  const T t2 = t * t;
+HODERIV_UNROLL
+  for (int k = 2; k <= K; ++k) c[k] = c[k - 1] * ((a - T(k - 1)) / T(k)) * t2;
+}
+
+// The smallest normal and the largest finite value of T (the <cfloat>
+// macros: literals, usable in device code where std::numeric_limits is not).
+template <typename T>
+HODERIV_HD constexpr T smallest_normal() {
+  if constexpr (std::is_same_v<T, float>) return FLT_MIN;
+  else if constexpr (std::is_same_v<T, double>) return DBL_MIN;
+  else return LDBL_MIN;
+}
+template <typename T>
+HODERIV_HD constexpr T largest_finite() {
+  if constexpr (std::is_same_v<T, float>) return FLT_MAX;
+  else if constexpr (std::is_same_v<T, double>) return DBL_MAX;
+  else return LDBL_MAX;
+}
+
+// (x + h)^p for a scalar p, as torch's pow and its autograd:
+//   c_k = binom(p, k) x^(p - k),
+// binom(p, k) = binom(p, k-1) (p - k + 1) / k by products. torch's
+// pow_backward masks the gradient to 0 where the exponent is 0, so for an
+// integer p >= 0 the derivatives above order p are exactly 0 (x**2 at 0:
+// 0, 0, 2, 0, ...; no 0 * inf): binom(p, k) is exactly 0 there and selects 0.
+// x^(p-k) = x^(p-k+1) / x, one rounding per order, where x is finite and
+// non-zero and x^p normal: |x|^(p-k) is monotone in k, so no step over- or
+// underflows unless its own result does. Elsewhere (x = +-0, inf, NaN, or
+// x^p outside the normal range) every power comes from pow itself, so the
+// signs and infinities are pow's (x**-2 at 0: inf, -inf, inf, ...; x**0.5
+// at 0: 0, inf, -inf, ...; x < 0 with a non-integer p: NaN).
+template <typename T, int K>
+HODERIV_HD void power_series(T x, T p, T (&c)[K + 1]) {
+  const T value = std::pow(x, p);
+  c[0] = value;
+  const T magnitude = std::fabs(value);
+  const bool by_division = x != T(0) && std::fabs(x) <= largest_finite<T>() &&
+                           magnitude >= smallest_normal<T>() && magnitude <= largest_finite<T>();
+  T binomial = T(1), power = value;
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) {
+    binomial *= (p - T(k - 1)) / T(k);
+    power = by_division ? power / x : std::pow(x, p - T(k));
+    c[k] = binomial == T(0) ? T(0) : binomial * power;
+  }
+}
+
+// erf(x + h): erf' = (2 / sqrt(pi)) g with g = exp(-(x + h)^2), and
+// g' = -2 (x + h) g  =>  k g_k = -2 (x g_{k-1} + g_{k-2}),
+//   c_k = (2 / sqrt(pi)) g_{k-1} / k  (k >= 1),
+// g_0 from exp_parts_nonpositive (as normal_pdf): the same code on both
+// devices, and 0 (not NaN) far in the tails. As normal_pdf_series: the two
+// terms only cancel near the zeros of the Hermite polynomial in c_k itself.
+template <typename T, int K>
+HODERIV_HD void erf_series(T x, T (&c)[K + 1]) {
+  T g[K + 1];
+  g[0] = exp_parts_nonpositive(-(x * x)).exp;
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) {
+    T acc = x * g[k - 1];
+    if (k >= 2) acc += g[k - 2];
+    g[k] = T(-2) * acc / T(k);
+  }
+  c[0] = std::erf(x);
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) c[k] = T(1.12837916709551257390) * g[k - 1] / T(k);
+}
+
+// atan(x + h): atan' = w = 1 / q(h), q(h) = 1 + (x + h)^2 = q0 + 2x h + h^2,
+// and w q = 1 gives, with w_0 = 1 / q0,
+//   w_k = -(2x w_{k-1} + w_{k-2}) w_0,   c_k = w_{k-1} / k  (k >= 1).
+// For |x| large the two terms have opposite signs but magnitudes ~2k and
+// ~(k-1) times |w_k q0|: no O(1) cancellation (measured within 2e-15 of a
+// long-double evaluation for |x| up to 1e8; the closed form
+// (-1)^(k-1) Im((x - i)^(-k)) / k by complex powers measured the same).
+// At x = 0 the coefficients are exact (0 at even orders). q0 overflows for
+// |x| > sqrt(max), where every c_k with k >= 1 underflows anyway.
+template <typename T, int K>
+HODERIV_HD void atan_series(T x, T (&c)[K + 1]) {
+  T w[K + 1];
+  w[0] = T(1) / (T(1) + x * x);
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) {
+    T acc = T(2) * x * w[k - 1];
+    if (k >= 2) acc += w[k - 2];
+    w[k] = -acc * w[0];
+  }
+  c[0] = std::atan(x);
+HODERIV_UNROLL
+  for (int k = 1; k <= K; ++k) c[k] = w[k - 1] / T(k);
 }
 
 // Normalised Taylor coefficients of `fn` at x, k = 0..K.
@@ -582,6 +721,96 @@ HODERIV_UNROLL
         inverse_factorial /= T(k);
         if (k <= highest) c[k] = alpha * e * inverse_factorial;
       }
+      break;
+    }
+    case Function::kLog: {
+      log_series<T, K>(std::log(x), T(1) / x, c);
+      break;
+    }
+    case Function::kLog1p: {
+      log_series<T, K>(std::log1p(x), T(1) / (T(1) + x), c);
+      break;
+    }
+    case Function::kExpm1: {
+      // expm1 at order 0 (no cancellation near 0), exp(x) / k! above.
+      const T e = std::exp(x);
+      c[0] = std::expm1(x);
+      T inverse_factorial = T(1);
+HODERIV_UNROLL
+      for (int k = 1; k <= K; ++k) {
+        inverse_factorial /= T(k);
+        c[k] = e * inverse_factorial;
+      }
+      break;
+    }
+    case Function::kSqrt: {
+      const T root = std::sqrt(x);
+      const T t = T(1) / root;
+      half_power_series<T, K>(root, T(0.5) * t, t, T(0.5), c);
+      break;
+    }
+    case Function::kRsqrt: {
+      const T t = T(1) / std::sqrt(x);
+      half_power_series<T, K>(t, T(-0.5) * t * t * t, t, T(-0.5), c);
+      break;
+    }
+    case Function::kReciprocal: {
+      // 1 / (x + h) = sum_k (-1)^k r^(k+1) h^k, r = 1 / x.
+      const T r = T(1) / x;
+      T power = r;
+      c[0] = r;
+HODERIV_UNROLL
+      for (int k = 1; k <= K; ++k) {
+        power *= r;
+        c[k] = k & 1 ? -power : power;
+      }
+      break;
+    }
+    case Function::kSquare: {
+      // (x + h)^2 = x^2 + 2x h + h^2: exact.
+      c[0] = x * x;
+      if (K >= 1) c[1] = T(2) * x;
+      if (K >= 2) c[2] = T(1);
+      break;
+    }
+    case Function::kPow: {
+      power_series<T, K>(x, T(params.p0), c);
+      break;
+    }
+    case Function::kErf: {
+      erf_series<T, K>(x, c);
+      break;
+    }
+    case Function::kAtan: {
+      atan_series<T, K>(x, c);
+      break;
+    }
+    case Function::kTan: {
+      // riccati_series with Sign = +1: tan' = 1 + tan^2.
+      const T t = std::tan(x);
+      const T u[4] = {x, T(1), T(0), T(0)};
+      c[0] = t;
+      riccati_series<T, K, 1>(u, T(1) + t * t, c);
+      break;
+    }
+    case Function::kSinh:
+    case Function::kCosh: {
+      // sinh: sh, ch, sh, ch, ...   cosh: ch, sh, ch, ...  (over k!)
+      const T sh = std::sinh(x);
+      const T ch = std::cosh(x);
+      const bool sinh_first = fn == Function::kSinh;
+      T inverse_factorial = T(1);
+HODERIV_UNROLL
+      for (int k = 0; k <= K; ++k) {
+        if (k > 0) inverse_factorial /= T(k);
+        c[k] = (((k & 1) == 0) == sinh_first ? sh : ch) * inverse_factorial;
+      }
+      break;
+    }
+    case Function::kAbs: {
+      // |x|, sign(x) with sign(0) = 0 (torch's abs backward: grad * sgn(x)), then 0.
+      c[0] = std::fabs(x);
+      if (K >= 1) c[1] = x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
       break;
     }
     default:

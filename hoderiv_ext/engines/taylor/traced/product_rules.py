@@ -42,7 +42,7 @@ from hoderiv_ext.engines.taylor.traced.jets import (
     slot_constant,
 )
 from hoderiv_ext.engines.taylor.traced.rules import RULES, constant_jet, rule, plain, value_of
-from hoderiv_ext.engines.taylor.traced.unary_rules import _power, _reciprocal, _rsqrt, _sqrt, torch_unary
+from hoderiv_ext.engines.taylor.traced.unary_rules import kernel_unary
 from hoderiv_ext.ops.jet_composite import hessian_and_trace
 
 aten = torch.ops.aten
@@ -98,7 +98,7 @@ def _bilaplacian_product(slots: Slots, u: Tensor, w: Tensor, op: Callable[[Tenso
 def _mul(slots: Slots, a: object, b: object) -> AnyJet:
     if is_jet(a) and is_jet(b):
         if a is b:
-            return torch_unary(slots, a, _power(2.0))  # type: ignore[arg-type]
+            return kernel_unary(slots, a, "square")  # type: ignore[arg-type]
         return product(slots, a, b, torch.mul)  # type: ignore[arg-type]
     jet, constant = (a, b) if is_jet(a) else (b, a)
     return linear.times_constant(slots, jet, constant)  # type: ignore[arg-type]
@@ -108,7 +108,7 @@ def _mul(slots: Slots, a: object, b: object) -> AnyJet:
 def _div(slots: Slots, a: object, b: object) -> AnyJet:
     if not is_jet(b):
         return linear.divided_by_constant(slots, a, b)  # type: ignore[arg-type]
-    inverse = torch_unary(slots, b, _reciprocal)  # type: ignore[arg-type]
+    inverse = kernel_unary(slots, b, "reciprocal")  # type: ignore[arg-type]
     return _mul(slots, a, inverse)
 
 
@@ -190,7 +190,7 @@ def _variance_rule(kind: str) -> Callable[..., object]:
         axes = reduced_axes(jet, dims, "a variance")
         mean, variance = _moments(slots, jet, axes, 1.0 if correction is None else float(correction))
         if kind == "std":
-            variance = torch_unary(slots, variance, _sqrt)
+            variance = kernel_unary(slots, variance, "sqrt")  # type: ignore[arg-type]
         if not keepdim:
             squeeze = RULES[aten.squeeze.dims]
             mean, variance = squeeze(slots, mean, axes), squeeze(slots, variance, axes)
@@ -212,7 +212,7 @@ def _layer_norm(slots: Slots, jet: AnyJet, normalized_shape: list[int], weight: 
         raise SamplesMix("a layer norm over the batch axis")
     mean, variance = _moments(slots, jet, axes, 0.0)
     centred = linear.plus(slots, jet, mean, -1)
-    inverse_std = torch_unary(slots, linear.plus(slots, variance, eps), _rsqrt)
+    inverse_std = kernel_unary(slots, linear.plus(slots, variance, eps), "rsqrt")  # type: ignore[arg-type]
     out: AnyJet = _mul(slots, centred, inverse_std)
     if weight is not None:
         out = linear.times_constant(slots, out, weight)
