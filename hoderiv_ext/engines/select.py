@@ -93,10 +93,12 @@ KERNEL_DTYPES = (torch.float32, torch.float64)
 
 MIXED_MODE_SLOT_RATIO = 2.0
 # Elementwise on CPU, backend="auto": the kernels serve a function below this many elements,
-# autograd from there on (torch's vectorised sin/cos/exp/erf beat the kernels' scalar libm
-# calls on large tensors). Functions not listed: the kernels at every size. Measured with
-# (y, y', y''), float32, 2 threads, torch 2.14.1, 2026-12-02: autograd time / kernel time at
-# 2^12 / 2^14 / 2^17 / 2^20 elements: sin 2.4 / 1.1 / 0.7 / 0.8, cos 2.0 / 1.5 / 0.7 / 0.7,
+# autograd from there on (torch's vectorised exp/erf/... beat the kernels' scalar libm calls on
+# large tensors). Functions not listed: the kernels at every size. sin and cos (vectorised
+# sin_cos), autograd time / kernel time at 2^12 / 2^14 / 2^16 / 2^18 / 2^20 elements, (y, y',
+# y''), float32, 2 threads, load 0.7, 2026-12-03: sin 7.1 / 5.2 / 4.2 / 4.2 / 2.9, cos 10.7 /
+# 5.3 / 4.4 / 3.3 / 3.7. The others, measured the same way on 2026-12-02 at
+# 2^12 / 2^14 / 2^17 / 2^20 elements:
 # exp 2.9 / 1.3 / 0.6 / 0.7, gelu (erf) 3.6 / 0.9 / 0.4 / 0.4, identity 1.5 / 1.4 / 0.6 / 0.3,
 # relu 5.0 / 2.4 / 2.4 / 0.9, leaky_relu 4.4 / 3.1 / 1.9 / 0.9, elu 3.7 / 2.7 / 1.2 / 0.3; the
 # others 2.0-23x at every size (tanh 4.2-5.9, sigmoid 2.0-4.8, softplus 2.5-7.0, silu 4.6-9.2,
@@ -107,7 +109,7 @@ MIXED_MODE_SLOT_RATIO = 2.0
 # sinh 2.2 / 1.8 / 1.7 / 0.9; at every size: cosh 1.4-2.0, sqrt 1.7-11, rsqrt 1.7-6.3,
 # reciprocal 4.5-9.1, square 5.4-13, abs 3.2-10.
 CPU_ELEMENTWISE_KERNEL_BELOW: dict[str, int] = {
-    "sin": 1 << 14, "cos": 1 << 14, "exp": 1 << 14, "gelu": 1 << 14, "identity": 1 << 15,
+    "exp": 1 << 14, "gelu": 1 << 14, "identity": 1 << 15,
     "relu": 1 << 18, "leaky_relu": 1 << 18, "elu": 1 << 17,
     "log": 1 << 18, "log1p": 1 << 15, "expm1": 1 << 15, "pow": 1 << 15, "erf": 1 << 13, "atan": 1 << 15,
     "tan": 1 << 13, "sinh": 1 << 18,
