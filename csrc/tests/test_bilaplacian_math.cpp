@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "hoderiv/bilaplacian_math.h"
+#include "check.h"
 
 using hoderiv::bilaplacian::DimsTable;
 using hoderiv::bilaplacian::ExtraLayout;
@@ -30,16 +31,7 @@ using hoderiv::math::FunctionParams;
 
 namespace {
 
-int failures = 0;
-int checks = 0;
-
-void expect_close(double got, double want, double tolerance, const std::string& what) {
-  ++checks;
-  if (!(std::fabs(got - want) <= tolerance * (1.0 + std::fabs(want)))) {
-    ++failures;
-    std::fprintf(stderr, "FAIL: %s: %.17g, expected %.17g\n", what.c_str(), got, want);
-  }
-}
+using hoderiv_test::expect_close;
 
 struct Case {
   int64_t t;
@@ -173,6 +165,5 @@ int main() {
       run_case(cs, act.function, act.params, name);
     }
   }
-  std::printf("%d checks, %d failures\n", checks, failures);
-  return failures == 0 ? 0 : 1;
+  return hoderiv_test::report("bilaplacian_math");
 }

@@ -23,22 +23,14 @@
 #include <vector>
 
 #include "hoderiv/derivative_math.h"
+#include "check.h"
 
 using hoderiv::math::Function;
 using hoderiv::math::FunctionParams;
 
 namespace {
 
-int failures = 0;
-int checks = 0;
-
-void expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-  }
-}
+using hoderiv_test::expect;
 
 struct Case {
   const char* name;
@@ -460,6 +452,5 @@ int main() {
   test_softplus_large_beta<double>("double", 1e-12L);
   test_polynomial();
   test_elements();
-  std::printf("derivative_math: %d checks, %d failures\n", checks, failures);
-  return failures == 0 ? 0 : 1;
+  return hoderiv_test::report("derivative_math");
 }

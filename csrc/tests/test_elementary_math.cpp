@@ -25,22 +25,15 @@
 #include <vector>
 
 #include "hoderiv/derivative_math.h"
+#include "check.h"
 
 using hoderiv::math::Function;
 using hoderiv::math::FunctionParams;
 
 namespace {
 
-int failures = 0;
-int checks = 0;
-
-void expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-  }
-}
+using hoderiv_test::expect;
+using hoderiv_test::show;
 
 constexpr int K = hoderiv::math::kMaxOrder;
 using Reference = std::function<void(long double, long double (&)[K + 1], long double (&)[K + 1])>;
@@ -54,12 +47,6 @@ struct Case {
   // error is measured against (|d_k| where no term cancels).
   Reference reference;
 };
-
-std::string show(double value) {
-  char buffer[40];
-  std::snprintf(buffer, sizeof(buffer), "%.17g", value);
-  return buffer;
-}
 
 long double falling(long double a, int k) {
   long double product = 1.0L;
@@ -340,6 +327,5 @@ int main() {
   test_torch_conventions();
   test_finite<float>("float");
   test_finite<double>("double");
-  std::printf("elementary_math: %d checks, %d failures\n", checks, failures);
-  return failures == 0 ? 0 : 1;
+  return hoderiv_test::report("elementary_math");
 }

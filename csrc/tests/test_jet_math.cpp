@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "hoderiv/jet_math.h"
+#include "check.h"
 
 using hoderiv::jet::Index;
 using hoderiv::jet::IndexTable;
@@ -39,33 +40,26 @@ using hoderiv::math::FunctionParams;
 
 namespace {
 
-int failures = 0;
-int checks = 0;
+using hoderiv_test::expect;
 
-void expect(bool ok, const std::string& what) {
-  ++checks;
-  if (!ok) {
-    ++failures;
-    std::fprintf(stderr, "FAIL: %s\n", what.c_str());
-  }
-}
-
+// One check for a whole vector: every element within hoderiv_test's
+// within_tolerance of want's (in double); a failure names the first element
+// that is not, or the two sizes where they differ.
 template <typename T>
 void expect_close(const std::vector<T>& got, const std::vector<T>& want, double tolerance, const std::string& what) {
-  ++checks;
+  using hoderiv_test::show;
   if (got.size() != want.size()) {
-    ++failures;
-    std::fprintf(stderr, "FAIL: %s: %zu values, expected %zu\n", what.c_str(), got.size(), want.size());
+    expect(false, what + ": " + std::to_string(got.size()) + " values, expected " + std::to_string(want.size()));
     return;
   }
   for (size_t k = 0; k < got.size(); ++k) {
     const double g = static_cast<double>(got[k]), w = static_cast<double>(want[k]);
-    if (!(std::fabs(g - w) <= tolerance * (1.0 + std::fabs(w)))) {
-      ++failures;
-      std::fprintf(stderr, "FAIL: %s: element %zu is %.17g, expected %.17g\n", what.c_str(), k, g, w);
+    if (!hoderiv_test::within_tolerance(g, w, tolerance)) {
+      expect(false, what + ": element " + std::to_string(k) + " is " + show(g) + ", expected " + show(w));
       return;
     }
   }
+  expect(true, what);
 }
 
 template <typename T>
@@ -517,6 +511,5 @@ int main() {
   test_steps<double>("double", 1e-13);
   test_first_backward<float>("float", 2e-5);
   test_first_backward<double>("double", 1e-13);
-  std::printf("jet_math: %d checks, %d failures\n", checks, failures);
-  return failures == 0 ? 0 : 1;
+  return hoderiv_test::report("jet_math");
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "hoderiv/univariate_math.h"
+#include "check.h"
 
 using hoderiv::math::Function;
 using hoderiv::math::FunctionParams;
@@ -31,16 +32,7 @@ using hoderiv::univariate::Layout;
 
 namespace {
 
-int failures = 0;
-int checks = 0;
-
-void expect_close(double got, double want, double tolerance, const std::string& what) {
-  ++checks;
-  if (!(std::fabs(got - want) <= tolerance * (1.0 + std::fabs(want)))) {
-    ++failures;
-    std::fprintf(stderr, "FAIL: %s: %.17g, expected %.17g\n", what.c_str(), got, want);
-  }
-}
+using hoderiv_test::expect_close;
 
 struct Activation {
   const char* name;
@@ -197,6 +189,5 @@ int main() {
                                                {"silu", Function::kSiLU, {}},
                                                {"elu", Function::kELU, {0.7, 0.0}}};
   run_order<1>(activations);
-  std::printf("%d checks, %d failures\n", checks, failures);
-  return failures == 0 ? 0 : 1;
+  return hoderiv_test::report("univariate_math");
 }
