@@ -29,7 +29,7 @@ constexpr const char* kNamespace = "hoderiv_ext";
 struct Registration {
   bool registered_here = false;
   std::string error;
-  std::unique_ptr<torch::Library> schemas, cpu, cuda, autograd;
+  std::unique_ptr<torch::Library> schemas, cpu, cuda, autograd, composite;
 };
 
 // Never destroyed: the libraries stay registered until the process ends, with
@@ -87,6 +87,9 @@ bool register_ops() {
     state.autograd = std::make_unique<torch::Library>(torch::Library::IMPL, kNamespace, c10::DispatchKey::Autograd,
                                                       __FILE__, __LINE__);
     register_autograd(*state.autograd);
+    state.composite = std::make_unique<torch::Library>(
+        torch::Library::IMPL, kNamespace, c10::DispatchKey::CompositeImplicitAutograd, __FILE__, __LINE__);
+    register_network_jet(*state.composite);
     state.registered_here = true;
   } catch (const std::exception& error) {
     state.error = error.what();

@@ -34,6 +34,8 @@ void register_univariate_cuda(torch::Library& library);   // csrc/cuda/univariat
 // op's fake kernel are registered by the Python package
 // (hoderiv_ext/ops/formulas.py, fake.py).
 void register_autograd(torch::Library& library);
+// The CompositeImplicitAutograd kernel of network_jet (csrc/ops/network_jet.cpp), any device.
+void register_network_jet(torch::Library& library);
 
 // True when this library registered the ops; false when another library had
 // registered the namespace first (or registration failed: see

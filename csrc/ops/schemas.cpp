@@ -30,6 +30,11 @@
 //       (order in [1, 8]);
 //   jet_univariate_backward: its gradient with respect to the jet (slot 0:
 //       with respect to a); order in [1, 7] (it needs phi^(order + 1)).
+// The whole-network sweep (ops/network_jet.cpp), a CompositeImplicitAutograd
+// op over the ops above:
+//   network_jet: forward Taylor mode through a plain network's steps (space-
+//       separated "linear" / function names), returning the last jet and the
+//       value with the last bias added.
 // The backward ops are ops of their own. Autograd: the forward ops
 // elementwise_derivatives, jet_activation, jet_activation_first,
 // jet_bilaplacian_extra and jet_univariate have C++
@@ -62,6 +67,8 @@ c10::ArrayRef<const char*> op_schemas() {
       "jet_univariate(Tensor jet, Tensor? bias, str function, float[] params, int num_tangents, int order) -> Tensor",
       "jet_univariate_backward(Tensor grad, Tensor jet, Tensor? bias, str function, float[] params, "
       "int num_tangents, int order) -> Tensor",
+      "network_jet(Tensor x, Tensor[] weights, Tensor?[] biases, str steps, float[] params, int[] param_counts, "
+      "int num_tangents, int[] pair_i, int[] pair_j, int[] collapsed) -> (Tensor, Tensor)",
   };
   return kSchemas;
 }

@@ -1,5 +1,5 @@
 """Typed wrappers of the Taylor activation-step ops ``torch.ops.hoderiv_ext.jet_activation*``,
-``jet_bilaplacian_extra*`` and ``jet_univariate*``.
+``jet_bilaplacian_extra*`` and ``jet_univariate*``, and of the whole-network sweep ``network_jet``.
 
 Engines call these, never ``torch.ops`` with positional argument lists. Each
 takes the jet's :class:`~hoderiv_ext.ops.layout.JetLayout` and the
@@ -15,11 +15,15 @@ csrc/include/hoderiv/univariate_math.h.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from hoderiv_ext.ops.layout import JetLayout
+
+if TYPE_CHECKING:
+    from hoderiv_ext.engines.taylor.plan import NetworkJetArguments
 
 
 def jet_activation(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout) -> Tensor:
@@ -117,3 +121,19 @@ def jet_univariate_backward(grad: Tensor, jet: Tensor, bias: Tensor | None, func
     phi^(K + 1), so ``order`` must be in [1, 7] (order-8 coefficients are not differentiable again).
     """
     return torch.ops.hoderiv_ext.jet_univariate_backward(grad, jet, bias, function, list(params), num_tangents, order)
+
+
+def network_jet(x: Tensor, network: "NetworkJetArguments", layout: JetLayout) -> tuple[Tensor, Tensor]:
+    """Forward Taylor mode through a whole plain network in one op call: (jet (N, S, o), value (N, o)).
+
+    The jet of f at x (N, d) along the d unit directions in ``layout`` (num_tangents = d), computed
+    step by step exactly as :func:`hoderiv_ext.engines.taylor.sweep.forward_sweep` does (one GEMM per
+    Linear, one fused kernel per activation, the first layer's tangents never materialised), but by
+    one C++ op (csrc/ops/network_jet.cpp) that calls the inner ops through the dispatcher: autograd
+    records them, so the result is differentiable as the Python sweep's. Slot 0 of the jet lacks the
+    last Linear's bias; ``value`` has it. The network must have an activation.
+    """
+    return torch.ops.hoderiv_ext.network_jet(
+        x, network.weights, network.biases, network.steps, network.params, network.param_counts,
+        layout.num_tangents, layout.pair_i, layout.pair_j, list(layout.collapsed),
+    )

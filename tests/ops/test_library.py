@@ -48,6 +48,8 @@ def test_cuda_kernels_compiled_when_ci_asks_for_them():
     assert info["cuda_kernels"] and info["cuda_archs"], info
     # Every op has its CUDA implementation registered with the dispatcher.
     for qualified in _package_ops():
+        if qualified.split("::")[1] in COMPOSITE_OPS:
+            continue
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CUDA"), qualified
 
 
@@ -55,8 +57,11 @@ EXPECTED_OPS = {
     "elementwise_derivatives", "elementwise_derivatives_backward", "polynomial_derivatives",
     "polynomial_derivatives_backward", "jet_activation", "jet_activation_backward", "jet_activation_first",
     "jet_activation_first_backward", "jet_bilaplacian_extra", "jet_bilaplacian_extra_backward",
-    "jet_univariate", "jet_univariate_backward",
+    "jet_univariate", "jet_univariate_backward", "network_jet",
 }
+# Ops whose one kernel is CompositeImplicitAutograd (they call the other ops through the dispatcher):
+# no device kernels, autograd and fake tensors through the inner ops.
+COMPOSITE_OPS = {"network_jet"}
 
 
 def _package_ops() -> list[str]:
@@ -64,9 +69,13 @@ def _package_ops() -> list[str]:
 
 
 def test_every_op_has_cpu_kernel_and_fake_and_autograd():
+    """Every op: CPU, Autograd and fake kernels, or one CompositeImplicitAutograd kernel (COMPOSITE_OPS)."""
     assert {name.split("::")[1] for name in _package_ops()} == EXPECTED_OPS
     for qualified in _package_ops():
         name = qualified
+        if qualified.split("::")[1] in COMPOSITE_OPS:
+            assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CompositeImplicitAutograd"), name
+            continue
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CPU"), name
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Autograd"), name
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Meta") or \

@@ -56,10 +56,52 @@ Step = Union[LinearStep, ActivationStep]
 
 
 @dataclass(frozen=True)
+class NetworkJetArguments:
+    """A plan as the arguments of the one-call sweep ``network_jet`` (:func:`hoderiv_ext.ops.jet.network_jet`).
+
+    ``steps``: the step names, space-separated ("linear" or a function of the table); ``weights`` and
+    ``biases``: the Linear layers' own parameters, in order (never a tensor derived from them);
+    ``params``: every activation's parameters, concatenated, ``param_counts`` of them per activation.
+    """
+
+    steps: str
+    weights: list[Tensor]
+    biases: list[Tensor | None]
+    params: list[float]
+    param_counts: list[int]
+
+
+@dataclass(frozen=True)
 class TaylorPlan:
     """The network as a list of steps the Taylor engine runs."""
 
     steps: tuple[Step, ...]
+
+    def network_jet_arguments(self) -> NetworkJetArguments | None:
+        """The plan for the one-call sweep, or None when it has no activation (the Python sweep serves it).
+
+        Made on first use and kept with the plan: it holds the same parameter objects as the steps.
+        """
+        cached = self.__dict__.get("_network_jet_arguments", False)
+        if cached is not False:
+            return cached
+        names: list[str] = []
+        weights: list[Tensor] = []
+        biases: list[Tensor | None] = []
+        params: list[float] = []
+        counts: list[int] = []
+        for step in self.steps:
+            if isinstance(step, LinearStep):
+                names.append("linear")
+                weights.append(step.weight)
+                biases.append(step.bias)
+            else:
+                names.append(step.function.name)
+                params.extend(step.function.params)
+                counts.append(len(step.function.params))
+        arguments = NetworkJetArguments(" ".join(names), weights, biases, params, counts) if counts else None
+        object.__setattr__(self, "_network_jet_arguments", arguments)
+        return arguments
 
     def output_width(self, d: int) -> int:
         """Number of outputs of the planned network for d inputs."""
