@@ -153,9 +153,21 @@ def _check_canonical(engine: str, name: str, tensor: object, expected: tuple[int
     return tensor
 
 
-def _squeeze_roles(tensor: Tensor, roles: tuple[str, ...], dropped: frozenset[str]) -> Tensor:
-    """Drop the axes whose role is in ``dropped`` (each has size 1 by construction)."""
-    axes = tuple(axis for axis, role in enumerate(roles) if role in dropped)
+def _dropped_axes(roles: tuple[str, ...], dropped: frozenset[str]) -> tuple[int, ...]:
+    return tuple(axis for axis, role in enumerate(roles) if role in dropped)
+
+
+# The axes each result drops, for every (result, layout): a constant table, read on every call.
+_DROPPED_AXES: dict[tuple[str, Layout], tuple[int, ...]] = {
+    (name, layout): _dropped_axes(roles, layout.dropped_roles())
+    for name, roles in _AXES.items()
+    for layout in (Layout(b, i, o) for b in (False, True) for i in (False, True) for o in (False, True))
+}
+
+
+def _squeeze_roles(tensor: Tensor, name: str, layout: Layout) -> Tensor:
+    """Drop the axes of result ``name`` (a key of _AXES) that ``layout`` drops (each has size 1 by construction)."""
+    axes = _DROPPED_AXES[name, layout]
     if not axes:
         return tensor
     sizes = [tensor.shape[axis] for axis in axes]
@@ -206,7 +218,6 @@ def finalize(
     else:
         _check_canonical(engine, f"the {request.kind} second-order tensor", second, expected_second)
 
-    dropped = layout.dropped_roles()
     fields: dict[str, Tensor | None] = {
         "hessian": None,
         "hessian_rows": None,
@@ -222,10 +233,10 @@ def finalize(
             "laplacian": "laplacian",
             "bilaplacian": "bilaplacian",
         }[request.kind]
-        fields[field_name] = _squeeze_roles(second, _AXES[request.kind], dropped)
+        fields[field_name] = _squeeze_roles(second, request.kind, layout)
     return Derivatives(
-        value=_squeeze_roles(value, _AXES["value"], dropped),
-        gradient=_squeeze_roles(jacobian, _AXES["jacobian"], dropped),
+        value=_squeeze_roles(value, "value", layout),
+        gradient=_squeeze_roles(jacobian, "jacobian", layout),
         request=request,
         engine=engine,
         algorithm=algorithm,

@@ -7,6 +7,7 @@ to the autograd engine, and one warning says why.
 
 from __future__ import annotations
 
+
 import importlib
 import warnings
 from typing import Any
@@ -46,6 +47,8 @@ def _load() -> Any:
 
 
 _C = _load()
+# Whether the loaded build has CUDA kernels: fixed for the life of the process (read once, not per call).
+_CUDA_KERNELS: bool = _C is not None and bool(_C.build_info().get("cuda_kernels", False))
 if _LOAD_ERROR is not None:  # pragma: no cover - exercised by subprocess tests
     warnings.warn(
         "hoderiv_ext: the compiled extension hoderiv_ext._C could not be loaded "
@@ -68,7 +71,7 @@ def has_kernels_for(device: torch.device) -> bool:
     if device.type == "cpu":
         return True
     if device.type == "cuda":
-        return bool(_C.build_info()["cuda_kernels"])
+        return _CUDA_KERNELS
     return False
 
 

@@ -118,12 +118,12 @@ class TaylorPlan:
             TypeError: a parameter of another dtype (naming the layer and the fix).
             ValueError: a parameter on another device, or x of the wrong width.
         """
-        width = x.shape[1]
+        width, device, dtype = x.shape[1], x.device, x.dtype
         for step in self.steps:
             if not isinstance(step, LinearStep):
                 continue
             for kind, tensor in (("weight", step.weight), ("bias", step.bias)):
-                if tensor is None:
+                if tensor is None or (tensor.device == device and tensor.dtype == dtype):
                     continue
                 where = f"layer '{step.name}' (Linear): its {kind}"
                 if tensor.device != x.device:
