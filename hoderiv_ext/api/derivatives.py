@@ -6,7 +6,9 @@ layers (:mod:`hoderiv_ext.core.independence`), lets
 :func:`hoderiv_ext.engines.select.choose_engine` pick the engine and algorithm,
 runs it, probes the autograd engine's ``f(x)`` for samples that interact
 (unless f is a network of per-sample layers), and shapes the result
-(:mod:`hoderiv_ext.core.results`).
+(:mod:`hoderiv_ext.core.results`). A plain network's repeat call with the same
+request, width, dtype, device and backend replays the choice kept with its plan
+(:func:`hoderiv_ext.engines.select.prepared_forward`) instead of selecting again.
 """
 
 from __future__ import annotations
@@ -121,6 +123,11 @@ def derivatives(
     x2d, has_batch_axis, has_input_axis = canonical_input(f, x)
     n, d = x2d.shape
     request = parse_hessian_request(hessian, d)
+    prepared = select.prepared_forward(f, x2d, request, backend)
+    if prepared is not None:  # a plain network this request, width, dtype and device have run on before
+        value, jacobian, second = taylor_engine.run_prepared(prepared, x2d, bool(create_graph))
+        layout = Layout(has_batch_axis=has_batch_axis, has_input_axis=has_input_axis, has_output_axis=value.shape[1] > 1)
+        return finalize(value, jacobian, second, request, layout=layout, engine="taylor", algorithm=prepared.algorithm)
     directions = _directions(request, x2d)
     choice = select.choose_engine(f, x2d, request, backend, check_independence)
     # A network of the Taylor engine's layers (Linear, activations, no-ops; no

@@ -37,6 +37,11 @@ training; the diagonal and the Laplacian stay on forward Taylor. It leaves
 d >= 8 on layers of width >= 64, which slot counts cannot separate from the
 width-32 cases where mixed mode is 1.4-2x slower.
 
+A forward-Taylor choice for a plain network depends on the request, the input
+width, dtype, device and backend and the plan alone, so it is kept with the plan
+(:func:`prepared_forward`, at most :data:`MAX_PREPARED_PER_PLAN` per plan) and
+replayed while the plan is current; the plan cache's snapshot check decides that.
+
 Within the autograd engine (:func:`batch_autograd_passes`): measured with
 ``benchmarks/bench_reference_methods.py`` (tanh MLP, width 128, depth 4,
 float32, one output; 2-core CPU, torch 2.14.1, 2026-11-22; each time relative
@@ -80,6 +85,7 @@ from hoderiv_ext.core.independence import check_no_batch_statistics, probe_indep
 from hoderiv_ext.core.validation import check_output
 from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Engine
+from hoderiv_ext.engines.taylor.forward import PreparedForward
 from hoderiv_ext.engines.taylor.plan import TaylorPlan, build_plan
 from hoderiv_ext.engines.taylor.slots import layout_for
 from hoderiv_ext.engines.taylor.traced.capture import TracedProgram, program_for
@@ -233,7 +239,55 @@ def choose_engine(
             raise NotServed(reason)
         return EngineChoice("autograd", "auto", plan, reason, checked_modules=checked_modules)
     assert plan is not None
-    return EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
+    choice = EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
+    _prepare(choice, plan, x, request, backend)
+    return choice
+
+
+# Prepared calls (issue: the fixed cost of small-batch calls). Forward Taylor mode on a plain network is
+# chosen from (request, input width, dtype, device, backend) and the plan alone, never from the batch, so
+# the choice and its op arguments are kept with the plan (TaylorPlan.prepared) and replayed while the plan
+# is current: build_plan returns the same plan object exactly while the network's snapshot is unchanged.
+MAX_PREPARED_PER_PLAN = 64
+
+
+def _prepared_key(x: Tensor, request: HessianRequest, backend: str) -> tuple:
+    return request, x.shape[1], x.dtype, x.device, backend
+
+
+def _prepare(choice: EngineChoice, plan: TaylorPlan, x: Tensor, request: HessianRequest, backend: str) -> None:
+    """Keep ``choice`` with its plan for :func:`prepared_forward` when it can be replayed: forward Taylor mode, a
+    request without an operator object (weights or samples are per call), eagerly, one op per sweep."""
+    if choice.algorithm != "forward" or request.operator is not None or torch.compiler.is_compiling():
+        return
+    if plan.network_jet_arguments() is None:
+        return
+    prepared = plan.prepared
+    if len(prepared) >= MAX_PREPARED_PER_PLAN:  # many row sets or widths: start again rather than grow
+        prepared.clear()
+    prepared[_prepared_key(x, request, backend)] = PreparedForward(plan, request, x.shape[1])
+
+
+def prepared_forward(f: object, x: Tensor, request: HessianRequest, backend: str) -> PreparedForward | None:
+    """The call :func:`choose_engine` prepared for f with this request, width, dtype, device and backend, if any.
+
+    Found only while f's plan is current (the plan cache's snapshot check, global hooks included) and the
+    extension is loaded; f's parameters are checked against x (dtype, device, width) as choose_engine checks
+    them, with the same errors. None: go through choose_engine. Never under torch.compile (dynamo traces the
+    whole selection instead).
+    """
+    if backend == "autograd" or request.operator is not None or type(f) is not nn.Sequential:
+        return None
+    if torch.compiler.is_compiling() or not extension_loaded():
+        return None
+    try:
+        plan = build_plan(f)
+    except NotServed:
+        return None
+    prepared = plan.prepared.get(_prepared_key(x, request, backend))
+    if prepared is not None:
+        plan.check_operands(x)
+    return prepared
 
 
 def _traced(f: object, x: Tensor, request: HessianRequest | None, check_independence: bool,

@@ -9,7 +9,7 @@ from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.engines.taylor.bilaplacian import run_bilaplacian
 from hoderiv_ext.engines.taylor.collapsed_reverse import run_collapsed_reverse
-from hoderiv_ext.engines.taylor.forward import run_forward
+from hoderiv_ext.engines.taylor.forward import PreparedForward, run_forward
 from hoderiv_ext.engines.taylor.forward_over_reverse import run_forward_over_reverse
 from hoderiv_ext.engines.taylor.mixed import run_mixed
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
@@ -66,3 +66,9 @@ def run(
         if directions is not None:
             return run_forward(plan, x, request, directions)
         return _RUNNERS[algorithm](plan, x, request)
+
+
+def run_prepared(prepared: PreparedForward, x: Tensor, create_graph: bool) -> Canonical:
+    """:func:`run` for a call :func:`hoderiv_ext.engines.select.prepared_forward` found prepared."""
+    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+        return prepared.run(x)

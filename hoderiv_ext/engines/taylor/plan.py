@@ -103,6 +103,17 @@ class TaylorPlan:
         object.__setattr__(self, "_network_jet_arguments", arguments)
         return arguments
 
+    @property
+    def prepared(self) -> dict:
+        """Calls prepared for this plan by the selection step (:func:`hoderiv_ext.engines.select.prepared_forward`),
+        by request, width, dtype, device and backend: they live and die with the plan (a changed network gets a new
+        plan, :func:`clear_plan_cache` drops them all)."""
+        prepared = self.__dict__.get("_prepared")
+        if prepared is None:
+            prepared = {}
+            object.__setattr__(self, "_prepared", prepared)
+        return prepared
+
     def output_width(self, d: int) -> int:
         """Number of outputs of the planned network for d inputs."""
         width = d
