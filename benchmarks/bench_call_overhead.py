@@ -1,21 +1,28 @@
-"""Per-call time of the Taylor engine's Laplacian on a small MLP: the eager per-op overhead.
+"""Per-call time of a small-batch Laplacian: this package's kernel path against ``net(x)`` and nested autograd.
 
-    python benchmarks/bench_call_overhead.py [--json out.json]
+    python benchmarks/bench_call_overhead.py [--rounds 5] [--json out.json]
 
-One thread. For N in {1, 128, 1024}: ``derivatives(net, x, hessian="laplacian",
-backend="kernel")`` with grad enabled (default create_graph: the graph to the
-parameters is built) and under ``torch.no_grad()``, the plain forward ``net(x)``
-for scale, and at N = 1024 a training step (a loss on the value, gradient and
-Laplacian, then ``torch.autograd.grad`` with respect to the parameters). Each
-figure is the median of ``torch.utils.benchmark.Timer.blocked_autorange``.
-The package is whichever ``hoderiv_ext`` is imported (set PYTHONPATH to
-compare two trees).
+One thread; tanh MLP 2->16x2->1 (the latency-bound workload of docs/benchmarks.md, "Per-call
+overhead"). For N in {1, 128, 1024}, each round times, one after the other in the same process:
+
+* ``net(x)`` with grad enabled (the scale: one plain forward pass),
+* ``derivatives(net, x, hessian="laplacian", backend="kernel")`` with grad enabled (the graph to
+  the parameters is built, as in training),
+* nested autograd: ``torch.autograd.grad`` of the output, then of each gradient column, all with
+  ``create_graph=True`` (the seeds' way),
+
+and at N = 1024 a training step through the kernel path (a loss on value, gradient and Laplacian,
+then ``torch.autograd.grad`` with respect to the parameters). Each figure is the median of
+``torch.utils.benchmark.Timer.blocked_autorange``; a ratio is the median over rounds of that
+round's ratio, so machine drift between rounds cancels. The package is whichever ``hoderiv_ext``
+is imported (set PYTHONPATH to compare two trees).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 
 import torch
 from torch import nn
@@ -23,6 +30,8 @@ from torch.utils import benchmark
 
 import hoderiv_ext
 from hoderiv_ext import derivatives
+
+SIZES = (1, 128, 1024)
 
 
 def _net() -> nn.Module:
@@ -36,29 +45,29 @@ def _time(fn, min_run_time: float) -> float:
     return benchmark.Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
 
 
-def measure(min_run_time: float = 0.5) -> dict[str, float]:
+def nested_laplacian(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Value, gradient and Laplacian by nested torch.autograd.grad calls (one per input dimension)."""
+    x = x.detach().requires_grad_(True)
+    value = net(x)
+    (gradient,) = torch.autograd.grad(value.sum(), x, create_graph=True)
+    laplacian = torch.zeros_like(value[:, 0])
+    for i in range(x.shape[1]):
+        (row,) = torch.autograd.grad(gradient[:, i].sum(), x, create_graph=True)
+        laplacian = laplacian + row[:, i]
+    return value, gradient, laplacian
+
+
+def measure(rounds: int = 5, min_run_time: float = 0.3) -> dict[str, object]:
     torch.set_num_threads(1)
     net = _net()
     params = list(net.parameters())
-    results: dict[str, float] = {}
-    for n in (1, 128, 1024):
+    times: dict[str, list[float]] = {}
+    cases = {}
+    for n in SIZES:
         x = torch.randn(n, 2)
-
-        def call(x=x):
-            return derivatives(net, x, hessian="laplacian", backend="kernel")
-
-        def call_no_grad(x=x):
-            with torch.no_grad():
-                return derivatives(net, x, hessian="laplacian", backend="kernel")
-
-        def forward(x=x):
-            with torch.no_grad():
-                return net(x)
-
-        results[f"laplacian N={n} grad"] = _time(call, min_run_time)
-        results[f"laplacian N={n} no_grad"] = _time(call_no_grad, min_run_time)
-        results[f"forward N={n} no_grad"] = _time(forward, min_run_time)
-
+        cases[f"forward N={n}"] = lambda x=x: net(x)
+        cases[f"kernel N={n}"] = lambda x=x: derivatives(net, x, hessian="laplacian", backend="kernel")
+        cases[f"nested N={n}"] = lambda x=x: nested_laplacian(net, x)
     x = torch.randn(1024, 2)
 
     def training_step():
@@ -66,22 +75,33 @@ def measure(min_run_time: float = 0.5) -> dict[str, float]:
         loss = r.value.pow(2).mean() + r.gradient.pow(2).mean() + (r.laplacian + 1).pow(2).mean()
         return torch.autograd.grad(loss, params)
 
-    results["training step N=1024"] = _time(training_step, min_run_time)
-    return results
+    cases["kernel training step N=1024"] = training_step
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            times.setdefault(name, []).append(_time(fn, min_run_time))
+    ratios = {}
+    for n in SIZES:
+        kernel, forward, nested = times[f"kernel N={n}"], times[f"forward N={n}"], times[f"nested N={n}"]
+        ratios[f"kernel / net(x) N={n}"] = statistics.median(k / f for k, f in zip(kernel, forward))
+        ratios[f"nested / kernel N={n}"] = statistics.median(s / k for k, s in zip(kernel, nested))
+    return {"seconds": {name: statistics.median(values) for name, values in times.items()}, "ratios": ratios}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", help="write the figures (seconds) here")
-    parser.add_argument("--min-run-time", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--min-run-time", type=float, default=0.3)
+    parser.add_argument("--json", help="write the figures (seconds and ratios) here")
     args = parser.parse_args()
-    results = measure(args.min_run_time)
-    print(f"hoderiv_ext from {hoderiv_ext.__file__}")
-    for name, seconds in results.items():
-        print(f"{name:28s} {seconds * 1e6:10.1f} us")
+    results = measure(args.rounds, args.min_run_time)
+    print(f"hoderiv_ext from {hoderiv_ext.__file__}, torch {torch.__version__}, 1 thread, {args.rounds} rounds")
+    for name, seconds in results["seconds"].items():  # type: ignore[union-attr]
+        print(f"{name:30s} {seconds * 1e6:10.1f} us")
+    for name, ratio in results["ratios"].items():  # type: ignore[union-attr]
+        print(f"{name:30s} {ratio:10.2f}x")
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"package": hoderiv_ext.__file__, "seconds": results}, handle, indent=1)
+            json.dump({"package": hoderiv_ext.__file__, **results}, handle, indent=1)
 
 
 if __name__ == "__main__":
