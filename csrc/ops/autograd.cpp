@@ -11,8 +11,9 @@
 //     functional mode included), saves the tensor arguments
 //     (save_for_backward) and the function, its parameters and the index
 //     lists (saved_data);
-//   * backward calls the op's BACKWARD op through the dispatcher WITH
-//     autograd, so the result is differentiable again: the backward ops
+//   * backward calls the op's BACKWARD op through the dispatcher, WITH
+//     autograd when grad mode is on (create_graph), so the result is
+//     differentiable again, and below autograd otherwise: the backward ops
 //     (elementwise_derivatives_backward, jet_activation_backward,
 //     jet_activation_first_backward, jet_bilaplacian_extra_backward,
 //     jet_univariate_backward) keep their autograd formulas in Python
@@ -49,6 +50,7 @@
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ops/registration.h"
@@ -139,6 +141,19 @@ const c10::TypedOperatorHandle<UnivariateBackwardSignature>& univariate_backward
 
 bool needs_grad(const at::Tensor& tensor) { return tensor.defined() && tensor.requires_grad(); }
 
+// A backward op called from a backward: WITH autograd when grad mode is on (create_graph: the result is
+// differentiated again, through the backward op's formula), else below autograd. With grad mode off the
+// autograd kernel (the Python formula registered with torch.library.register_autograd) would only
+// redispatch, after entering Python: tens of microseconds per call on a small batch.
+template <typename Signature, typename... Args>
+auto call_backward(const c10::TypedOperatorHandle<Signature>& op, Args&&... args) {
+  if (!c10::GradMode::is_enabled()) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return op.call(std::forward<Args>(args)...);
+  }
+  return op.call(std::forward<Args>(args)...);
+}
+
 // The jet ops' optional bias: saved as an undefined tensor when absent, passed back as an optional.
 at::Tensor saved_bias(const c10::optional<at::Tensor>& bias) { return bias.has_value() ? *bias : at::Tensor(); }
 
@@ -207,7 +222,8 @@ struct ElementwiseDerivativesFunction : public torch::autograd::Function<Element
     at::Tensor grad_x;
     if (ctx->needs_input_grad(0)) {
       const SavedConfig config = saved_function(ctx);
-      grad_x = elementwise_backward_op().call(grad_outputs[0], saved[0], config.function, config.params, 1);
+      grad_x =
+          call_backward(elementwise_backward_op(), grad_outputs[0], saved[0], config.function, config.params, 1);
     }
     return {grad_x, at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -248,8 +264,8 @@ struct JetActivationFunction : public torch::autograd::Function<JetActivationFun
     if (jet_needs_grad || bias_needs_grad) {
       const SavedConfig config = saved_config(ctx);
       const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
-      grad_jet = jet_backward_op().call(grad_outputs[0], jet, bias_argument(bias), config.function, config.params,
-                                        num_tangents, config.pair_i, config.pair_j, config.collapsed);
+      grad_jet = call_backward(jet_backward_op(), grad_outputs[0], jet, bias_argument(bias), config.function,
+                               config.params, num_tangents, config.pair_i, config.pair_j, config.collapsed);
       if (bias_needs_grad) grad_bias = bias_gradient(grad_jet);
       if (!jet_needs_grad) grad_jet = at::Tensor();
     }
@@ -291,8 +307,8 @@ struct JetActivationFirstFunction : public torch::autograd::Function<JetActivati
     if (preactivation_needs_grad || weight_needs_grad) {
       const SavedConfig config = saved_config(ctx);
       std::tie(grad_preactivation, grad_weight) =
-          first_backward_op().call(grad_outputs[0], saved[0], saved[1], config.function, config.params,
-                                   config.pair_i, config.pair_j, config.collapsed);
+          call_backward(first_backward_op(), grad_outputs[0], saved[0], saved[1], config.function, config.params,
+                        config.pair_i, config.pair_j, config.collapsed);
       if (!preactivation_needs_grad) grad_preactivation = at::Tensor();
       if (!weight_needs_grad) grad_weight = at::Tensor();
     }
@@ -341,8 +357,9 @@ struct JetBilaplacianExtraFunction : public torch::autograd::Function<JetBilapla
       const SavedConfig config = saved_function(ctx);
       const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
       const std::vector<int64_t> dims = ctx->saved_data.at("dims").toIntVector();
-      std::tie(grad_jet, grad_extra) = extra_backward_op().call(grad_outputs[0], jet, bias_argument(bias), extra, config.function,
-                                                                config.params, num_tangents, dims);
+      std::tie(grad_jet, grad_extra) =
+          call_backward(extra_backward_op(), grad_outputs[0], jet, bias_argument(bias), extra, config.function,
+                        config.params, num_tangents, dims);
       if (bias_needs_grad) grad_bias = bias_gradient(grad_jet);
       if (!jet_needs_grad) grad_jet = at::Tensor();
       if (!extra_needs_grad) grad_extra = at::Tensor();
@@ -390,8 +407,8 @@ struct JetUnivariateFunction : public torch::autograd::Function<JetUnivariateFun
       const SavedConfig config = saved_function(ctx);
       const int64_t num_tangents = ctx->saved_data.at("num_tangents").toInt();
       const int64_t order = ctx->saved_data.at("order").toInt();
-      grad_jet = univariate_backward_op().call(grad_outputs[0], jet, bias_argument(bias), config.function, config.params,
-                                               num_tangents, order);
+      grad_jet = call_backward(univariate_backward_op(), grad_outputs[0], jet, bias_argument(bias), config.function,
+                               config.params, num_tangents, order);
       if (bias_needs_grad) grad_bias = bias_gradient(grad_jet);
       if (!jet_needs_grad) grad_jet = at::Tensor();
     }
