@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import operator
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import fx
+from torch import Tensor, fx
 
 from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.engines.taylor.traced import linear_rules, product_rules, shape_rules, unary_rules  # noqa: F401
@@ -60,15 +61,25 @@ def _leaves(value: object) -> list[object]:
     return [value]
 
 
+def _replace_leaves(value: Any, kind: type, replace: Callable[[Any], Any]) -> Any:
+    """``value`` with every leaf of type ``kind`` replaced by ``replace(leaf)``, through nested tuples, lists
+    and dicts (their types kept: a torch.Size stays one); the one walker of the interpreter's arguments."""
+    if isinstance(value, kind):
+        return replace(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_replace_leaves(item, kind, replace) for item in value)
+    if isinstance(value, dict):
+        return {key: _replace_leaves(item, kind, replace) for key, item in value.items()}
+    return value
+
+
 def _unwrap(value: object) -> object:
     """The arguments with every :class:`Derived` replaced by its tensor."""
-    if isinstance(value, Derived):
-        return value.tensor
-    if isinstance(value, (tuple, list)):
-        return type(value)(_unwrap(item) for item in value)
-    if isinstance(value, dict):
-        return {key: _unwrap(item) for key, item in value.items()}
-    return value
+    return _replace_leaves(value, Derived, _tensor_of)
+
+
+def _tensor_of(derived: Derived) -> Tensor:
+    return derived.tensor
 
 
 def op_name(target: object) -> str:
@@ -131,15 +142,7 @@ def _folds_bias(node: fx.Node) -> bool:
 
 def _load(value: Any, env: list[Any]) -> Any:
     """The arguments with every :class:`Slot` replaced by the value it refers to."""
-    if isinstance(value, Slot):
-        return env[value.index]
-    if isinstance(value, tuple):
-        return tuple(_load(item, env) for item in value)
-    if isinstance(value, list):
-        return [_load(item, env) for item in value]
-    if isinstance(value, dict):
-        return {key: _load(item, env) for key, item in value.items()}
-    return value
+    return _replace_leaves(value, Slot, lambda slot: env[slot.index])
 
 
 class Interpreter:
