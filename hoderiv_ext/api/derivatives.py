@@ -8,7 +8,7 @@ runs it, probes the autograd engine's ``f(x)`` for samples that interact
 (unless f is a network of per-sample layers), and shapes the result
 (:mod:`hoderiv_ext.core.results`). A plain network's repeat call with the same
 request, width, dtype, device and backend replays the choice kept with its plan
-(:func:`hoderiv_ext.engines.select.prepared_forward`) instead of selecting again.
+(:func:`hoderiv_ext.engines.select.remembered_choice`) instead of selecting again.
 """
 
 from __future__ import annotations
@@ -123,11 +123,16 @@ def derivatives(
     x2d, has_batch_axis, has_input_axis = canonical_input(f, x)
     n, d = x2d.shape
     request = parse_hessian_request(hessian, d)
-    prepared = select.prepared_forward(f, x2d, request, backend)
-    if prepared is not None:  # a plain network this request, width, dtype and device have run on before
-        value, jacobian, second = taylor_engine.run_prepared(prepared, x2d, bool(create_graph))
+    remembered = select.remembered_choice(f, x2d, request, backend)
+    if remembered is not None:  # a plain network this request, width, dtype and device have run on before
+        if remembered.prepared is not None:
+            value, jacobian, second = taylor_engine.run_prepared(remembered.prepared, x2d, bool(create_graph))
+        else:
+            assert remembered.plan is not None
+            value, jacobian, second = taylor_engine.run(remembered.plan, x2d, request, bool(create_graph),
+                                                        remembered.algorithm)
         layout = Layout(has_batch_axis=has_batch_axis, has_input_axis=has_input_axis, has_output_axis=value.shape[1] > 1)
-        return finalize(value, jacobian, second, request, layout=layout, engine="taylor", algorithm=prepared.algorithm)
+        return finalize(value, jacobian, second, request, layout=layout, engine="taylor", algorithm=remembered.algorithm)
     directions = _directions(request, x2d)
     choice = select.choose_engine(f, x2d, request, backend, check_independence)
     # A network of the Taylor engine's layers (Linear, activations, no-ops; no

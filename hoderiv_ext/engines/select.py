@@ -37,9 +37,9 @@ training; the diagonal and the Laplacian stay on forward Taylor. It leaves
 d >= 8 on layers of width >= 64, which slot counts cannot separate from the
 width-32 cases where mixed mode is 1.4-2x slower.
 
-A forward-Taylor choice for a plain network depends on the request, the input
-width, dtype, device and backend and the plan alone, so it is kept with the plan
-(:func:`prepared_forward`, at most :data:`MAX_PREPARED_PER_PLAN` per plan) and
+The choice for a plain network depends on the request, the input width, dtype,
+device and backend and the plan alone, so it is kept with the plan
+(:func:`remembered_choice`, at most :data:`MAX_PREPARED_PER_PLAN` per plan) and
 replayed while the plan is current; the plan cache's snapshot check decides that.
 
 Within the autograd engine (:func:`batch_autograd_passes`): measured with
@@ -74,7 +74,7 @@ the grounds that GPU passes of that size are launch-bound.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -145,6 +145,8 @@ class EngineChoice:
         checked_modules: the modules reachable from f, when the selection
             walked them and found no batch norm on batch statistics (the
             independence checks then need not walk them again).
+        prepared: for forward Taylor mode on a plan, the call with its op
+            arguments made once (:func:`remembered_choice`).
     """
 
     engine: Engine
@@ -153,6 +155,7 @@ class EngineChoice:
     not_served: str | None = None
     program: TracedProgram | None = None
     checked_modules: tuple[nn.Module, ...] | None = None
+    prepared: PreparedForward | None = None  # forward Taylor mode's op arguments, made once (a remembered choice)
 
     @property
     def per_sample(self) -> bool:
@@ -240,14 +243,13 @@ def choose_engine(
         return EngineChoice("autograd", "auto", plan, reason, checked_modules=checked_modules)
     assert plan is not None
     choice = EngineChoice("taylor", taylor_algorithm(plan, request, x.shape[1]), plan)
-    _prepare(choice, plan, x, request, backend)
-    return choice
+    return _prepare(choice, plan, x, request, backend)
 
 
-# Prepared calls (issue: the fixed cost of small-batch calls). Forward Taylor mode on a plain network is
-# chosen from (request, input width, dtype, device, backend) and the plan alone, never from the batch, so
-# the choice and its op arguments are kept with the plan (TaylorPlan.prepared) and replayed while the plan
-# is current: build_plan returns the same plan object exactly while the network's snapshot is unchanged.
+# Remembered choices. For a plain network the choice depends on (request, input width, dtype, device,
+# backend) and the plan alone, never on the batch, so it is kept with the plan (TaylorPlan.prepared) and
+# replayed while the plan is current: build_plan returns the same plan object exactly while the network's
+# snapshot is unchanged. A forward-Taylor choice also carries its op arguments, made once (PreparedForward).
 MAX_PREPARED_PER_PLAN = 64
 
 
@@ -255,26 +257,28 @@ def _prepared_key(x: Tensor, request: HessianRequest, backend: str) -> tuple:
     return request, x.shape[1], x.dtype, x.device, backend
 
 
-def _prepare(choice: EngineChoice, plan: TaylorPlan, x: Tensor, request: HessianRequest, backend: str) -> None:
-    """Keep ``choice`` with its plan for :func:`prepared_forward` when it can be replayed: forward Taylor mode, a
-    request without an operator object (weights or samples are per call), eagerly, one op per sweep."""
-    if choice.algorithm != "forward" or request.operator is not None or torch.compiler.is_compiling():
-        return
-    if plan.network_jet_arguments() is None:
-        return
-    prepared = plan.prepared
-    if len(prepared) >= MAX_PREPARED_PER_PLAN:  # many row sets or widths: start again rather than grow
-        prepared.clear()
-    prepared[_prepared_key(x, request, backend)] = PreparedForward(plan, request, x.shape[1])
+def _prepare(choice: EngineChoice, plan: TaylorPlan, x: Tensor, request: HessianRequest, backend: str) -> EngineChoice:
+    """``choice``, kept with its plan for :func:`remembered_choice` when it can be replayed: a request without an
+    operator object (weights, samples and random directions are per call), eagerly; with the op arguments
+    of forward Taylor mode when it is that."""
+    if request.operator is not None or torch.compiler.is_compiling():
+        return choice
+    if choice.algorithm == "forward" and plan.network_jet_arguments() is not None:
+        choice = replace(choice, prepared=PreparedForward(plan, request, x.shape[1]))
+    remembered = plan.prepared
+    if len(remembered) >= MAX_PREPARED_PER_PLAN:  # many row sets or widths: start again rather than grow
+        remembered.clear()
+    remembered[_prepared_key(x, request, backend)] = choice
+    return choice
 
 
-def prepared_forward(f: object, x: Tensor, request: HessianRequest, backend: str) -> PreparedForward | None:
-    """The call :func:`choose_engine` prepared for f with this request, width, dtype, device and backend, if any.
+def remembered_choice(f: object, x: Tensor, request: HessianRequest, backend: str) -> EngineChoice | None:
+    """The choice :func:`choose_engine` made for f with this request, width, dtype, device and backend, if any.
 
     Found only while f's plan is current (the plan cache's snapshot check, global hooks included) and the
     extension is loaded; f's parameters are checked against x (dtype, device, width) as choose_engine checks
-    them, with the same errors. None: go through choose_engine. Never under torch.compile (dynamo traces the
-    whole selection instead).
+    them, with the same errors. None: call choose_engine. Never under torch.compile (dynamo traces the whole
+    selection instead), never for requests with operator objects.
     """
     if backend == "autograd" or request.operator is not None or type(f) is not nn.Sequential:
         return None
@@ -284,10 +288,10 @@ def prepared_forward(f: object, x: Tensor, request: HessianRequest, backend: str
         plan = build_plan(f)
     except NotServed:
         return None
-    prepared = plan.prepared.get(_prepared_key(x, request, backend))
-    if prepared is not None:
+    choice = plan.prepared.get(_prepared_key(x, request, backend))
+    if choice is not None:
         plan.check_operands(x)
-    return prepared
+    return choice
 
 
 def _traced(f: object, x: Tensor, request: HessianRequest | None, check_independence: bool,

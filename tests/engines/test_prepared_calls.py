@@ -1,8 +1,9 @@
-"""Prepared calls (hoderiv_ext/engines/select.py, ``prepared_forward``; engines/taylor/forward.py,
-``PreparedForward``): a plain network's forward-Taylor choice is kept with its plan and replayed.
+"""Remembered choices (hoderiv_ext/engines/select.py, ``remembered_choice``; engines/taylor/forward.py,
+``PreparedForward``): a plain network's engine choice is kept with its plan and replayed, forward Taylor
+mode with its op arguments made once.
 
-A replayed call must return exactly what the full selection returns (bit for bit, every request forward
-Taylor mode serves, every input layout, both dtypes, N = 0, gradients with respect to the parameters),
+A replayed call must return exactly what the full selection returns (bit for bit, every request, every
+algorithm, every input layout, both dtypes, N = 0, gradients with respect to the parameters),
 must skip the selection, and must never be replayed when anything the choice depends on changed: the
 network's structure (a layer replaced, train/eval, a hook, a global hook), the parameters' dtype or
 device, the request, the width, the backend, the extension; nor for requests with per-call operator
@@ -15,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from hoderiv_ext import Laplacian, NotServed, derivatives
+from hoderiv_ext import Bilaplacian, Laplacian, NotServed, derivatives
 from hoderiv_ext.engines import select
 from hoderiv_ext.engines.taylor.plan import build_plan, clear_plan_cache
 
@@ -164,14 +165,33 @@ def test_the_key_separates_requests_widths_and_backends(monkeypatch):
     assert derivatives(net, x, "laplacian", backend="autograd").engine == "autograd"
 
 
-def test_requests_with_operator_objects_and_other_algorithms_are_not_prepared():
+def test_requests_with_operator_objects_are_not_remembered():
     net = _net()
     x = torch.randn(4, 3, dtype=torch.float64)
     clear_plan_cache()
     derivatives(net, x, Laplacian(weights=torch.randn(3, 2, dtype=torch.float64)), backend="kernel")
-    derivatives(net, x, [0], backend="kernel")  # forward-over-reverse
-    derivatives(net, x, None, backend="kernel")  # reverse
+    derivatives(net, x, Laplacian(samples=4), backend="kernel")
     assert not build_plan(net).prepared
+
+
+def _net4() -> nn.Sequential:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+
+
+@pytest.mark.parametrize("hessian, algorithm", [
+    ("full", "mixed"), ([2, 0], "forward_over_reverse"), (None, "reverse"),
+    (Laplacian(dims=(1, 3)), "collapsed_reverse"), (Bilaplacian(), "bilaplacian"),
+])
+def test_other_algorithms_are_remembered_and_replay_the_same(hessian, algorithm, monkeypatch):
+    net = _net4()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    reference = _fresh(net, x, hessian, backend="kernel")
+    assert reference.algorithm == algorithm
+    assert _replayed(net, x, hessian, monkeypatch, backend="kernel")
+    _assert_same(derivatives(net, x, hessian, backend="kernel"), reference)
+    if isinstance(hessian, Bilaplacian):
+        assert torch.equal(derivatives(net, x, hessian, backend="kernel").bilaplacian, reference.bilaplacian)
 
 
 def test_clear_plan_cache_drops_the_prepared_calls(monkeypatch):

@@ -69,6 +69,6 @@ def run(
 
 
 def run_prepared(prepared: PreparedForward, x: Tensor, create_graph: bool) -> Canonical:
-    """:func:`run` for a call :func:`hoderiv_ext.engines.select.prepared_forward` found prepared."""
+    """:func:`run` for a remembered forward-Taylor choice (:func:`hoderiv_ext.engines.select.remembered_choice`)."""
     with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
         return prepared.run(x)

@@ -49,9 +49,9 @@ def _canonical(value: Tensor, tangents: Tensor, second: Tensor, request: Hessian
 class PreparedForward:
     """Forward Taylor mode of one plan for one request and input width, its op arguments made once.
 
-    :func:`hoderiv_ext.engines.select.choose_engine` keeps one with the plan when it chooses forward
-    Taylor mode for a plain network (the choice does not depend on the batch), and
-    :func:`hoderiv_ext.engines.select.prepared_forward` hands it to later calls with the same request,
+    :func:`hoderiv_ext.engines.select.choose_engine` keeps one with its choice on the plan when it
+    chooses forward Taylor mode for a plain network (the choice does not depend on the batch), and
+    :func:`hoderiv_ext.engines.select.remembered_choice` hands it to later calls with the same request,
     width, dtype, device and backend while the plan is current. It holds the plan, the request, the jet
     layout and the plan's one-op arguments (the network's own parameters: no tensor made in one mode
     reaches a later call). :meth:`run` computes exactly what :func:`run_forward` computes, through the

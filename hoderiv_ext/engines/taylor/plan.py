@@ -105,8 +105,8 @@ class TaylorPlan:
 
     @property
     def prepared(self) -> dict:
-        """Calls prepared for this plan by the selection step (:func:`hoderiv_ext.engines.select.prepared_forward`),
-        by request, width, dtype, device and backend: they live and die with the plan (a changed network gets a new
+        """The selection step's choices for this plan (:func:`hoderiv_ext.engines.select.remembered_choice`), by
+        request, width, dtype, device and backend: they live and die with the plan (a changed network gets a new
         plan, :func:`clear_plan_cache` drops them all)."""
         prepared = self.__dict__.get("_prepared")
         if prepared is None:
