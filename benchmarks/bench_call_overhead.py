@@ -11,8 +11,8 @@ overhead"). For N in {1, 128, 1024}, each round times, one after the other in th
 * nested autograd: ``torch.autograd.grad`` of the output, then of each gradient column, all with
   ``create_graph=True`` (the seeds' way),
 
-and at N = 1024 a training step through the kernel path (a loss on value, gradient and Laplacian,
-then ``torch.autograd.grad`` with respect to the parameters). Each figure is the median of
+and a training step through each of the last two (a loss on value, gradient and Laplacian, then
+``torch.autograd.grad`` with respect to the parameters). Each figure is the median of
 ``torch.utils.benchmark.Timer.blocked_autorange``; a ratio is the median over rounds of that
 round's ratio, so machine drift between rounds cancels. The package is whichever ``hoderiv_ext``
 is imported (set PYTHONPATH to compare two trees).
@@ -48,9 +48,9 @@ def _time(fn, min_run_time: float) -> float:
 def nested_laplacian(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Value, gradient and Laplacian by nested torch.autograd.grad calls (one per input dimension)."""
     x = x.detach().requires_grad_(True)
-    value = net(x)
+    value = net(x)[:, 0]
     (gradient,) = torch.autograd.grad(value.sum(), x, create_graph=True)
-    laplacian = torch.zeros_like(value[:, 0])
+    laplacian = torch.zeros_like(value)
     for i in range(x.shape[1]):
         (row,) = torch.autograd.grad(gradient[:, i].sum(), x, create_graph=True)
         laplacian = laplacian + row[:, i]
@@ -63,19 +63,23 @@ def measure(rounds: int = 5, min_run_time: float = 0.3) -> dict[str, object]:
     params = list(net.parameters())
     times: dict[str, list[float]] = {}
     cases = {}
+
+    def kernel_laplacian(x: torch.Tensor):
+        r = derivatives(net, x, hessian="laplacian", backend="kernel")
+        return r.value, r.gradient, r.laplacian
+
+    def training_step(x: torch.Tensor, method) -> tuple[torch.Tensor, ...]:
+        value, gradient, laplacian = method(x)
+        loss = value.pow(2).mean() + gradient.pow(2).mean() + (laplacian + 1).pow(2).mean()
+        return torch.autograd.grad(loss, params)
+
     for n in SIZES:
         x = torch.randn(n, 2)
         cases[f"forward N={n}"] = lambda x=x: net(x)
-        cases[f"kernel N={n}"] = lambda x=x: derivatives(net, x, hessian="laplacian", backend="kernel")
+        cases[f"kernel N={n}"] = lambda x=x: kernel_laplacian(x)
         cases[f"nested N={n}"] = lambda x=x: nested_laplacian(net, x)
-    x = torch.randn(1024, 2)
-
-    def training_step():
-        r = derivatives(net, x, hessian="laplacian", backend="kernel")
-        loss = r.value.pow(2).mean() + r.gradient.pow(2).mean() + (r.laplacian + 1).pow(2).mean()
-        return torch.autograd.grad(loss, params)
-
-    cases["kernel training step N=1024"] = training_step
+        cases[f"kernel training N={n}"] = lambda x=x: training_step(x, kernel_laplacian)
+        cases[f"nested training N={n}"] = lambda x=x: training_step(x, lambda x: nested_laplacian(net, x))
     for _ in range(rounds):
         for name, fn in cases.items():
             times.setdefault(name, []).append(_time(fn, min_run_time))
@@ -84,6 +88,8 @@ def measure(rounds: int = 5, min_run_time: float = 0.3) -> dict[str, object]:
         kernel, forward, nested = times[f"kernel N={n}"], times[f"forward N={n}"], times[f"nested N={n}"]
         ratios[f"kernel / net(x) N={n}"] = statistics.median(k / f for k, f in zip(kernel, forward))
         ratios[f"nested / kernel N={n}"] = statistics.median(s / k for k, s in zip(kernel, nested))
+        kernel, nested = times[f"kernel training N={n}"], times[f"nested training N={n}"]
+        ratios[f"training nested / kernel N={n}"] = statistics.median(s / k for k, s in zip(kernel, nested))
     return {"seconds": {name: statistics.median(values) for name, values in times.items()}, "ratios": ratios}
 
 
