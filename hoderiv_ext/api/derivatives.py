@@ -19,7 +19,7 @@ from torch import Tensor
 from hoderiv_ext.core.independence import probe_independence, static_independence_check
 from hoderiv_ext.core.operators import Bilaplacian, laplacian_directions, random_directions
 from hoderiv_ext.core.requests import HessianRequest, parse_hessian_request
-from hoderiv_ext.core.results import Canonical, Derivatives, Layout, empty_canonical, finalize
+from hoderiv_ext.core.results import Canonical, Derivatives, Engine, Layout, empty_canonical, finalize
 from hoderiv_ext.core.validation import (
     BatchFunction,
     canonical_input,
@@ -131,8 +131,8 @@ def derivatives(
             assert remembered.plan is not None
             value, jacobian, second = taylor_engine.run(remembered.plan, x2d, request, bool(create_graph),
                                                         remembered.algorithm)
-        layout = Layout(has_batch_axis=has_batch_axis, has_input_axis=has_input_axis, has_output_axis=value.shape[1] > 1)
-        return finalize(value, jacobian, second, request, layout=layout, engine="taylor", algorithm=remembered.algorithm)
+        return _finish((value, jacobian, second), request, has_batch_axis, has_input_axis, "taylor",
+                       remembered.algorithm)
     directions = _directions(request, x2d)
     choice = select.choose_engine(f, x2d, request, backend, check_independence)
     # A network of the Taylor engine's layers (Linear, activations, no-ops; no
@@ -155,6 +155,14 @@ def derivatives(
         if probe and n >= 2:
             probe_independence(f, x2d, value)
 
+    return _finish((value, jacobian, second), request, has_batch_axis, has_input_axis, choice.engine,
+                   choice.algorithm)
+
+
+def _finish(canonical: Canonical, request: HessianRequest, has_batch_axis: bool, has_input_axis: bool,
+            engine: Engine, algorithm: str) -> Derivatives:
+    """The user's result from the canonical (value (N, o), jacobian (N, o, d), second), in x's and f's layout."""
+    value, jacobian, second = canonical
     o = value.shape[1] if isinstance(value, Tensor) and value.dim() == 2 else 0
     layout = Layout(has_batch_axis=has_batch_axis, has_input_axis=has_input_axis, has_output_axis=o > 1)
-    return finalize(value, jacobian, second, request, layout=layout, engine=choice.engine, algorithm=choice.algorithm)
+    return finalize(value, jacobian, second, request, layout=layout, engine=engine, algorithm=algorithm)

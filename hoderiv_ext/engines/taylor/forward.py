@@ -15,8 +15,7 @@ from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.slots import layout_for, second_from_slots
-from hoderiv_ext.engines.taylor.sweep import forward_sweep
-from hoderiv_ext.ops import jet as jet_ops
+from hoderiv_ext.engines.taylor.sweep import forward_sweep, network_jet_sweep
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -70,6 +69,5 @@ class PreparedForward:
 
     def run(self, x: Tensor) -> Canonical:
         """Canonical (value (N, o), jacobian (N, o, d), second) for x (N, d); grad mode as the caller set it."""
-        jet, value = jet_ops.network_jet(x, self.network, self.layout)
-        t, s = self.layout.num_tangents, self.layout.num_second
-        return _canonical(value, jet.narrow(1, 1, t), jet.narrow(1, 1 + t, s), self.request, self.d)
+        jet = network_jet_sweep(self.network, x, self.layout)
+        return _canonical(jet.value, jet.tangents, jet.second, self.request, self.d)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hoderiv_ext.engines.taylor.plan import ActivationStep, LinearStep, TaylorPlan
+from hoderiv_ext.engines.taylor.plan import ActivationStep, LinearStep, NetworkJetArguments, TaylorPlan
 from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops.layout import JetLayout
@@ -151,18 +151,27 @@ def forward_sweep(
     layout recorded for one runs in "tangents" mode (module docstring).
 
     Eagerly, along the unit directions and without ``record``, the sweep is one
-    op call (:func:`hoderiv_ext.ops.jet.network_jet`: the same steps in C++,
-    the same result to the bit): it saves the Python dispatch of every step,
-    most of a small batch's cost. Under torch.compile, and otherwise, the steps
-    run from Python (:func:`python_forward_sweep`) and are traced.
+    op call (:func:`network_jet_sweep`: the same steps in C++, the same result
+    to the bit). Under torch.compile, and otherwise, the steps run from Python
+    (:func:`python_forward_sweep`) and are traced.
     """
     if directions is None and not record and layout.num_tangents == x.shape[1] and not torch.compiler.is_compiling():
         network = plan.network_jet_arguments()
         if network is not None:
-            jet, value = jet_ops.network_jet(x, network, layout)
-            t, s = layout.num_tangents, layout.num_second
-            return Jet(value, jet.narrow(1, 1, t), jet.narrow(1, 1 + t, s), ())
+            return network_jet_sweep(network, x, layout)
     return python_forward_sweep(plan, x, layout, directions, record)
+
+
+def network_jet_sweep(network: NetworkJetArguments, x: Tensor, layout: JetLayout) -> Jet:
+    """:func:`forward_sweep` of a plan with an activation along the d unit directions, as one op call.
+
+    ``network``: the plan's :meth:`~hoderiv_ext.engines.taylor.plan.TaylorPlan.network_jet_arguments`.
+    The op (:func:`hoderiv_ext.ops.jet.network_jet`) returns the last jet (N, S, o) and the value (N, o);
+    the tangents and second-order slots are views of the jet.
+    """
+    jet, value = jet_ops.network_jet(x, network, layout)
+    t, s = layout.num_tangents, layout.num_second
+    return Jet(value, jet.narrow(1, 1, t), jet.narrow(1, 1 + t, s), ())
 
 
 def python_forward_sweep(
