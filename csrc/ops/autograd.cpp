@@ -53,6 +53,7 @@
 #include <utility>
 #include <vector>
 
+#include "ops/handles.h"
 #include "ops/registration.h"
 
 namespace hoderiv {
@@ -61,83 +62,7 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// ----- typed handles of the ops (looked up once, on first use) -----
-
-using ElementwiseSignature = at::Tensor(const at::Tensor&, c10::string_view, c10::ArrayRef<double>, int64_t);
-using ElementwiseBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view,
-                                                c10::ArrayRef<double>, int64_t);
-using JetSignature = at::Tensor(const at::Tensor&, const c10::optional<at::Tensor>&, c10::string_view,
-                                c10::ArrayRef<double>, int64_t, c10::IntArrayRef, c10::IntArrayRef,
-                                c10::IntArrayRef);
-using JetBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
-                                        c10::string_view, c10::ArrayRef<double>, int64_t, c10::IntArrayRef,
-                                        c10::IntArrayRef, c10::IntArrayRef);
-using FirstSignature = at::Tensor(const at::Tensor&, const at::Tensor&, c10::string_view, c10::ArrayRef<double>,
-                                  c10::IntArrayRef, c10::IntArrayRef, c10::IntArrayRef);
-using FirstBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                  const at::Tensor&, c10::string_view,
-                                                                  c10::ArrayRef<double>, c10::IntArrayRef,
-                                                                  c10::IntArrayRef, c10::IntArrayRef);
-
-using ExtraSignature = at::Tensor(const at::Tensor&, const c10::optional<at::Tensor>&, const at::Tensor&,
-                                  c10::string_view, c10::ArrayRef<double>, int64_t, c10::IntArrayRef);
-using ExtraBackwardSignature = std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
-                                                                  const c10::optional<at::Tensor>&,
-                                                                  const at::Tensor&, c10::string_view,
-                                                                  c10::ArrayRef<double>, int64_t, c10::IntArrayRef);
-
-using UnivariateSignature = at::Tensor(const at::Tensor&, const c10::optional<at::Tensor>&, c10::string_view,
-                                       c10::ArrayRef<double>, int64_t, int64_t);
-using UnivariateBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
-                                               c10::string_view, c10::ArrayRef<double>, int64_t, int64_t);
-
-template <typename Signature>
-c10::TypedOperatorHandle<Signature> typed_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
-}
-
-const c10::TypedOperatorHandle<ElementwiseSignature>& elementwise_op() {
-  static const auto op = typed_op<ElementwiseSignature>("hoderiv_ext::elementwise_derivatives");
-  return op;
-}
-const c10::TypedOperatorHandle<ElementwiseBackwardSignature>& elementwise_backward_op() {
-  static const auto op = typed_op<ElementwiseBackwardSignature>("hoderiv_ext::elementwise_derivatives_backward");
-  return op;
-}
-const c10::TypedOperatorHandle<JetSignature>& jet_op() {
-  static const auto op = typed_op<JetSignature>("hoderiv_ext::jet_activation");
-  return op;
-}
-const c10::TypedOperatorHandle<JetBackwardSignature>& jet_backward_op() {
-  static const auto op = typed_op<JetBackwardSignature>("hoderiv_ext::jet_activation_backward");
-  return op;
-}
-const c10::TypedOperatorHandle<FirstSignature>& first_op() {
-  static const auto op = typed_op<FirstSignature>("hoderiv_ext::jet_activation_first");
-  return op;
-}
-const c10::TypedOperatorHandle<FirstBackwardSignature>& first_backward_op() {
-  static const auto op = typed_op<FirstBackwardSignature>("hoderiv_ext::jet_activation_first_backward");
-  return op;
-}
-
-const c10::TypedOperatorHandle<ExtraSignature>& extra_op() {
-  static const auto op = typed_op<ExtraSignature>("hoderiv_ext::jet_bilaplacian_extra");
-  return op;
-}
-const c10::TypedOperatorHandle<ExtraBackwardSignature>& extra_backward_op() {
-  static const auto op = typed_op<ExtraBackwardSignature>("hoderiv_ext::jet_bilaplacian_extra_backward");
-  return op;
-}
-
-const c10::TypedOperatorHandle<UnivariateSignature>& univariate_op() {
-  static const auto op = typed_op<UnivariateSignature>("hoderiv_ext::jet_univariate");
-  return op;
-}
-const c10::TypedOperatorHandle<UnivariateBackwardSignature>& univariate_backward_op() {
-  static const auto op = typed_op<UnivariateBackwardSignature>("hoderiv_ext::jet_univariate_backward");
-  return op;
-}
+using namespace handles;  // the ops' typed handles (ops/handles.h)
 
 bool needs_grad(const at::Tensor& tensor) { return tensor.defined() && tensor.requires_grad(); }
 

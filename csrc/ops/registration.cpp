@@ -87,8 +87,9 @@ bool register_ops() {
     state.autograd = std::make_unique<torch::Library>(torch::Library::IMPL, kNamespace, c10::DispatchKey::Autograd,
                                                       __FILE__, __LINE__);
     register_autograd(*state.autograd);
+    register_network_jet_autograd(*state.autograd);
     state.composite = std::make_unique<torch::Library>(
-        torch::Library::IMPL, kNamespace, c10::DispatchKey::CompositeImplicitAutograd, __FILE__, __LINE__);
+        torch::Library::IMPL, kNamespace, c10::DispatchKey::CompositeExplicitAutograd, __FILE__, __LINE__);
     register_network_jet(*state.composite);
     state.registered_here = true;
   } catch (const std::exception& error) {

@@ -34,8 +34,10 @@ void register_univariate_cuda(torch::Library& library);   // csrc/cuda/univariat
 // op's fake kernel are registered by the Python package
 // (hoderiv_ext/ops/formulas.py, fake.py).
 void register_autograd(torch::Library& library);
-// The CompositeImplicitAutograd kernel of network_jet (csrc/ops/network_jet.cpp), any device.
+// network_jet's kernel below autograd (CompositeExplicitAutograd, any device; csrc/ops/network_jet.cpp) and its
+// autograd kernel, the sweep as one autograd node (csrc/ops/network_jet_autograd.cpp).
 void register_network_jet(torch::Library& library);
+void register_network_jet_autograd(torch::Library& library);
 
 // True when this library registered the ops; false when another library had
 // registered the namespace first (or registration failed: see

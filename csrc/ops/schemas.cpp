@@ -30,8 +30,8 @@
 //       (order in [1, 8]);
 //   jet_univariate_backward: its gradient with respect to the jet (slot 0:
 //       with respect to a); order in [1, 7] (it needs phi^(order + 1)).
-// The whole-network sweep (ops/network_jet.cpp), a CompositeImplicitAutograd
-// op over the ops above:
+// The whole-network sweep (ops/network_jet.cpp, over the ops above; its
+// autograd kernel, one node for the whole sweep, ops/network_jet_autograd.cpp):
 //   network_jet: forward Taylor mode through a plain network's steps (space-
 //       separated "linear" / function names), returning the last jet and the
 //       value with the last bias added.

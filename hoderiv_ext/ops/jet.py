@@ -129,9 +129,11 @@ def network_jet(x: Tensor, network: "NetworkJetArguments", layout: JetLayout) ->
     The jet of f at x (N, d) along the d unit directions in ``layout`` (num_tangents = d), computed
     step by step exactly as :func:`hoderiv_ext.engines.taylor.sweep.forward_sweep` does (one GEMM per
     Linear, one fused kernel per activation, the first layer's tangents never materialised), but by
-    one C++ op (csrc/ops/network_jet.cpp) that calls the inner ops through the dispatcher: autograd
-    records them, so the result is differentiable as the Python sweep's. Slot 0 of the jet lacks the
-    last Linear's bias; ``value`` has it. The network must have an activation.
+    one C++ op (csrc/ops/network_jet.cpp). Autograd records it as one node whose backward chains the
+    inner ops' backward formulas (the op-by-op graph's gradients); with ``create_graph`` the backward
+    re-runs the sweep with autograd and differentiates that, so it is differentiable to any order the
+    inner ops are. Slot 0 of the jet lacks the last Linear's bias; ``value`` has it. The network must
+    have an activation.
     """
     return torch.ops.hoderiv_ext.network_jet(
         x, network.weights, network.biases, network.steps, network.params, network.param_counts,

@@ -59,8 +59,8 @@ EXPECTED_OPS = {
     "jet_activation_first_backward", "jet_bilaplacian_extra", "jet_bilaplacian_extra_backward",
     "jet_univariate", "jet_univariate_backward", "network_jet",
 }
-# Ops whose one kernel is CompositeImplicitAutograd (they call the other ops through the dispatcher):
-# no device kernels, autograd and fake tensors through the inner ops.
+# Ops whose kernel below autograd is CompositeExplicitAutograd (they call the other ops through the dispatcher:
+# every backend and Meta), with an Autograd kernel of their own.
 COMPOSITE_OPS = {"network_jet"}
 
 
@@ -69,15 +69,17 @@ def _package_ops() -> list[str]:
 
 
 def test_every_op_has_cpu_kernel_and_fake_and_autograd():
-    """Every op: CPU, Autograd and fake kernels, or one CompositeImplicitAutograd kernel (COMPOSITE_OPS)."""
+    """Every op: CPU, Autograd and fake (or Meta) kernels; COMPOSITE_OPS through CompositeExplicitAutograd."""
     assert {name.split("::")[1] for name in _package_ops()} == EXPECTED_OPS
     for qualified in _package_ops():
         name = qualified
-        if qualified.split("::")[1] in COMPOSITE_OPS:
-            assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CompositeImplicitAutograd"), name
+        composite = qualified.split("::")[1] in COMPOSITE_OPS
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CompositeExplicitAutograd") == composite, name
+        assert not torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CompositeImplicitAutograd"), name
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Autograd"), name
+        if composite:  # one kernel for every backend and Meta
             continue
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CPU"), name
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Autograd"), name
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Meta") or \
             torch._library.simple_registry.singleton.find(qualified).fake_impl.kernel is not None, name
 

@@ -4,9 +4,10 @@ It runs the Taylor engine's forward sweep of a plain network in one op call. It 
 Python sweep it replaces (engines/taylor/sweep.py, ``python_forward_sweep``) to the bit -- value,
 tangents, second-order slots, and the gradients autograd takes through them -- for every layout and
 every shape of plan (an activation first, two Linear layers in a row, no bias, two activations in a
-row, activations with parameters, N = 0); it must be differentiable twice (gradcheck and
-gradgradcheck in float64), pass opcheck, refuse bad arguments naming them, and be what
-``derivatives`` runs eagerly on a plain network.
+row, activations with parameters, N = 0); it must be recorded as ONE autograd node, keep autograd's
+safety checks, be differentiable twice (gradcheck and gradgradcheck in float64, double backward equal
+to the Python sweep's), pass opcheck, refuse bad arguments naming them, and be what ``derivatives``
+runs eagerly on a plain network.
 """
 
 from __future__ import annotations
@@ -58,17 +59,18 @@ def _both_sweeps(net: nn.Sequential, x: torch.Tensor, layout: JetLayout):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("x_requires_grad", [True, False])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("layout_name", list(LAYOUTS))
 @pytest.mark.parametrize("network", NETWORKS)
-def test_network_jet_equals_the_python_sweep_bit_for_bit(network, layout_name, dtype, device):
+def test_network_jet_equals_the_python_sweep_bit_for_bit(network, layout_name, dtype, x_requires_grad, device):
     net = _networks()[network].to(device=device, dtype=dtype)
-    x = torch.randn(7, D, dtype=dtype, device=device, requires_grad=True)
+    x = torch.randn(7, D, dtype=dtype, device=device, requires_grad=x_requires_grad)
     fused, reference = _both_sweeps(net, x, LAYOUTS[layout_name])
     for name in ("value", "tangents", "second"):
         assert torch.equal(getattr(fused, name), getattr(reference, name)), name
     # The gradients autograd takes through the op's inner ops are the Python sweep's.
-    params = [x, *net.parameters()]
+    params = [x, *net.parameters()] if x_requires_grad else list(net.parameters())
     weights = [torch.randn_like(getattr(fused, name)) for name in ("value", "tangents", "second")]
 
     def loss(jet) -> torch.Tensor:
@@ -80,6 +82,75 @@ def test_network_jet_equals_the_python_sweep_bit_for_bit(network, layout_name, d
         assert (got is None) == (want is None)
         if got is not None:
             torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def _loss(jet, weights) -> torch.Tensor:
+    names = ("value", "tangents", "second")
+    return sum((w * getattr(jet, name)).sum() for w, name in zip(weights, names))
+
+
+def test_network_jet_records_one_autograd_node():
+    """The whole sweep is one node whose inputs are x and the parameters themselves (no inner nodes)."""
+    net = _networks()["two-linears"]
+    x = torch.randn(3, D, requires_grad=True)
+    jet, value = jet_ops.network_jet(x, build_plan(net).network_jet_arguments(), LAYOUTS["full"])
+    assert jet.grad_fn is value.grad_fn
+    assert "NetworkJetFunction" in jet.grad_fn.name()
+    leaves = [next_fn for next_fn, _ in jet.grad_fn.next_functions]
+    assert all(type(node).__name__ == "AccumulateGrad" for node in leaves), leaves
+    assert {id(node.variable) for node in leaves} == {id(x), *(id(p) for p in net.parameters())}
+
+
+@pytest.mark.parametrize("network", NETWORKS)
+def test_network_jet_double_backward_equals_the_python_sweeps(network):
+    """create_graph: the gradient is differentiable again, with respect to x and every parameter, biases included."""
+    net = _networks()[network].double()
+    x = torch.randn(4, D, dtype=torch.float64, requires_grad=True)
+    layout = LAYOUTS["rows-and-collapsed"]
+    fused, reference = _both_sweeps(net, x, layout)
+    weights = [torch.randn_like(getattr(fused, name)) for name in ("value", "tangents", "second")]
+    params = list(net.parameters())
+    results = []
+    for jet in (fused, reference):
+        grads = torch.autograd.grad(_loss(jet, weights), [x, *params], create_graph=True)
+        second = sum((g * g).sum() for g in grads)
+        results.append(torch.autograd.grad(second, [x, *params], allow_unused=True))
+    for got, want in zip(*results):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_network_jet_serves_frozen_layers_and_a_frozen_x():
+    """Only what requires grad gets a gradient, equal to the Python sweep's."""
+    net = _networks()["mlp"]
+    net[0].weight.requires_grad_(False)
+    net[2].bias.requires_grad_(False)
+    x = torch.randn(5, D)
+    fused, reference = _both_sweeps(net, x, LAYOUTS["laplacian"])
+    weights = [torch.randn_like(getattr(fused, name)) for name in ("value", "tangents", "second")]
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    got = torch.autograd.grad(_loss(fused, weights), trainable)
+    want = torch.autograd.grad(_loss(reference, weights), trainable)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_network_jet_keeps_autograd_safety_checks():
+    """A second backward without retain_graph and a parameter changed in place before backward both raise."""
+    net = _networks()["mlp"]
+    arguments = build_plan(net).network_jet_arguments()
+    x = torch.randn(2, D)
+    jet, value = jet_ops.network_jet(x, arguments, LAYOUTS["laplacian"])
+    loss = jet.sum() + value.sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
+    jet, value = jet_ops.network_jet(x, arguments, LAYOUTS["laplacian"])
+    with torch.no_grad():
+        net[2].weight.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        (jet.sum() + value.sum()).backward()
 
 
 def test_network_jet_serves_an_empty_batch():
