@@ -135,7 +135,16 @@ def network_jet(x: Tensor, network: "NetworkJetArguments", layout: JetLayout) ->
     inner ops are. Slot 0 of the jet lacks the last Linear's bias; ``value`` has it. The network must
     have an activation.
     """
-    return torch.ops.hoderiv_ext.network_jet(
-        x, network.weights, network.biases, network.steps, network.params, network.param_counts,
-        layout.num_tangents, layout.pair_i, layout.pair_j, list(layout.collapsed),
-    )
+    return network_jet_with(x, network_jet_operands(network, layout))
+
+
+def network_jet_operands(network: "NetworkJetArguments", layout: JetLayout) -> tuple:
+    """The arguments of :func:`network_jet` after x, as the op takes them: make them once, call
+    :func:`network_jet_with` many times (they hold the network's own parameters, nothing derived)."""
+    return (network.weights, network.biases, network.steps, network.params, network.param_counts,
+            layout.num_tangents, list(layout.pair_i), list(layout.pair_j), list(layout.collapsed))
+
+
+def network_jet_with(x: Tensor, operands: tuple) -> tuple[Tensor, Tensor]:
+    """:func:`network_jet` from its :func:`network_jet_operands`."""
+    return torch.ops.hoderiv_ext.network_jet.default(x, *operands)

@@ -159,6 +159,12 @@ def test_network_jet_serves_an_empty_batch():
     fused, reference = _both_sweeps(net, x, LAYOUTS["full"])
     assert fused.value.shape == reference.value.shape == (0, 1)
     assert fused.second.shape == reference.second.shape == (0, 6, 1)
+    # The one node's backward at N = 0: zero parameter gradients, as the op-by-op graph gives.
+    params = list(net.parameters())
+    got = torch.autograd.grad(fused.value.sum() + fused.second.sum(), params)
+    want = torch.autograd.grad(reference.value.sum() + reference.second.sum(), params)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("network", ["mlp", "two-linears"])

@@ -70,5 +70,7 @@ def run(
 
 def run_prepared(prepared: PreparedForward, x: Tensor, create_graph: bool) -> Canonical:
     """:func:`run` for a remembered forward-Taylor choice (:func:`hoderiv_ext.engines.select.remembered_choice`)."""
-    with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+    if create_graph and torch.is_grad_enabled():  # grad mode as it is: no context to enter
+        return prepared.run(x)
+    with torch.no_grad():
         return prepared.run(x)

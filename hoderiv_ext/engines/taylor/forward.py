@@ -16,6 +16,7 @@ from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.slots import layout_for, second_from_slots
 from hoderiv_ext.engines.taylor.sweep import forward_sweep, network_jet_sweep
+from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -66,8 +67,9 @@ class PreparedForward:
         self.plan, self.request, self.d = plan, request, d
         self.layout = layout_for(request, d)
         self.network = network
+        self.operands = jet_ops.network_jet_operands(network, self.layout)
 
     def run(self, x: Tensor) -> Canonical:
         """Canonical (value (N, o), jacobian (N, o, d), second) for x (N, d); grad mode as the caller set it."""
-        jet = network_jet_sweep(self.network, x, self.layout)
+        jet = network_jet_sweep(x, self.operands, self.layout)
         return _canonical(jet.value, jet.tangents, jet.second, self.request, self.d)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hoderiv_ext.engines.taylor.plan import ActivationStep, LinearStep, NetworkJetArguments, TaylorPlan
+from hoderiv_ext.engines.taylor.plan import ActivationStep, LinearStep, TaylorPlan
 from hoderiv_ext.ops import elementwise as elementwise_ops
 from hoderiv_ext.ops import jet as jet_ops
 from hoderiv_ext.ops.layout import JetLayout
@@ -158,18 +158,19 @@ def forward_sweep(
     if directions is None and not record and layout.num_tangents == x.shape[1] and not torch.compiler.is_compiling():
         network = plan.network_jet_arguments()
         if network is not None:
-            return network_jet_sweep(network, x, layout)
+            return network_jet_sweep(x, jet_ops.network_jet_operands(network, layout), layout)
     return python_forward_sweep(plan, x, layout, directions, record)
 
 
-def network_jet_sweep(network: NetworkJetArguments, x: Tensor, layout: JetLayout) -> Jet:
+def network_jet_sweep(x: Tensor, operands: tuple, layout: JetLayout) -> Jet:
     """:func:`forward_sweep` of a plan with an activation along the d unit directions, as one op call.
 
-    ``network``: the plan's :meth:`~hoderiv_ext.engines.taylor.plan.TaylorPlan.network_jet_arguments`.
-    The op (:func:`hoderiv_ext.ops.jet.network_jet`) returns the last jet (N, S, o) and the value (N, o);
-    the tangents and second-order slots are views of the jet.
+    ``operands``: :func:`hoderiv_ext.ops.jet.network_jet_operands` of the plan's
+    :meth:`~hoderiv_ext.engines.taylor.plan.TaylorPlan.network_jet_arguments` and ``layout``. The op
+    returns the last jet (N, S, o) and the value (N, o); the tangents and second-order slots are views
+    of the jet.
     """
-    jet, value = jet_ops.network_jet(x, network, layout)
+    jet, value = jet_ops.network_jet_with(x, operands)
     t, s = layout.num_tangents, layout.num_second
     return Jet(value, jet.narrow(1, 1, t), jet.narrow(1, 1 + t, s), ())
 
