@@ -119,6 +119,8 @@ def _kernel_function_names() -> tuple[str, ...]:
 
 
 KERNEL_FUNCTION_NAMES: tuple[str, ...] = _kernel_function_names()
+# For membership tests: under torch.compile, `in` on the tuple guards on each of its names.
+_KERNEL_FUNCTION_SET: frozenset[str] = frozenset(KERNEL_FUNCTION_NAMES)
 
 _TORCH_FUNCTIONS: dict[Callable, str] = {
     torch.tanh: "tanh",
@@ -191,7 +193,7 @@ def by_name(name: str, **params: float) -> KernelFunction:
 
     ``by_name("pow", exponent=0.5)`` is x ** 0.5; ``by_name("softplus", beta=2.0)``.
     """
-    if name not in KERNEL_FUNCTION_NAMES:
+    if name not in _KERNEL_FUNCTION_SET:
         raise ValueError(
             f"fn: unknown function name {name!r}; known names: {', '.join(KERNEL_FUNCTION_NAMES)} "
             "(or pass any elementwise callable, served by autograd)"

@@ -166,8 +166,16 @@ _DROPPED_AXES: dict[tuple[str, Layout], tuple[int, ...]] = {
 
 
 def _squeeze_roles(tensor: Tensor, name: str, layout: Layout) -> Tensor:
-    """Drop the axes of result ``name`` (a key of _AXES) that ``layout`` drops (each has size 1 by construction)."""
-    axes = _DROPPED_AXES[name, layout]
+    """Drop the axes of result ``name`` (a key of _AXES) that ``layout`` drops (each has size 1 by construction).
+
+    Eagerly the axes come from the constant table. Under torch.compile they are computed: dynamo cannot look up
+    a dict whose keys hold a dataclass without guarding on every key (about 340 guard checks on each compiled
+    call for this table), while the computation on constants costs nothing at run time.
+    """
+    if torch.compiler.is_compiling():
+        axes = _dropped_axes(_AXES[name], layout.dropped_roles())
+    else:
+        axes = _DROPPED_AXES[name, layout]
     if not axes:
         return tensor
     shape = tensor.shape

@@ -52,6 +52,27 @@ def test_a_training_step_is_one_graph(kind):
     assert explained.graph_count == 1
 
 
+# Package constants a compiled call must not guard on entry by entry: every guard is checked on every call
+# (dynamo's cache lookup), and a lookup in a dict keyed by dataclasses guarded on all of its 56 keys.
+UNGUARDED_TABLES = ("_DROPPED_AXES", "KERNEL_FUNCTION_NAMES")
+
+
+@pytest.mark.parametrize("kind", ["full", "laplacian", "rows"])
+def test_a_compiled_call_guards_on_no_constant_table(kind):
+    torch._dynamo.reset()
+    net = make_mlp(3, [8, 8], 1, nn.Tanh, torch.float32, "cpu")
+    x = torch.randn(16, 3)
+
+    def call(x_in: torch.Tensor) -> torch.Tensor:
+        result = derivatives(net, x_in, hessian=REQUESTS[kind], backend="kernel", check_independence=False)
+        return _second(result)
+
+    explained = torch._dynamo.explain(call)(x)
+    assert explained.graph_count == 1
+    guarded = [guard.name for guard in explained.out_guards if any(t in guard.name for t in UNGUARDED_TABLES)]
+    assert not guarded, guarded[:5]
+
+
 @pytest.mark.parametrize("kind", ["laplacian", "bilaplacian"])
 def test_compiling_a_training_step_raises_no_warning_about_the_package(kind):
     # Regression: dynamo warned "Dynamo detected a call to a `functools.lru_cache`-wrapped function" at the
