@@ -64,15 +64,25 @@ std::vector<std::string_view> split_steps(c10::string_view steps) {
 
 }  // namespace
 
-Program network_steps(const at::Tensor& x, at::TensorList weights, const std::vector<bool>& has_bias,
+Biases biases_from(const c10::List<c10::optional<at::Tensor>>& biases) {
+  Biases result;
+  result.reserve(biases.size());
+  for (size_t k = 0; k < biases.size(); ++k) {
+    c10::optional<at::Tensor> bias = biases.get(k);
+    result.push_back(bias.has_value() && bias->defined() ? std::move(bias) : c10::nullopt);
+  }
+  return result;
+}
+
+Program network_steps(const at::Tensor& x, at::TensorList weights, const Biases& biases,
                       c10::string_view step_names, c10::ArrayRef<double> params, c10::IntArrayRef param_counts,
                       int64_t num_tangents) {
   const std::vector<std::string_view> names = split_steps(step_names);
   TORCH_CHECK(x.dim() == 2, kOp, ": x must be (N, d), got ", x.dim(), " dimensions");
   TORCH_CHECK(num_tangents == x.size(1), kOp, ": num_tangents must be d = x.size(1) = ", x.size(1),
               " (the unit directions), got ", num_tangents);
-  TORCH_CHECK(weights.size() == has_bias.size(), kOp, ": weights and biases must have one entry per Linear, got ",
-              weights.size(), " and ", has_bias.size());
+  TORCH_CHECK(weights.size() == biases.size(), kOp, ": weights and biases must have one entry per Linear, got ",
+              weights.size(), " and ", biases.size());
   size_t linears = 0, activations = 0;
   for (const std::string_view name : names) {
     if (name == kLinear) {
@@ -110,10 +120,10 @@ Program network_steps(const at::Tensor& x, at::TensorList weights, const std::ve
       if (in_jet) {
         step.kind = StepKind::kJetLinear;
         step.bias = pending;
-        pending = has_bias[step.linear] ? step.linear : -1;
+        pending = biases[step.linear].has_value() ? step.linear : -1;
       } else {
         step.kind = StepKind::kPrefixLinear;
-        step.bias = has_bias[step.linear] ? step.linear : -1;
+        step.bias = biases[step.linear].has_value() ? step.linear : -1;
       }
     } else {
       step.kind = in_jet ? StepKind::kActivation : StepKind::kFirstActivation;
@@ -132,7 +142,7 @@ Program network_steps(const at::Tensor& x, at::TensorList weights, const std::ve
 }
 
 std::tuple<at::Tensor, at::Tensor> run_sweep(const Program& program, const at::Tensor& x, at::TensorList weights,
-                                             const std::vector<c10::optional<at::Tensor>>& biases,
+                                             const Biases& biases,
                                              c10::ArrayRef<double> params, int64_t num_tangents,
                                              c10::IntArrayRef pair_i, c10::IntArrayRef pair_j,
                                              c10::IntArrayRef collapsed, Saved* saved) {
@@ -195,14 +205,8 @@ std::tuple<at::Tensor, at::Tensor> network_jet_kernel(const at::Tensor& x, at::T
                                                       c10::IntArrayRef param_counts, int64_t num_tangents,
                                                       c10::IntArrayRef pair_i, c10::IntArrayRef pair_j,
                                                       c10::IntArrayRef collapsed) {
-  std::vector<c10::optional<at::Tensor>> bias_list;
-  std::vector<bool> has_bias;
-  bias_list.reserve(biases.size());
-  for (size_t k = 0; k < biases.size(); ++k) {
-    bias_list.push_back(biases.get(k));
-    has_bias.push_back(bias_list.back().has_value());
-  }
-  const Program program = network_steps(x, weights, has_bias, steps, params, param_counts, num_tangents);
+  const Biases bias_list = biases_from(biases);
+  const Program program = network_steps(x, weights, bias_list, steps, params, param_counts, num_tangents);
   return run_sweep(program, x, weights, bias_list, params, num_tangents, pair_i, pair_j, collapsed, nullptr);
 }
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/core/List.h>
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Optional.h>
 #include <c10/util/string_view.h>
@@ -46,9 +47,15 @@ struct Program {
   int64_t final_bias = -1;  // the Linear whose bias is still pending after the last step (-1: none)
 };
 
-// The program of `steps`, checked against the arguments (errors name them). has_bias[k]: whether Linear k has
-// a bias (its length is checked against the weights).
-Program network_steps(const at::Tensor& x, at::TensorList weights, const std::vector<bool>& has_bias,
+// Per Linear its bias, or nullopt for none.
+using Biases = std::vector<c10::optional<at::Tensor>>;
+
+// The op's bias list as Biases; an optional holding an undefined tensor counts as no bias.
+Biases biases_from(const c10::List<c10::optional<at::Tensor>>& biases);
+
+// The program of `steps`, checked against the arguments (errors name them); `biases` has one entry per weight
+// (checked).
+Program network_steps(const at::Tensor& x, at::TensorList weights, const Biases& biases,
                       c10::string_view steps, c10::ArrayRef<double> params, c10::IntArrayRef param_counts,
                       int64_t num_tangents);
 
@@ -61,7 +68,7 @@ using Saved = std::vector<at::Tensor>;
 // (jet (N, S, o) without the last pending bias in slot 0, value (N, o) with it, never a view of the jet).
 // `saved`: when given, filled as above.
 std::tuple<at::Tensor, at::Tensor> run_sweep(const Program& program, const at::Tensor& x, at::TensorList weights,
-                                             const std::vector<c10::optional<at::Tensor>>& biases,
+                                             const Biases& biases,
                                              c10::ArrayRef<double> params, int64_t num_tangents,
                                              c10::IntArrayRef pair_i, c10::IntArrayRef pair_j,
                                              c10::IntArrayRef collapsed, Saved* saved);

@@ -60,20 +60,13 @@ bool needs_grad(const at::Tensor& tensor) { return tensor.defined() && tensor.re
 void accumulate(at::Tensor& total, const at::Tensor& term) { total = total.defined() ? total + term : term; }
 
 // Per Linear its bias as an optional: bias_slots[k] indexes `given` (the biases that exist), -1 for none.
-std::vector<c10::optional<at::Tensor>> biases_of(at::TensorList given, c10::IntArrayRef bias_slots) {
-  std::vector<c10::optional<at::Tensor>> biases;
+Biases biases_of(at::TensorList given, c10::IntArrayRef bias_slots) {
+  Biases biases;
   biases.reserve(bias_slots.size());
   for (const int64_t slot : bias_slots) {
     biases.push_back(slot >= 0 ? c10::optional<at::Tensor>(given[slot]) : c10::nullopt);
   }
   return biases;
-}
-
-std::vector<bool> has_bias_of(c10::IntArrayRef bias_slots) {
-  std::vector<bool> has_bias;
-  has_bias.reserve(bias_slots.size());
-  for (const int64_t slot : bias_slots) has_bias.push_back(slot >= 0);
-  return has_bias;
 }
 
 // The saved non-tensor arguments.
@@ -101,8 +94,8 @@ Config saved_config(AutogradContext* ctx) {
 
 // The gradients of the tensor inputs (x, weights, given biases), grad mode off: the reverse pass of the module
 // comment. needs[i]: whether tensor input i needs its gradient.
-variable_list reverse_pass(const Config& config, const Program& program, const at::Tensor& x,
-                           at::TensorList weights, const std::vector<c10::optional<at::Tensor>>& biases,
+variable_list reverse_pass(const Config& config, const Program& program, at::TensorList weights,
+                           const Biases& biases,
                            at::TensorList saved, const at::Tensor& grad_jet, const at::Tensor& grad_value,
                            const std::vector<bool>& needs) {
   at::AutoDispatchBelowADInplaceOrView below_autograd;
@@ -181,7 +174,7 @@ variable_list reverse_pass(const Config& config, const Program& program, const a
 // The gradients of the tensor inputs, grad mode on (create_graph): the sweep once more with autograd, then
 // torch::autograd::grad of it with create_graph, so the result is differentiable again.
 variable_list differentiable_pass(const Config& config, const Program& program, const at::Tensor& x,
-                                  at::TensorList weights, const std::vector<c10::optional<at::Tensor>>& biases,
+                                  at::TensorList weights, const Biases& biases,
                                   at::TensorList inputs, const at::Tensor& grad_jet, const at::Tensor& grad_value,
                                   const std::vector<bool>& needs) {
   const auto [jet, value] = run_sweep(program, x, weights, biases, config.params, config.num_tangents,
@@ -209,11 +202,11 @@ struct NetworkJetFunction : public torch::autograd::Function<NetworkJetFunction>
                                c10::ArrayRef<double> params, c10::IntArrayRef param_counts, int64_t num_tangents,
                                c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    const Program program =
-        network_steps(x, weights, has_bias_of(bias_slots), steps, params, param_counts, num_tangents);
+    const Biases biases = biases_of(given_biases, bias_slots);
+    const Program program = network_steps(x, weights, biases, steps, params, param_counts, num_tangents);
     Saved saved;
-    auto [jet, value] = run_sweep(program, x, weights, biases_of(given_biases, bias_slots), params, num_tangents,
-                                  pair_i, pair_j, collapsed, &saved);
+    auto [jet, value] =
+        run_sweep(program, x, weights, biases, params, num_tangents, pair_i, pair_j, collapsed, &saved);
     variable_list to_save;
     to_save.reserve(1 + weights.size() + given_biases.size() + saved.size());
     to_save.push_back(x);
@@ -246,15 +239,15 @@ struct NetworkJetFunction : public torch::autograd::Function<NetworkJetFunction>
     const at::Tensor& x = saved[0];
     const at::TensorList weights = all.slice(1, config.num_weights);
     const at::TensorList given_biases = all.slice(1 + config.num_weights, config.num_biases);
-    const std::vector<c10::optional<at::Tensor>> biases = biases_of(given_biases, config.bias_slots);
-    const Program program = network_steps(x, weights, has_bias_of(config.bias_slots), config.steps, config.params,
-                                          config.param_counts, config.num_tangents);
+    const Biases biases = biases_of(given_biases, config.bias_slots);
+    const Program program =
+        network_steps(x, weights, biases, config.steps, config.params, config.param_counts, config.num_tangents);
     const variable_list grads =
         c10::GradMode::is_enabled()
             ? differentiable_pass(config, program, x, weights, biases, all.slice(0, num_inputs), grad_outputs[0],
                                   grad_outputs[1], needs)
-            : reverse_pass(config, program, x, weights, biases, all.slice(num_inputs), grad_outputs[0],
-                           grad_outputs[1], needs);
+            : reverse_pass(config, program, weights, biases, all.slice(num_inputs), grad_outputs[0], grad_outputs[1],
+                           needs);
     std::copy(grads.begin(), grads.end(), result.begin());
     return result;
   }
@@ -271,9 +264,8 @@ std::tuple<at::Tensor, at::Tensor> network_jet_autograd(const at::Tensor& x, at:
   bias_slots.reserve(biases.size());
   bool any = needs_grad(x);
   for (const at::Tensor& weight : weights) any = any || needs_grad(weight);
-  for (size_t k = 0; k < biases.size(); ++k) {
-    const c10::optional<at::Tensor> bias = biases.get(k);
-    if (bias.has_value() && bias->defined()) {
+  for (const c10::optional<at::Tensor>& bias : biases_from(biases)) {
+    if (bias.has_value()) {
       bias_slots.push_back(static_cast<int64_t>(given_biases.size()));
       given_biases.push_back(*bias);
       any = any || needs_grad(*bias);

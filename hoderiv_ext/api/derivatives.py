@@ -13,7 +13,6 @@ request, width, dtype, device and backend replays the choice kept with its plan
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from hoderiv_ext.core.independence import probe_independence, static_independence_check

@@ -66,7 +66,6 @@ class PreparedForward:
             raise ValueError("PreparedForward needs a plan with an activation (network_jet)")
         self.plan, self.request, self.d = plan, request, d
         self.layout = layout_for(request, d)
-        self.network = network
         self.operands = jet_ops.network_jet_operands(network, self.layout)
 
     def run(self, x: Tensor) -> Canonical:
