@@ -136,6 +136,30 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
+# torch 2.14.1: after a failed compile of the torch.func baseline (the InferenceMode INTERNAL ASSERT of
+# forward-mode AD under dynamo, e.g. SiLU), functorch's thread-local dispatch keys can end up changed once the
+# workload's objects are freed, Autograd excluded: every later op then silently records no graph, and the
+# next workload's reference fails with "element 0 of tensors does not require grad". Each workload snapshots
+# those keys when it starts and puts them back when it ends.
+_DISPATCH_KEYS = tuple(torch._C.DispatchKey.__members__.values())
+
+
+def _dispatch_state() -> tuple[tuple[bool, bool], ...]:
+    return tuple((torch._C._dispatch_tls_is_dispatch_key_excluded(key),
+                  torch._C._dispatch_tls_is_dispatch_key_included(key)) for key in _DISPATCH_KEYS)
+
+
+def _restore_dispatch_state(state: tuple[tuple[bool, bool], ...]) -> None:
+    for key, (excluded, included), now in zip(_DISPATCH_KEYS, state, _dispatch_state()):
+        try:  # alias keys (Autograd, CompositeImplicitAutograd, ...) cannot be set and read as they were
+            if now[0] != excluded:
+                torch._C._dispatch_tls_set_dispatch_key_excluded(key, excluded)
+            if now[1] != included:
+                torch._C._dispatch_tls_set_dispatch_key_included(key, included)
+        except RuntimeError:
+            pass
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -363,6 +387,14 @@ def _method_list(case: Case) -> list[tuple[str, str, Callable[[], Any] | None]]:
 def run_workload(workload: Workload, options: Options) -> WorkloadResult:
     """Build, reference, check every method, time those that agree (interleaved), compile last."""
     started = time.perf_counter()
+    dispatch_state = _dispatch_state()
+    try:
+        return _run_workload(workload, options, started)
+    finally:
+        _restore_dispatch_state(dispatch_state)
+
+
+def _run_workload(workload: Workload, options: Options, started: float) -> WorkloadResult:
     out = WorkloadResult(workload, tolerance=TOLERANCES.get(options.dtype, 1e-3))
     try:
         case = build_case(workload, options.device, options.dtype)

@@ -95,3 +95,25 @@ def test_is_oom_recognises_cuda_and_cpu_allocation_failures() -> None:
     assert is_oom(torch.OutOfMemoryError("CUDA out of memory"))
     assert is_oom(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"))
     assert not is_oom(RuntimeError("shape mismatch"))
+
+
+def test_dispatch_keys_a_workload_leaves_changed_are_put_back(monkeypatch) -> None:
+    """A method that leaves Autograd excluded in the thread-local dispatch keys (as a failed compile of the
+    torch.func baseline can in torch 2.14.1) must not make the next workload's ops record no graph."""
+    calls = [0]
+
+    def leaky(case):
+        def run():
+            calls[0] += 1
+            if calls[0] == 1:  # the first workload only
+                torch._C._dispatch_tls_set_dispatch_key_excluded(torch._C.DispatchKey.AutogradCPU, True)
+            raise RuntimeError("INTERNAL ASSERT FAILED (a stand-in)")
+        return run
+
+    monkeypatch.setitem(runner.EXTRA_METHODS, "leaky", ("baseline", leaky))
+    first, second = run_suite([TANH, SIN], tiny_options(methods=frozenset({"nested", "leaky"})))
+    assert first.methods["leaky"].status == "failed"
+    assert not torch._C._dispatch_tls_is_dispatch_key_excluded(torch._C.DispatchKey.AutogradCPU)
+    assert second.status == "ok" and second.methods["nested"].status == "ok"
+    leaf = torch.ones(2, requires_grad=True)
+    assert torch.tanh(leaf).requires_grad
