@@ -35,6 +35,33 @@ def test_training_step_under_torch_compile_fullgraph():
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("d", [4, 9])  # the fused per-sample reduction (d <= 8) and the batched matrix product
+@pytest.mark.parametrize("request_kind", ["full", "all rows"])
+def test_compiled_mixed_mode_contraction_equals_eager(d, request_kind):
+    """Mixed mode contracts T diag(c) T^T per sample differently under torch.compile for d <= 8
+    (mixed.COMPILED_REDUCTION_MAX_D): the values and the parameter gradients must equal eager mode."""
+    torch._dynamo.reset()
+    net = make_mlp(d, [8, 8], 1, nn.Tanh, torch.float64, "cpu")
+    x = torch.randn(16, d, dtype=torch.float64)
+    hessian = "full" if request_kind == "full" else list(range(d))
+    assert derivatives(net, x, hessian=hessian, backend="kernel").algorithm == "mixed"
+
+    def loss(x_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        result = derivatives(net, x_in, hessian=hessian, backend="kernel", check_independence=False)
+        second = result.hessian if request_kind == "full" else result.hessian_rows
+        penalty = (second * x_in.sum(1).view(-1, 1, 1)).pow(2).mean() + result.gradient.pow(2).mean()
+        return second, penalty + result.value.pow(2).mean()
+
+    eager_second, eager_loss = loss(x)
+    eager_grads = torch.autograd.grad(eager_loss, list(net.parameters()))
+    compiled_second, compiled_loss = torch.compile(loss, fullgraph=True, backend="aot_eager")(x)
+    compiled_grads = torch.autograd.grad(compiled_loss, list(net.parameters()))
+    torch.testing.assert_close(compiled_second, eager_second, rtol=1e-12, atol=1e-12)
+    for a, b in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
 _INDUCTOR_TRAINING = """
 import sys, torch
 from torch import nn

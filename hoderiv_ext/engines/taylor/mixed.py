@@ -11,11 +11,14 @@ Rows, diagonal and Laplacian are slices / row sums of the same terms. Cost
 per layer: 1 + d forward GEMM columns + one reverse GEMM + N m d^2 for the
 contraction, against 1 + d + d(d+1)/2 GEMM columns for forward Taylor mode:
 far cheaper for the full Hessian as d grows. Scalar outputs only (o outputs
-would need o reverse sweeps).
+would need o reverse sweeps). Under torch.compile, for d <= 8, the per-sample
+products are a broadcast product summed over units (inductor fuses it into
+one loop) instead of a batched matrix product (COMPILED_REDUCTION_MAX_D).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
@@ -37,19 +40,31 @@ def run_mixed(plan: TaylorPlan, x: Tensor, request: HessianRequest) -> Canonical
     return jet.value, gradient.unsqueeze(1), second
 
 
+# Under torch.compile, the per-sample products T diag(c) T^T of inputs up to this width are written as a
+# broadcast product summed over units, which inductor fuses into one loop, instead of a batched matrix
+# product of (d, m) by (m, d) per sample. Measured with inductor on CPU (one thread, N = 1024, m = 32,
+# 2026-12-04): 22 / 49 / 176 us against the bmm's 59 / 173 / 309 us at d = 2 / 4 / 8, and 690 against
+# 567 us at d = 16. Eagerly the bmm is faster at every d (the broadcast product is materialised). On CUDA the
+# same rule applies, not measured yet.
+COMPILED_REDUCTION_MAX_D = 8
+
+
 def _contract(
     inputs: tuple[ActivationInput, ...], curvatures: tuple[Tensor, ...], request: HessianRequest, n: int, d: int,
     x: Tensor,
 ) -> Tensor:
     """sum_l T_l diag(c_l) T_l^T restricted to the request: (N, d, d), (N, k, d), (N, d) or (N,)."""
     total: Tensor | None = None
+    reduce = torch.compiler.is_compiling() and d <= COMPILED_REDUCTION_MAX_D
     for recorded, curvature in zip(inputs, curvatures):
         tangents = recorded.tangents  # (N, d, m) or (d, m)
         scaled = tangents * curvature.unsqueeze(1)  # (N, d, m)
-        if request.kind == "full":
-            term = scaled @ tangents.transpose(-1, -2)  # (N, d, d)
-        elif request.kind == "rows":
-            term = scaled[:, list(request.rows)] @ tangents.transpose(-1, -2)  # (N, k, d)
+        if request.kind in ("full", "rows"):
+            left = scaled if request.kind == "full" else scaled[:, list(request.rows)]  # (N, k, m)
+            if reduce and tangents.dim() == 3:  # one fused loop over (N, k, d, m), nothing materialised
+                term = (left.unsqueeze(2) * tangents.unsqueeze(1)).sum(-1)  # (N, k, d)
+            else:
+                term = left @ tangents.transpose(-1, -2)  # (N, k, d)
         elif request.kind == "diagonal":
             term = (scaled * tangents).sum(2)  # (N, d)
         elif request.dims is None:  # laplacian
