@@ -110,7 +110,8 @@ METHODS: dict[str, Method] = {
 
 class Sine(nn.Module):
     """sin(w0 x) as an activation module (torch has none; w0 = 1 by default, 30 on a SIREN's first
-    layer); not served by the Taylor engine's Sequential path."""
+    layer). With w0 = 1 its forward is one op, so a Sequential of them runs the Taylor engine's plan
+    (hoderiv_ext.engines.taylor.traced_activation); sin(w0 x) runs the traced path."""
 
     def __init__(self, w0: float = 1.0) -> None:
         super().__init__()

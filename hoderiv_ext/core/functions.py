@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.ops.library import function_table
 
 
@@ -156,6 +157,67 @@ _TORCH_FUNCTIONS: dict[Callable, str] = {
     torch.abs: "abs",
     torch.absolute: "abs",
 }
+
+
+aten = torch.ops.aten
+
+
+def _plain_op(name: str) -> Callable[..., tuple[str, tuple[float, ...]]]:
+    return lambda: (name, ())
+
+
+def _gelu_op(*, approximate: str = "none") -> tuple[str, tuple[float, ...]]:
+    if approximate not in ("none", "tanh"):
+        raise NotServed(f"gelu with approximate={approximate!r}")
+    return ("gelu_tanh" if approximate == "tanh" else "gelu"), ()
+
+
+def _elu_op(alpha: float = 1.0, scale: float = 1.0, input_scale: float = 1.0) -> tuple[str, tuple[float, ...]]:
+    if scale != 1 or input_scale != 1:
+        raise NotServed("elu with scale or input_scale other than 1 (selu, celu)")
+    return "elu", (float(alpha),)
+
+
+def _pow_op(exponent: float) -> tuple[str, tuple[float, ...]]:
+    """x ** p for a number p: the table's "pow" (x ** 2 as "square", without a pow call)."""
+    exponent = float(exponent)
+    if not math.isfinite(exponent):
+        raise NotServed(f"pow with the exponent {exponent}")
+    return ("square", ()) if exponent == 2.0 else ("pow", (exponent,))
+
+
+# The aten ops that apply a function of the table to their first argument, as a traced graph records them:
+# each maps the op's other arguments to (name, params), or raises NotServed for arguments the table has no
+# function for. The traced programs' unary rules and the plans of user-defined activation modules read it.
+ATEN_FUNCTIONS: dict[object, Callable[..., tuple[str, tuple[float, ...]]]] = {
+    **{op: _plain_op(name) for op, name in (
+        (aten.tanh.default, "tanh"), (aten.sigmoid.default, "sigmoid"), (aten.sin.default, "sin"),
+        (aten.cos.default, "cos"), (aten.exp.default, "exp"), (aten.relu.default, "relu"),
+        (aten.silu.default, "silu"), (aten.log.default, "log"), (aten.log1p.default, "log1p"),
+        (aten.expm1.default, "expm1"), (aten.sqrt.default, "sqrt"), (aten.rsqrt.default, "rsqrt"),
+        (aten.reciprocal.default, "reciprocal"), (aten.square.default, "square"), (aten.erf.default, "erf"),
+        (aten.atan.default, "atan"), (aten.tan.default, "tan"), (aten.sinh.default, "sinh"),
+        (aten.cosh.default, "cosh"), (aten.abs.default, "abs"))},
+    aten.softplus.default: lambda beta=1.0, threshold=20.0: ("softplus", (float(beta), float(threshold))),
+    aten.leaky_relu.default: lambda negative_slope=0.01: ("leaky_relu", (float(negative_slope),)),
+    aten.gelu.default: _gelu_op,
+    aten.elu.default: _elu_op,
+    aten.pow.Tensor_Scalar: _pow_op,
+}
+
+
+def function_of_aten_op(target: object, args: Sequence[object], kwargs: dict[str, object],
+                        torch_function: Callable[[Tensor], Tensor]) -> KernelFunction | None:
+    """The kernel function the aten op ``target`` computes of its first argument, given its other arguments
+    ``args`` and ``kwargs``, with ``torch_function`` as its torch implementation; None when the table has none."""
+    function_of = ATEN_FUNCTIONS.get(target)
+    if function_of is None:
+        return None
+    try:
+        name, params = function_of(*args, **kwargs)
+    except (NotServed, TypeError, ValueError):
+        return None
+    return KernelFunction(name, params, torch_function)
 
 
 def activation_from_module(module: nn.Module) -> KernelFunction | None:

@@ -80,8 +80,8 @@ def test_max_error_flags_nan_shape_and_count() -> None:
 
 
 def test_sin_mlp_kernel_is_not_served_with_the_reason(monkeypatch) -> None:
-    # The Sequential Taylor engine refuses the Sine module; an engine that traces any function serves
-    # it. Either way the bench must not crash: served, it agrees; refused, it says why.
+    # The Taylor engine serves the Sine module (its forward traces to one op); a refusal is simulated
+    # below. Either way the bench must not crash: served, it agrees; refused, it says why.
     result = run_workload(SIN, tiny_options())
     kernel = result.methods["kernel"]
     if kernel.status == "ok":

@@ -1,7 +1,9 @@
 """What the Taylor engine runs: ``f`` as a list of Linear and activation steps.
 
 Serves ``nn.Sequential`` networks of ``nn.Linear`` layers and the activations the
-kernels know (see :mod:`hoderiv_ext.core.functions`), with ``nn.Identity``,
+kernels know (see :mod:`hoderiv_ext.core.functions`; a user-defined module whose
+forward is one such function, ``torch.sin(x)`` say, is recognised by its trace:
+:mod:`hoderiv_ext.engines.taylor.traced_activation`), with ``nn.Identity``,
 ``nn.Flatten`` on (N, m) and inactive ``nn.Dropout`` as no-ops; nested
 Sequentials are flattened. Anything else raises :class:`NotServed` naming the
 layer. Such a network computes each output row from its own input row, so a
@@ -12,7 +14,8 @@ Plans are cached per network, weakly (a deleted network leaves the cache),
 with a snapshot of what the plan depends on, for every module reachable from
 the network: its type, train/eval flag, whether it has hooks or a forward set
 on the instance, its children, the identities of its parameters and the
-attributes the plan reads (an activation's ``beta``, a dropout's ``p``). A call that finds any of these changed --
+attributes the plan reads (an activation's ``beta``, a dropout's ``p``; a user-defined
+activation's class forward and scalar attributes). A call that finds any of these changed --
 a layer replaced, added or removed, ``train()``/``eval()``, a hook
 registered, ``net[0].weight = nn.Parameter(...)``, ``softplus.beta = 2.0`` --
 builds the plan again. In-place parameter updates (optimisers,
@@ -37,6 +40,7 @@ from torch.nn.modules import module as module_globals
 
 from hoderiv_ext.core.errors import NotServed
 from hoderiv_ext.core.functions import KernelFunction, activation_from_module
+from hoderiv_ext.engines.taylor.traced_activation import activation_by_trace, is_user_defined, recognition_state
 
 
 @dataclass(frozen=True)
@@ -246,9 +250,12 @@ def _module_state(module: nn.Module) -> tuple:
     hooked = bool(state["_forward_hooks"] or state["_forward_pre_hooks"] or state["_backward_hooks"]
                   or state.get("_backward_pre_hooks"))
     attributes = _PLAN_ATTRIBUTES.get(kind)
+    if attributes is not None:
+        read = tuple(map(state.get, attributes))
+    else:  # a user-defined activation module is recognised by its trace (traced_activation)
+        read = recognition_state(module) if is_user_defined(kind) else None
     return (kind, state["training"], hooked, "forward" in state, tuple(state["_modules"].values()),
-            tuple(map(id, state["_parameters"].values())),
-            None if attributes is None else tuple(map(state.get, attributes)))
+            tuple(map(id, state["_parameters"].values())), read)
 
 
 @dataclass(frozen=True)
@@ -314,7 +321,7 @@ def _plan_of(f: nn.Sequential) -> TaylorPlan:
         if type(module) is nn.Linear:
             steps.append(LinearStep(module.weight, module.bias, name))
             continue
-        function = activation_from_module(module)
+        function = activation_from_module(module) or activation_by_trace(module)
         if function is not None:
             steps.append(ActivationStep(function, name))
             continue

@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.core.functions import ATEN_FUNCTIONS
 from hoderiv_ext.engines.taylor.traced import series
 from hoderiv_ext.engines.taylor.traced.jets import FullJet, OrderNotServed, SeedJet, Slots, as_full, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import plain, rule
@@ -134,49 +135,20 @@ def _fused(*ops: object) -> Callable[[Callable[..., FullJet]], Callable[..., Ful
     return rule(*ops)
 
 
-def _kernel(name: str, params: Callable[..., tuple[float, ...]] = lambda *a, **k: ()) -> Callable[..., FullJet]:
+def _table_rule(function_of: Callable[..., tuple[str, tuple[float, ...]]]) -> Callable[..., FullJet]:
     def apply(slots: Slots, jet: AnyJet, *args: object, **kwargs: object) -> FullJet:
-        return kernel_unary(slots, jet, name, params(*args, **kwargs))
+        name, params = function_of(*args, **kwargs)  # NotServed for arguments the table has no function for
+        return kernel_unary(slots, jet, name, params)
     return apply
 
 
-for _op, _name in ((aten.tanh.default, "tanh"), (aten.sigmoid.default, "sigmoid"), (aten.sin.default, "sin"),
-                   (aten.cos.default, "cos"), (aten.exp.default, "exp"), (aten.relu.default, "relu"),
-                   (aten.silu.default, "silu"), (aten.log.default, "log"), (aten.log1p.default, "log1p"),
-                   (aten.expm1.default, "expm1"), (aten.sqrt.default, "sqrt"), (aten.rsqrt.default, "rsqrt"),
-                   (aten.reciprocal.default, "reciprocal"), (aten.square.default, "square"),
-                   (aten.erf.default, "erf"), (aten.atan.default, "atan"), (aten.tan.default, "tan"),
-                   (aten.sinh.default, "sinh"), (aten.cosh.default, "cosh"), (aten.abs.default, "abs")):
-    _fused(_op)(_kernel(_name))
-_fused(aten.softplus.default)(_kernel("softplus", lambda beta=1.0, threshold=20.0: (float(beta), float(threshold))))
-_fused(aten.leaky_relu.default)(_kernel("leaky_relu", lambda slope=0.01: (float(slope),)))
-
-
-@_fused(aten.gelu.default)
-def _gelu(slots: Slots, jet: AnyJet, *, approximate: str = "none") -> FullJet:
-    return kernel_unary(slots, jet, "gelu_tanh" if approximate == "tanh" else "gelu")
-
-
-@_fused(aten.elu.default)
-def _elu(slots: Slots, jet: AnyJet, alpha: float = 1.0, scale: float = 1.0, input_scale: float = 1.0) -> AnyJet:
-    if scale != 1 or input_scale != 1:
-        raise NotServed("elu with scale or input_scale other than 1 (selu, celu)")
-    return kernel_unary(slots, jet, "elu", (float(alpha),))
+for _op, _function_of in ATEN_FUNCTIONS.items():  # one fused kernel per op of the function table
+    _fused(_op)(_table_rule(_function_of))
 
 
 def power(slots: Slots, jet: AnyJet, exponent: float) -> FullJet:
     """jet ** exponent for a scalar exponent: the table's "pow" (x ** 2 as "square", without a pow call)."""
-    exponent = float(exponent)
-    if not math.isfinite(exponent):
-        raise NotServed(f"pow with the exponent {exponent}")
-    if exponent == 2.0:
-        return kernel_unary(slots, jet, "square")
-    return kernel_unary(slots, jet, "pow", (exponent,))
-
-
-@_fused(aten.pow.Tensor_Scalar)
-def _pow(slots: Slots, jet: AnyJet, exponent: float) -> FullJet:
-    return power(slots, jet, exponent)
+    return kernel_unary(slots, jet, *ATEN_FUNCTIONS[aten.pow.Tensor_Scalar](exponent))
 
 
 @_fused(aten.pow.Tensor_Tensor)
