@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor
 
 from hoderiv_ext.core.requests import HessianRequest
