@@ -182,3 +182,18 @@ def test_every_op_of_the_table_names_a_kernel_function():
     for op, function_of in ATEN_FUNCTIONS.items():
         name, params = function_of(3.0) if op is aten.pow.Tensor_Scalar else function_of()
         assert name in KERNEL_FUNCTION_NAMES and all(isinstance(p, float) for p in params), op
+
+
+def test_an_unhashable_activation_module_is_recognised_without_the_cache():
+    class Comparable(nn.Module):
+        def __eq__(self, other):  # defines __eq__ without __hash__: instances are unhashable
+            return isinstance(other, Comparable)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sin(x)
+
+    module = Comparable()
+    with pytest.raises(TypeError):
+        hash(module)
+    function = traced_activation.activation_by_trace(module)
+    assert function is not None and function.name == "sin"

@@ -55,12 +55,15 @@ def activation_by_trace(module: nn.Module) -> KernelFunction | None:
     if torch.compiler.is_compiling():
         found = _recognised_eagerly(module, state)
     else:
-        cached = _RECOGNISED.get(module)
+        cached = _cached(module)
         if cached is not None and cached[0] == state:
             found = cached[1]
         else:
             found = _recognise(module)
-            _RECOGNISED[module] = (state, found)
+            try:
+                _RECOGNISED[module] = (state, found)
+            except TypeError:  # a module class with __eq__ but no __hash__: recognised again next time
+                pass
     if found is None:
         return None
     return KernelFunction(found[0], found[1], module)
@@ -69,8 +72,15 @@ def activation_by_trace(module: nn.Module) -> KernelFunction | None:
 @torch._dynamo.assume_constant_result
 def _recognised_eagerly(module: nn.Module, state: tuple) -> tuple[str, tuple[float, ...]] | None:
     """Under torch.compile: an eager call's recognition of ``module`` while its state is unchanged, else None."""
-    cached = _RECOGNISED.get(module)
+    cached = _cached(module)
     return cached[1] if cached is not None and cached[0] == state else None
+
+
+def _cached(module: nn.Module) -> tuple[tuple, tuple[str, tuple[float, ...]] | None] | None:
+    try:
+        return _RECOGNISED.get(module)
+    except TypeError:  # unhashable (a class defining __eq__ without __hash__)
+        return None
 
 
 def _recognise(module: nn.Module) -> tuple[str, tuple[float, ...]] | None:
