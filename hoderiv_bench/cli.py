@@ -1,6 +1,6 @@
 """``python -m hoderiv_ext bench``: the benchmark suite, every method against every baseline, in one run.
 
-The quick default suite takes about a minute on a 2-core CPU; ``--full`` is the grid for a GPU
+The quick default suite takes about 20 s on a 2-core CPU; ``--full`` is the grid for a GPU
 (with torch.compile baselines, expect tens of minutes); ``--suite architectures`` runs the
 Laplacian and the training step on residual, Fourier-feature, SIREN and hard-boundary-condition
 models next to the plain MLP (widths 64 and 128, d = 2 and 8, N = 4096; about 4 minutes on a
