@@ -206,18 +206,17 @@ ATEN_FUNCTIONS: dict[object, Callable[..., tuple[str, tuple[float, ...]]]] = {
 }
 
 
-def function_of_aten_op(target: object, args: Sequence[object], kwargs: dict[str, object],
-                        torch_function: Callable[[Tensor], Tensor]) -> KernelFunction | None:
-    """The kernel function the aten op ``target`` computes of its first argument, given its other arguments
-    ``args`` and ``kwargs``, with ``torch_function`` as its torch implementation; None when the table has none."""
+def function_of_aten_op(target: object, args: Sequence[object],
+                        kwargs: dict[str, object]) -> tuple[str, tuple[float, ...]] | None:
+    """(name, params) of the kernel function the aten op ``target`` computes of its first argument, given its
+    other arguments ``args`` and ``kwargs``; None when the table has none for them."""
     function_of = ATEN_FUNCTIONS.get(target)
     if function_of is None:
         return None
     try:
-        name, params = function_of(*args, **kwargs)
+        return function_of(*args, **kwargs)
     except (NotServed, TypeError, ValueError):
         return None
-    return KernelFunction(name, params, torch_function)
 
 
 def activation_from_module(module: nn.Module) -> KernelFunction | None:

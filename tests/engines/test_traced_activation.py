@@ -197,3 +197,16 @@ def test_an_unhashable_activation_module_is_recognised_without_the_cache():
         hash(module)
     function = traced_activation.activation_by_trace(module)
     assert function is not None and function.name == "sin"
+
+
+def test_switching_train_and_eval_recognises_the_module_again():
+    class ModeDependent(nn.Module):  # its forward reads self.training, so train/eval changes the function
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.sin(x) if self.training else torch.cos(x)
+
+    net = _net(ModeDependent)
+    assert build_plan(net).steps[1].function.name == "sin"
+    net.eval()
+    assert build_plan(net).steps[1].function.name == "cos"
+    x = torch.randn(8, 3, dtype=torch.float64)
+    assert_engines_agree(net, x, "laplacian", rtol=1e-10, atol=1e-12)

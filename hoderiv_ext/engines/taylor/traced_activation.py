@@ -11,8 +11,8 @@ parameters, buffers, children, a trace failure -- is not recognised and the modu
 traced path as before.
 
 What the recognition read is part of the plan cache's snapshot (:func:`recognition_state`): the
-class's forward and the module's scalar attributes (``self.w0``), so changing either builds the plan
-again. Under ``torch.compile`` nothing is traced: the recognition of an eager call is looked up (as a
+class's forward and the module's scalar attributes (``self.w0``, ``self.training``), so changing any
+of them builds the plan again. Under ``torch.compile`` nothing is traced: the recognition of an eager call is looked up (as a
 constant of the compiled graph, while the attributes dynamo guards on are unchanged); a network never
 called eagerly takes the traced path, which says how to compile it.
 """
@@ -26,9 +26,7 @@ from torch import nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from hoderiv_ext.core.functions import KernelFunction, function_of_aten_op
-
-_SCALARS = (bool, int, float, str, type(None))
-_MODULE_STATE = frozenset(nn.Module().__dict__)  # what every module holds (training included)
+from hoderiv_ext.engines.taylor.module_scalars import SCALARS, module_scalars
 
 # module -> (recognition_state, (name, params) or None), for the eager calls and the compiled lookup
 _RECOGNISED: "weakref.WeakKeyDictionary[nn.Module, tuple[tuple, tuple[str, tuple[float, ...]] | None]]" = (
@@ -42,9 +40,7 @@ def is_user_defined(kind: type) -> bool:
 
 def recognition_state(module: nn.Module) -> tuple:
     """What recognising ``module`` read: its class's forward and its scalar attributes."""
-    return (getattr(type(module), "forward", None),
-            tuple((key, value) for key, value in module.__dict__.items()
-                  if key not in _MODULE_STATE and isinstance(value, _SCALARS)))
+    return getattr(type(module), "forward", None), module_scalars(module)
 
 
 def activation_by_trace(module: nn.Module) -> KernelFunction | None:
@@ -96,8 +92,6 @@ def _recognise(module: nn.Module) -> tuple[str, tuple[float, ...]] | None:
     placeholder, call, output = nodes
     if not call.args or call.args[0] is not placeholder or output.args[0] is not call:
         return None
-    rest = list(call.args[1:]) + list(call.kwargs.values())
-    if any(isinstance(value, torch.fx.Node) or not isinstance(value, _SCALARS) for value in rest):
-        return None
-    function = function_of_aten_op(call.target, call.args[1:], dict(call.kwargs), module)
-    return None if function is None else (function.name, function.params)
+    if not all(isinstance(value, SCALARS) for value in (*call.args[1:], *call.kwargs.values())):
+        return None  # a node (another value computed in forward) or a tensor constant
+    return function_of_aten_op(call.target, call.args[1:], dict(call.kwargs))

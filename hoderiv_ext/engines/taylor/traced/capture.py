@@ -43,6 +43,7 @@ from torch._decomp import get_decompositions
 from torch.fx.experimental.proxy_tensor import make_fx
 
 from hoderiv_ext.core.errors import NotServed
+from hoderiv_ext.engines.taylor.module_scalars import SCALARS, module_scalars
 from hoderiv_ext.engines.taylor.plan import global_hooks_registered, hook_kinds
 from hoderiv_ext.engines.taylor.traced.interpreter import Interpreter, op_name, source_line
 from hoderiv_ext.engines.taylor.traced.jets import BadOutput, SamplesMix
@@ -84,23 +85,12 @@ class TracedProgram:
             raise NotServed(f"Taylor coefficients of order {order} are not served: {reason}")
 
 
-_SCALARS = (int, float, bool, str, complex, type(None))
-
-
 def _scalars(obj: object) -> tuple:
     """The Python scalars an object holds as attributes: a trace bakes them in as constants."""
     state = getattr(obj, "__dict__", None)
     if not isinstance(state, dict):
         return ()
-    return tuple((key, value) for key, value in state.items() if isinstance(value, _SCALARS))
-
-
-_MODULE_STATE = frozenset(nn.Module().__dict__) - {"training"}  # what every module holds: not f's own numbers
-
-
-def _module_scalars(module: nn.Module) -> tuple:
-    return tuple((key, value) for key, value in module.__dict__.items()
-                 if key not in _MODULE_STATE and isinstance(value, _SCALARS))
+    return tuple((key, value) for key, value in state.items() if isinstance(value, SCALARS))
 
 
 def _module_signature(module: nn.Module) -> tuple:
@@ -109,7 +99,7 @@ def _module_signature(module: nn.Module) -> tuple:
         if hook_kinds(sub):
             where = f"layer '{name}'" if name else "f"
             raise NotServed(f"{where} has hooks, which a traced program would not run on every call")
-        parts.append((name, type(sub), id(sub.__dict__.get("forward")), _module_scalars(sub),
+        parts.append((name, type(sub), id(sub.__dict__.get("forward")), module_scalars(sub),
                       tuple((key, id(p)) for key, p in sub._parameters.items()),
                       tuple((key, id(b)) for key, b in sub._buffers.items())))
     return tuple(parts)
@@ -148,7 +138,7 @@ def _item_signature(item: object) -> object:
         return _module_signature(item)
     if isinstance(item, Tensor):
         return ("tensor", id(item))
-    if isinstance(item, _SCALARS):
+    if isinstance(item, SCALARS):
         return ("value", type(item), item)
     if inspect.isfunction(item):
         return ("function", id(item.__code__), tuple(id(c) for c in _closure(item)))
