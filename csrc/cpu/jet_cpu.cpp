@@ -26,6 +26,7 @@ struct JetRows {
   const scalar_t* bias;      // (m) or nullptr
   const scalar_t* weight_t;  // first layer: the weight's transpose (t, m); else nullptr
   const scalar_t* grad;      // backward: gradient of the output jet; else nullptr
+  const scalar_t* residual;  // forward step: a jet (N, S, m) added to the output; else nullptr
   scalar_t* out;
   int64_t slots;
   int64_t width;
@@ -46,6 +47,9 @@ HODERIV_CPU_CLONES void forward_samples(const JetRows<scalar_t>& rows, int64_t b
     jet::activation_derivatives<scalar_t, 2>(in, rows.bias, m, F, rows.params, phi.data());
     jet::forward_columns<scalar_t>(in + m, m, in + rows.layout.pair_slot() * m, rows.out + offset, m, m, phi.data(),
                                    rows.layout);
+    if (rows.residual != nullptr) {  // the sample's output row is still in cache
+      jet::add_residual_columns<scalar_t>(rows.residual + offset, rows.out + offset, 1, 0, rows.slots * m);
+    }
   }
 }
 
@@ -102,6 +106,7 @@ JetRows<scalar_t> rows_of(const JetCall& call) {
           pointer(call.bias),
           pointer(call.weight_t),
           pointer(call.grad),
+          pointer(call.residual),
           call.out.mutable_data_ptr<scalar_t>(),
           call.slots,
           call.m,
@@ -199,9 +204,10 @@ std::tuple<at::Tensor, at::Tensor> jet_activation_first_backward_cpu(
 
 at::Tensor jet_activation_cpu(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                               c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
-                              c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
+                              c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed,
+                              const c10::optional<at::Tensor>& residual) {
   return run_samples<Step::kForward>(
-      prepare_jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed));
+      prepare_jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed, residual));
 }
 
 at::Tensor jet_activation_backward_cpu(const at::Tensor& grad, const at::Tensor& jet,

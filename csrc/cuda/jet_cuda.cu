@@ -36,14 +36,14 @@ namespace {
 // function of jet_math.h (tested on the host by csrc/tests/test_jet_math.cpp).
 template <typename scalar_t>
 __global__ void jet_forward_kernel(const scalar_t* __restrict__ in, const scalar_t* __restrict__ bias,
-                                   scalar_t* __restrict__ out, int64_t n, int64_t slots, int64_t m,
-                                   math::Function function, math::FunctionParams params,
+                                   const scalar_t* __restrict__ residual, scalar_t* __restrict__ out, int64_t n,
+                                   int64_t slots, int64_t m, math::Function function, math::FunctionParams params,
                                    const __grid_constant__ jet::IndexTable indices) {
   const jet::SlotLayout layout = indices.layout();
   const int64_t columns = n * m;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < columns; c += stride) {
-    jet::forward_column<scalar_t>(in, bias, out, c, slots, m, layout, function, params);
+    jet::forward_column<scalar_t>(in, bias, out, c, slots, m, layout, function, params, residual);
   }
 }
 
@@ -179,8 +179,10 @@ const scalar_t* pointer_or_null(const at::Tensor& t) {
 
 at::Tensor jet_activation_cuda(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                                c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
-                               c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
-  const JetCall call = prepare_jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
+                               c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed,
+                               const c10::optional<at::Tensor>& residual) {
+  const JetCall call =
+      prepare_jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed, residual);
   if (call.out.numel() == 0) return call.out;
   const c10::cuda::CUDAGuard device_guard(call.out.device());
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream();
@@ -188,8 +190,8 @@ at::Tensor jet_activation_cuda(const at::Tensor& jet, const c10::optional<at::Te
   AT_DISPATCH_FLOATING_TYPES(call.input.scalar_type(), "jet_activation_cuda", [&] {
     jet_forward_kernel<scalar_t><<<grid_size_for(call.n * call.m), kThreadsPerBlock, 0, stream>>>(
         call.input.const_data_ptr<scalar_t>(), pointer_or_null<scalar_t>(call.bias),
-        call.out.mutable_data_ptr<scalar_t>(), call.n, call.slots, call.m, call.parsed.function, call.parsed.params,
-        indices.table);
+        pointer_or_null<scalar_t>(call.residual), call.out.mutable_data_ptr<scalar_t>(), call.n, call.slots, call.m,
+        call.parsed.function, call.parsed.params, indices.table);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return call.out;

@@ -22,7 +22,8 @@
 // The formulas (the same as the Python ones they replace):
 //   elementwise_derivatives(x, f, params, order):
 //       grad_x = elementwise_derivatives_backward(grad, x, f, params, shift=1)
-//   jet_activation(jet, bias, f, params, t, pair_i, pair_j, collapsed):
+//   jet_activation(jet, bias, f, params, t, pair_i, pair_j, collapsed, residual):
+//       grad_residual = grad                       (when the residual is given and needs grad)
 //       grad_jet  = jet_activation_backward(grad, jet, bias, f, params, t, pair_i, pair_j, collapsed)
 //       grad_bias = grad_jet[:, 0].sum(0)          (when the bias is given and needs grad)
 //   jet_activation_first(a, weight, f, params, pair_i, pair_j, collapsed):
@@ -163,15 +164,17 @@ at::Tensor elementwise_derivatives_autograd(const at::Tensor& x, c10::string_vie
   return ElementwiseDerivativesFunction::apply(x, function, params, order);
 }
 
-// ----- jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed) -----
+// ----- jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed, residual) -----
 
 struct JetActivationFunction : public torch::autograd::Function<JetActivationFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                             c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
-                            c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
+                            c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed,
+                            const c10::optional<at::Tensor>& residual) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    at::Tensor out = jet_op().call(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
+    at::Tensor out = jet_op().call(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed, residual);
     ctx->save_for_backward({jet, saved_bias(bias)});
+    ctx->saved_data["has_residual"] = residual.has_value() && residual->defined();
     save_function(ctx, function, params);
     ctx->saved_data["num_tangents"] = num_tangents;
     save_indices(ctx, pair_i, pair_j, collapsed);
@@ -182,9 +185,13 @@ struct JetActivationFunction : public torch::autograd::Function<JetActivationFun
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor& jet = saved[0];
     const at::Tensor& bias = saved[1];
-    // Tensor inputs given, in order: the jet (0), then the bias (1) if defined.
+    // Tensor inputs given, in order: the jet (0), then the bias (1) if defined, then the residual if given.
     const bool jet_needs_grad = ctx->needs_input_grad(0);
     const bool bias_needs_grad = bias.defined() && ctx->needs_input_grad(1);
+    const bool residual_needs_grad =
+        ctx->saved_data.at("has_residual").toBool() && ctx->needs_input_grad(bias.defined() ? 2 : 1);
+    // The residual is added to the output: its gradient is the output's (the identity, differentiable as is).
+    const at::Tensor grad_residual = residual_needs_grad ? grad_outputs[0] : at::Tensor();
     at::Tensor grad_jet, grad_bias;
     if (jet_needs_grad || bias_needs_grad) {
       const SavedConfig config = saved_config(ctx);
@@ -194,19 +201,22 @@ struct JetActivationFunction : public torch::autograd::Function<JetActivationFun
       if (bias_needs_grad) grad_bias = bias_gradient(grad_jet);
       if (!jet_needs_grad) grad_jet = at::Tensor();
     }
-    return {grad_jet,    grad_bias,   at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_jet,    grad_bias,   at::Tensor(), at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), grad_residual};
   }
 };
 
 at::Tensor jet_activation_autograd(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                                    c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
-                                   c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
-  if (!jet_or_bias_needs_grad(jet, bias)) {
+                                   c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed,
+                                   const c10::optional<at::Tensor>& residual) {
+  if (!jet_or_bias_needs_grad(jet, bias) &&
+      !(c10::GradMode::is_enabled() && residual.has_value() && needs_grad(*residual))) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
-    return jet_op().call(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
+    return jet_op().call(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed, residual);
   }
-  return JetActivationFunction::apply(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed);
+  return JetActivationFunction::apply(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed,
+                                      residual);
 }
 
 // ----- jet_activation_first(preactivation, weight, function, params, pair_i, pair_j, collapsed) -----

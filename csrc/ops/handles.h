@@ -23,7 +23,7 @@ using ElementwiseBackwardSignature = at::Tensor(const at::Tensor&, const at::Ten
                                                 c10::ArrayRef<double>, int64_t);
 using JetSignature = at::Tensor(const at::Tensor&, const c10::optional<at::Tensor>&, c10::string_view,
                                 c10::ArrayRef<double>, int64_t, c10::IntArrayRef, c10::IntArrayRef,
-                                c10::IntArrayRef);
+                                c10::IntArrayRef, const c10::optional<at::Tensor>&);
 using JetBackwardSignature = at::Tensor(const at::Tensor&, const at::Tensor&, const c10::optional<at::Tensor>&,
                                         c10::string_view, c10::ArrayRef<double>, int64_t, c10::IntArrayRef,
                                         c10::IntArrayRef, c10::IntArrayRef);

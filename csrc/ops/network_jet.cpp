@@ -184,7 +184,7 @@ std::tuple<at::Tensor, at::Tensor> run_sweep(const Program& program, const at::T
         keep(jet);
         const c10::optional<at::Tensor> bias = step.bias >= 0 ? biases[step.bias] : c10::nullopt;
         jet = handles::jet_op().call(jet, bias, function, params.slice(step.param_offset, step.param_count),
-                                     num_tangents, pair_i, pair_j, collapsed);
+                                     num_tangents, pair_i, pair_j, collapsed, c10::nullopt);
         break;
       }
     }

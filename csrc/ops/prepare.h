@@ -83,6 +83,7 @@ struct JetCall {
   at::Tensor bias;      // (m), or undefined
   at::Tensor weight_t;  // first layer: the weight's transpose (t, m); row k holds T_k for every unit
   at::Tensor grad;      // backward: the output jet's gradient (N, S, m)
+  at::Tensor residual;  // forward step: a jet (N, S, m) added to the output, or undefined
   at::Tensor out;       // the result: a jet (N, S, m), the gradient with respect to the input jet, or
                         // (first layer's backward) the gradient with respect to the preactivation (N, m)
   // First layer's backward only:
@@ -96,9 +97,12 @@ struct JetCall {
   ParsedFunction parsed{};
 };
 
+// The forward step; a residual, when given, is a jet of the input jet's shape,
+// dtype and device that the kernels add to the step's output.
 JetCall prepare_jet_activation(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                                c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
-                               c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed);
+                               c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed,
+                               const c10::optional<at::Tensor>& residual);
 JetCall prepare_jet_activation_backward(const at::Tensor& grad, const at::Tensor& jet,
                                         const c10::optional<at::Tensor>& bias, c10::string_view function,
                                         c10::ArrayRef<double> params, int64_t num_tangents,

@@ -130,7 +130,8 @@ JetCall jet_step_call(const at::Tensor& jet, const c10::optional<at::Tensor>& bi
 
 JetCall prepare_jet_activation(const at::Tensor& jet, const c10::optional<at::Tensor>& bias,
                                c10::string_view function, c10::ArrayRef<double> params, int64_t num_tangents,
-                               c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed) {
+                               c10::IntArrayRef pair_i, c10::IntArrayRef pair_j, c10::IntArrayRef collapsed,
+                               const c10::optional<at::Tensor>& residual) {
   const char* op = "hoderiv_ext.jet_activation";
   const Arg first{jet, "jet"};
   checks::check_floating(op, first);
@@ -138,8 +139,15 @@ JetCall prepare_jet_activation(const at::Tensor& jet, const c10::optional<at::Te
   check_bias(op, bias, first, jet.size(2));
   JetIndices indices = check_indices(op, "num_tangents", num_tangents, pair_i, pair_j, collapsed);
   check_jet(op, first, indices);
+  if (residual.has_value()) {
+    checks::check_like(op, {*residual, "residual"}, first);
+    TORCH_CHECK(residual->sizes() == jet.sizes(), op, ": residual must have the jet's shape ", jet.sizes(),
+                ", got ", residual->sizes());
+  }
   const ParsedFunction parsed = parse(op, function, params);
-  return jet_step_call(jet, bias, std::move(indices), parsed);
+  JetCall call = jet_step_call(jet, bias, std::move(indices), parsed);
+  if (call.out.numel() != 0 && residual.has_value()) call.residual = residual->contiguous();
+  return call;
 }
 
 JetCall prepare_jet_activation_backward(const at::Tensor& grad, const at::Tensor& jet,

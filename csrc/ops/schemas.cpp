@@ -8,7 +8,9 @@
 // The jet ops: the activation step of a second-order jet (N, S, m) with
 // S = 1 + t + p + c (slot layout and math: hoderiv/jet_math.h); pair_i,
 // pair_j and collapsed are host lists of tangent indices.
-//   jet_activation: the step, bias added to slot 0 first;
+//   jet_activation: the step, bias added to slot 0 first; with a residual
+//       (N, S, m) jet, the step's jet plus the residual (a skip connection
+//       h + phi(W h + b), one pass over the output);
 //   jet_activation_backward: its gradient with respect to the jet (slot 0:
 //       with respect to the activation's argument);
 //   jet_activation_first: the first layer's step from the preactivation
@@ -53,7 +55,7 @@ c10::ArrayRef<const char*> op_schemas() {
       "polynomial_derivatives(Tensor x, Tensor coefficients, int order) -> Tensor",
       "polynomial_derivatives_backward(Tensor grad, Tensor x, Tensor coefficients, int shift) -> Tensor",
       "jet_activation(Tensor jet, Tensor? bias, str function, float[] params, int num_tangents, int[] pair_i, "
-      "int[] pair_j, int[] collapsed) -> Tensor",
+      "int[] pair_j, int[] collapsed, Tensor? residual=None) -> Tensor",
       "jet_activation_backward(Tensor grad, Tensor jet, Tensor? bias, str function, float[] params, "
       "int num_tangents, int[] pair_i, int[] pair_j, int[] collapsed) -> Tensor",
       "jet_activation_first(Tensor preactivation, Tensor weight, str function, float[] params, int[] pair_i, "

@@ -257,6 +257,22 @@ void test_steps(const char* type_name, double tolerance) {
         expect_close(columns, naive, tolerance, what + ": forward, columns against naive");
         expect_equal(columns_external, columns, what + ": forward, external index lists as inline");
 
+        // ----- forward with a residual: the step plus the residual jet -----
+        const std::vector<T> residual = random_vector<T>(rng, n * slots * m);
+        std::vector<T> naive_residual(in.size()), rows_residual(rows), columns_residual(in.size());
+        for (size_t e = 0; e < in.size(); ++e) naive_residual[e] = naive[e] + residual[e];
+        for (int64_t sample = 0; sample < n; ++sample) {
+          const int64_t offset = sample * slots * m;
+          hoderiv::jet::add_residual_columns<T>(residual.data() + offset, rows_residual.data() + offset, slots, m, m);
+        }
+        for (int64_t c = 0; c < n * m; ++c) {
+          hoderiv::jet::forward_column<T>(in.data(), bias, columns_residual.data(), c, slots, m, inline_layout,
+                                          act.function, act.params, residual.data());
+        }
+        expect_close(rows_residual, naive_residual, tolerance, what + ": forward with residual, rows against naive");
+        expect_close(columns_residual, naive_residual, tolerance,
+                     what + ": forward with residual, columns against naive");
+
         // ----- backward -----
         std::vector<T> naive_grad(in.size()), rows_grad(in.size()), columns_grad(in.size()),
             columns_grad_external(in.size());

@@ -52,11 +52,14 @@ def _num_slots(num_tangents: int, pair_i: Sequence[int], collapsed: Sequence[int
     return 1 + num_tangents + len(pair_i) + (1 if collapsed else 0)
 
 
-def jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]
-    check_same_device("jet_activation", jet=jet, bias=bias)
+def jet_activation(jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed, residual=None):  # type: ignore[no-untyped-def]
+    check_same_device("jet_activation", jet=jet, bias=bias, residual=residual)
     torch._check(jet.dim() == 3, lambda: "jet must be (N, S, m)")
     torch._check(jet.shape[1] == _num_slots(num_tangents, pair_i, collapsed), lambda: "jet has the wrong slot count")
-    return torch.empty_like(jet)
+    if residual is not None:
+        torch._check(residual.shape == jet.shape, lambda: "residual must have the jet's shape")
+        torch._check(residual.dtype == jet.dtype, lambda: "residual must have the jet's dtype")
+    return torch.empty_like(jet, memory_format=torch.contiguous_format)
 
 
 def jet_activation_backward(grad, jet, bias, function, params, num_tangents, pair_i, pair_j, collapsed):  # type: ignore[no-untyped-def]

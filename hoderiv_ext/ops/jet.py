@@ -26,10 +26,22 @@ if TYPE_CHECKING:
     from hoderiv_ext.engines.taylor.plan import NetworkJetArguments
 
 
-def jet_activation(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout) -> Tensor:
-    """The jet (N, S, m) of phi(v + bias) for the jet ``jet`` (N, S, m) of v; ``bias`` (m,) or None."""
+def jet_activation(jet: Tensor, bias: Tensor | None, function: str, params: Sequence[float], layout: JetLayout,
+                   residual: Tensor | None = None) -> Tensor:
+    """The jet (N, S, m) of phi(v + bias) for the jet ``jet`` (N, S, m) of v; ``bias`` (m,) or None.
+
+    With a ``residual`` jet (N, S, m) of h (the jet's shape, dtype and device): the
+    jet of h + phi(v + bias), a skip connection, added in the same pass over the
+    output (no second (N, S, m) tensor); its gradient with respect to the residual
+    is the identity.
+    """
+    if residual is None:  # the schema's default: the same call as before the argument existed
+        return torch.ops.hoderiv_ext.jet_activation(
+            jet, bias, function, list(params), layout.num_tangents, layout.pair_i, layout.pair_j,
+            list(layout.collapsed))
     return torch.ops.hoderiv_ext.jet_activation(
-        jet, bias, function, list(params), layout.num_tangents, layout.pair_i, layout.pair_j, list(layout.collapsed)
+        jet, bias, function, list(params), layout.num_tangents, layout.pair_i, layout.pair_j, list(layout.collapsed),
+        residual,
     )
 
 

@@ -383,6 +383,18 @@ HODERIV_HD T first_weight_grad_entry(const T* __restrict__ sums, int64_t chunks,
   return g;
 }
 
+// out[s * stride + c] += residual[s * stride + c] for the `slots` slots of
+// `width` adjacent columns: jet_activation's residual (a skip connection
+// h + phi(W h + b)), added while the step's output is still in cache. Its
+// gradient is the identity: the backward step needs nothing of it.
+template <typename T>
+HODERIV_HD void add_residual_columns(const T* __restrict__ residual, T* __restrict__ out, int64_t slots,
+                                     int64_t stride, int64_t width) {
+  for (int64_t s = 0; s < slots; ++s) {
+    for (int64_t c = 0; c < width; ++c) out[s * stride + c] += residual[s * stride + c];
+  }
+}
+
 // ----- One column of an (N, S, m) jet: a CUDA thread's whole work -----
 // Column c = sample * m + unit. Each function is the body of one CUDA kernel
 // (csrc/cuda/jet_cuda.cu); the host test (csrc/tests/test_jet_math.cpp) runs
@@ -390,17 +402,19 @@ HODERIV_HD T first_weight_grad_entry(const T* __restrict__ sums, int64_t chunks,
 // the row functions above, which the CPU kernels call, so the CUDA kernels'
 // index arithmetic is tested without a GPU.
 
-// Forward step of column c of the jet `in` (N, S, m) into `out` (N, S, m).
+// Forward step of column c of the jet `in` (N, S, m) into `out` (N, S, m);
+// with a `residual` jet (N, S, m), out = step + residual.
 template <typename T>
 HODERIV_HD void forward_column(const T* __restrict__ in, const T* __restrict__ bias, T* __restrict__ out, int64_t c,
                                int64_t slots, int64_t m, const SlotLayout& layout, math::Function function,
-                               const math::FunctionParams& params) {
+                               const math::FunctionParams& params, const T* __restrict__ residual = nullptr) {
   const int64_t sample = c / m, unit = c - sample * m;
   const int64_t offset = sample * slots * m + unit;
   T phi[3];
   activation_derivatives<T, 2>(in + offset, bias != nullptr ? bias + unit : nullptr, 1, function, params, phi);
   const T* column = in + offset;
   forward_columns<T>(column + m, m, column + layout.pair_slot() * m, out + offset, m, 1, phi, layout);
+  if (residual != nullptr) add_residual_columns<T>(residual + offset, out + offset, slots, m, 1);
 }
 
 // Backward step of column c: grad_out, in and grad_in are (N, S, m) jets.

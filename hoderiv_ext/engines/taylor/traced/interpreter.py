@@ -131,6 +131,10 @@ class Step:
     kwargs: dict
     where: str
     fold_bias: bool = False  # a Linear (addmm) whose only consumer is a fused activation
+    # A fused activation whose only consumer adds it to an earlier value: that value's step (the kernel adds it)
+    residual: Slot | None = None
+    # That add: the activation's step, whose value already holds the sum when its kernel added the residual
+    sum_of: int | None = None
 
 
 def _folds_bias(node: fx.Node) -> bool:
@@ -138,6 +142,27 @@ def _folds_bias(node: fx.Node) -> bool:
         return False
     (user,) = node.users
     return user.target in unary_rules.FUSED_OPS and user.args[0] is node
+
+
+def _skip_connections(nodes: list[fx.Node], index: dict[fx.Node, int]) -> dict[fx.Node, fx.Node]:
+    """The skip connections h + phi(v) to fold into phi's kernel: {phi's node: h's node}.
+
+    phi is a fused activation whose one consumer is ``aten.add.Tensor`` of it
+    and h (either order, alpha 1), h computed before phi (its value exists
+    when phi's kernel runs) and not phi itself.
+    """
+    folds: dict[fx.Node, fx.Node] = {}
+    for node in nodes:
+        if node.target not in unary_rules.FUSED_OPS or len(node.users) != 1:
+            continue
+        (user,) = node.users
+        if user.target is not aten.add.Tensor or user.kwargs.get("alpha", 1) != 1 or len(user.args) != 2:
+            continue
+        a, b = user.args
+        other = b if a is node else a
+        if isinstance(other, fx.Node) and other is not node and index[other] < index[node]:
+            folds[node] = other
+    return folds
 
 
 def _load(value: Any, env: list[Any]) -> Any:
@@ -156,21 +181,32 @@ class Interpreter:
         def slot(node: fx.Node) -> Slot:
             return Slot(index[node])
 
+        skips = _skip_connections(nodes, index)
+        sums = {next(iter(node.users)): index[node] for node in skips}
         self.steps = tuple(
             Step(node.op, node.target, tuple(fx.node.map_arg(node.args, slot)), dict(fx.node.map_arg(node.kwargs, slot)),
-                 source_line(node), _folds_bias(node))
+                 source_line(node), _folds_bias(node), slot(skips[node]) if node in skips else None, sums.get(node))
             for node in nodes)
 
     def run(self, slots: Slots, seed: object) -> object:
         env: list[Any] = []
-        for step in self.steps:
+        summed: set[int] = set()  # the activations whose kernel added their skip connection's residual
+        for position, step in enumerate(self.steps):
             if step.op == "placeholder":
                 env.append(seed)
             elif step.op == "get_attr":
                 env.append(getattr(self.graph_module, step.target))
             elif step.op == "call_function":
+                if step.sum_of is not None and step.sum_of in summed:
+                    env.append(env[step.sum_of])  # h + phi(v): phi's kernel computed the sum
+                    continue
                 slots.fold_bias = step.fold_bias
+                slots.residual = None if step.residual is None else env[step.residual.index]
+                slots.residual_added = False
                 env.append(self._call(slots, step.target, _load(step.args, env), _load(step.kwargs, env), step))
+                if slots.residual_added:
+                    summed.add(position)
+                slots.residual = None
             elif step.op == "output":
                 return _load(step.args[0], env)
             else:

@@ -105,6 +105,10 @@ class Slots:
             raise ValueError("a univariate jet has R >= 1 directions, order K >= 1 and tangents only")
         self.s = self.main + self.e + self.u
         self.fold_bias = False  # set by the interpreter for a Linear whose one consumer is a fused activation
+        # Set by the interpreter for a fused activation whose one consumer adds it to the jet ``residual`` (a skip
+        # connection h + phi(v)); the rule sets ``residual_added`` when its kernel added it.
+        self.residual: object = None
+        self.residual_added = False
         self._hessian_index: Tensor | None = None
 
     def pair_tangents(self, tangents: Tensor) -> tuple[Tensor, Tensor]:

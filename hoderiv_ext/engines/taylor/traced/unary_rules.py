@@ -12,7 +12,9 @@ bias folded in): tanh, sigmoid, softplus, silu, gelu, sin, cos, exp, relu,
 leaky_relu, elu, log, log1p, expm1, sqrt, rsqrt, reciprocal, square, pow with
 a scalar exponent (``x ** p``, also a 0-d constant tensor exponent; integer
 exponents exact at 0 as torch's autograd), erf, atan, tan, sinh, cosh, abs.
-The product rules use the same kernels for x * x (square), 1 / x in a
+A skip connection h + phi(v) whose phi has no other consumer is added by the
+same kernel (``jet_activation``'s residual, asked for by the interpreter
+through ``Slots.residual``). The product rules use the same kernels for x * x (square), 1 / x in a
 quotient (reciprocal), std (sqrt) and layer norm (rsqrt). ``base ** x``
 (``pow.Scalar``) applies the formula above in torch ops, with phi^(k) =
 base^x log(base)^k written out (differentiable: the results go into training
@@ -72,13 +74,16 @@ def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]
             phi = elementwise_ops.elementwise_derivatives(preactivation, name, params, 4)
             extra = jet_composite.first_bilaplacian_extra_step(phi, slots.bilaplacian_tangents(shared, axis=0))
             data = torch.cat([data, extra], dim=1)
+        _add_residual_in_place(slots, primal, data)
         return FullJet(data)
     if isinstance(jet, SeedJet):
         jet = jet.full(slots)
     bias = jet.bias if jet.bias is not None and len(primal) == 2 else None
     source = (jet.data if bias is not None else jet.settled().data).reshape(n, slots.s, m)
     if not slots.e:
-        data = jet_ops.jet_activation(source, bias, name, params, slots.layout)
+        residual = _residual_of(slots, primal, source)
+        data = jet_ops.jet_activation(source, bias, name, params, slots.layout, residual)
+        slots.residual_added = residual is not None
     else:
         main_jet = source[:, :slots.main]
         main = jet_ops.jet_activation(main_jet, bias, name, params, slots.layout)
@@ -91,6 +96,43 @@ def kernel_unary(slots: Slots, jet: AnyJet, name: str, params: tuple[float, ...]
             extra = _extra(slots, elementwise_ops.elementwise_derivatives(preactivation, name, params, 4), source)
         data = torch.cat([main, extra], dim=1)
     return FullJet(data.reshape(n, slots.s, *primal[1:]))
+
+
+def _residual_of(slots: Slots, primal: tuple[int, ...], source: Tensor) -> Tensor | None:
+    """The data (N, S, m) of the jet the interpreter asks this activation to add to its output
+    (``Slots.residual``, a skip connection h + phi(v)), or None when its kernel cannot add it: no residual,
+    one of another shape or dtype (the add then broadcasts or promotes), or not a jet."""
+    residual = slots.residual
+    if not is_jet(residual) or len(primal) != 2 or residual.primal_shape != primal:  # type: ignore[union-attr]
+        return None
+    data = as_full(residual, slots).data  # type: ignore[arg-type]
+    if data.dtype != source.dtype or data.device != source.device:
+        return None
+    return data.reshape(source.shape)
+
+
+def _add_residual_in_place(slots: Slots, primal: tuple[int, ...], data: Tensor) -> None:
+    """Add the interpreter's ``Slots.residual`` h to ``data`` (N, S, m), the fresh jet of the first layer's
+    activation (its one consumer is the skip connection h + phi(v), so no other value sees the sum).
+
+    An affine-prefix h adds its value and its shared tangents (its second-order slots are zero) without
+    being materialised as a full jet; a full jet adds its data.
+    """
+    residual = slots.residual
+    if not is_jet(residual) or len(primal) != 2 or residual.primal_shape != primal:  # type: ignore[union-attr]
+        return
+    if isinstance(residual, SeedJet):
+        if residual.value.dtype != data.dtype or residual.value.device != data.device:
+            return
+        tangents = residual.tangent_tensor(slots)
+        data[:, :1] += residual.value
+        data[:, 1:1 + slots.t] += tangents
+    else:
+        source = residual.settled().data  # type: ignore[union-attr]
+        if source.dtype != data.dtype or source.device != data.device:
+            return
+        data += source
+    slots.residual_added = True
 
 
 def fused_univariate() -> Callable[..., Tensor] | None:
