@@ -135,6 +135,11 @@ class Step:
     residual: Slot | None = None
     # That add: the activation's step, whose value already holds the sum when its kernel added the residual
     sum_of: int | None = None
+    # The steps whose values the arguments read, in order (what can be a jet, a Derived or the batch size: every
+    # other argument is a constant of the graph), and for arguments that hold them only at the top level (no
+    # Slot in a list or in the keyword arguments) their positions, so a call fills them in without a walk.
+    refs: tuple[int, ...] = ()
+    top_level: tuple[tuple[int, int], ...] | None = None
 
 
 def _folds_bias(node: fx.Node) -> bool:
@@ -170,6 +175,26 @@ def _load(value: Any, env: list[Any]) -> Any:
     return _replace_leaves(value, Slot, lambda slot: env[slot.index])
 
 
+def _references(args: tuple, kwargs: dict) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...] | None]:
+    """(every Slot's index in the arguments, in order; the (position, index) of each when they are all
+    top-level positional arguments, else None)."""
+    refs = [leaf.index for leaf in _leaves((args, kwargs)) if isinstance(leaf, Slot)]
+    top = tuple((position, arg.index) for position, arg in enumerate(args) if isinstance(arg, Slot))
+    return tuple(refs), (top if len(top) == len(refs) else None)
+
+
+def _step_args(step: "Step", env: list[Any]) -> tuple[tuple, dict]:
+    """A step's arguments with the values of the steps they read."""
+    if step.top_level is None:
+        return _load(step.args, env), _load(step.kwargs, env)
+    if not step.top_level:
+        return step.args, step.kwargs
+    args = list(step.args)
+    for position, index in step.top_level:
+        args[position] = env[index]
+    return tuple(args), step.kwargs
+
+
 class Interpreter:
     """The traced graph's nodes, prepared once, run per call with the call's slots and the seed jet of x."""
 
@@ -183,10 +208,13 @@ class Interpreter:
 
         skips = _skip_connections(nodes, index)
         sums = {next(iter(node.users)): index[node] for node in skips}
-        self.steps = tuple(
-            Step(node.op, node.target, tuple(fx.node.map_arg(node.args, slot)), dict(fx.node.map_arg(node.kwargs, slot)),
-                 source_line(node), _folds_bias(node), slot(skips[node]) if node in skips else None, sums.get(node))
-            for node in nodes)
+        steps = []
+        for node in nodes:
+            args, kwargs = tuple(fx.node.map_arg(node.args, slot)), dict(fx.node.map_arg(node.kwargs, slot))
+            refs, top_level = _references(args, kwargs)
+            steps.append(Step(node.op, node.target, args, kwargs, source_line(node), _folds_bias(node),
+                              slot(skips[node]) if node in skips else None, sums.get(node), refs, top_level))
+        self.steps = tuple(steps)
 
     def run(self, slots: Slots, seed: object) -> object:
         env: list[Any] = []
@@ -203,7 +231,8 @@ class Interpreter:
                 slots.fold_bias = step.fold_bias
                 slots.residual = None if step.residual is None else env[step.residual.index]
                 slots.residual_added = False
-                env.append(self._call(slots, step.target, _load(step.args, env), _load(step.kwargs, env), step))
+                args, kwargs = _step_args(step, env)
+                env.append(self._call(slots, step.target, args, kwargs, step, [env[i] for i in step.refs]))
                 if slots.residual_added:
                     summed.add(position)
                 slots.residual = None
@@ -214,7 +243,9 @@ class Interpreter:
         raise NotServed("the traced graph has no output")
 
     @staticmethod
-    def _call(slots: Slots, target: object, args: tuple, kwargs: dict, step: Step) -> object:
+    def _call(slots: Slots, target: object, args: tuple, kwargs: dict, step: Step, values: list[Any]) -> object:
+        """Run one step; ``values``: the values its arguments read (the only arguments that can be jets,
+        Derived or the batch size)."""
         if target is operator.getitem:
             return args[0][args[1]]
         name = _packet_name(target)
@@ -223,14 +254,15 @@ class Interpreter:
             if isinstance(result, int) and any(isinstance(arg, BatchSize) for arg in args):
                 return BatchSize(result)
             return result
-        leaves = _leaves((args, kwargs))
+        leaves = _leaves(values) if any(isinstance(value, (tuple, list, dict)) for value in values) else values
         if name not in SHAPE_OPS and any(isinstance(leaf, BatchSize) for leaf in leaves):
             raise SamplesMix(f"f uses the batch size as a number ({op_name(target)} at {step.where}): its results "
                              "change with the number of samples")
         if name in RANDOM_OPS:  # a traced program would replay one draw; the autograd engine draws per call
             raise NotServed(f"f draws random numbers ({op_name(target)} at {step.where})")
-        rule = RULES.get(target) if any(is_jet(leaf) for leaf in leaves) else None
-        if rule is None and any(is_jet(leaf) for leaf in leaves):
+        has_jet = any(is_jet(leaf) for leaf in leaves)
+        rule = RULES.get(target) if has_jet else None
+        if rule is None and has_jet:
             raise NotServed(f"no Taylor rule for {op_name(target)} at {step.where}")
         try:
             if rule is not None:
