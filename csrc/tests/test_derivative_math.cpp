@@ -135,6 +135,49 @@ long double ulps(T value, long double truth) {
   return std::fabs(static_cast<long double>(value) - truth) / spacing;
 }
 
+// normal_cdf (the GELU's CDF, branch-free in double): within `ulp_bound` ulp of
+// long double's erfc at the same rounded argument u = -x / sqrt(2) (the
+// function's own rounding of u is not its approximation's error) over
+// [-40, 40], dense where the method switches (|u| = 1/2) and where the
+// results turn subnormal; subnormal results within 2 subnormal spacings;
+// the limits and NaN.
+template <typename T>
+void test_normal_cdf(const char* type_name, long double ulp_bound) {
+  using hoderiv::math::normal_cdf;
+  const std::string name = std::string("normal_cdf<") + type_name + "> ";
+  const long double denorm = std::numeric_limits<T>::denorm_min();
+  const long double smallest_normal = std::numeric_limits<T>::min();
+  long double worst = 0, worst_at = 0;
+  std::vector<long double> points;
+  for (long double x = -40; x <= 40; x += 1.3e-3L) points.push_back(x);
+  for (long double x = 0.70710678118654752440L - 1e-4L; x <= 0.70710678118654752440L + 1e-4L; x += 1e-7L) {
+    points.push_back(x);
+    points.push_back(-x);
+  }
+  for (const long double point : points) {
+    const T x = static_cast<T>(point);
+    const double u = -static_cast<double>(x) * 0.70710678118654752440;  // as normal_cdf rounds it
+    const long double truth = 0.5L * std::erfc(static_cast<long double>(u));
+    const T got = normal_cdf(x);
+    if (truth < smallest_normal) {
+      expect(std::fabs(static_cast<long double>(got) - truth) <= 2 * denorm,
+             name + "subnormal result at x = " + std::to_string(static_cast<double>(x)));
+      continue;
+    }
+    const long double error = ulps(got, truth);
+    if (error > worst) {
+      worst = error;
+      worst_at = x;
+    }
+  }
+  expect(worst <= ulp_bound, name + "worst error " + std::to_string(static_cast<double>(worst)) + " ulp at x = " +
+                                 std::to_string(static_cast<double>(worst_at)));
+  const T infinity = std::numeric_limits<T>::infinity();
+  expect(normal_cdf(infinity) == T(1) && normal_cdf(-infinity) == T(0) && normal_cdf(T(0)) == T(0.5),
+         name + "Phi(+inf) = 1, Phi(-inf) = 0, Phi(0) = 1/2");
+  expect(std::isnan(normal_cdf(std::numeric_limits<T>::quiet_NaN())), name + "NaN in, NaN out");
+}
+
 // exp_nonpositive (the host's branch-free exp): exp(x) and 1 - exp(x) within
 // 2 ulp of long-double references over the whole range, subnormal results
 // rounded once, and the special values.
@@ -443,6 +486,8 @@ int main() {
   test_stable<double>("double");
   test_exp_nonpositive<float>("float");
   test_exp_nonpositive<double>("double");
+  test_normal_cdf<float>("float", 1.0L);
+  test_normal_cdf<double>("double", 5.0L);
   test_sin_cos<float>("float", 0.5L);
   test_sin_cos<double>("double", 1.5L);
   test_log1p_unit_interval<float>("float");

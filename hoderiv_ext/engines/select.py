@@ -105,17 +105,19 @@ MIXED_MODE_SLOT_RATIO = 2.0
 # y''), float32, 2 threads, load 0.7, 2026-12-03: sin 7.1 / 5.2 / 4.2 / 4.2 / 2.9, cos 10.7 /
 # 5.3 / 4.4 / 3.3 / 3.7. The others, measured the same way on 2026-12-02 at
 # 2^12 / 2^14 / 2^17 / 2^20 elements:
-# exp 2.9 / 1.3 / 0.6 / 0.7, gelu (erf) 3.6 / 0.9 / 0.4 / 0.4, identity 1.5 / 1.4 / 0.6 / 0.3,
+# exp 2.9 / 1.3 / 0.6 / 0.7, identity 1.5 / 1.4 / 0.6 / 0.3,
 # relu 5.0 / 2.4 / 2.4 / 0.9, leaky_relu 4.4 / 3.1 / 1.9 / 0.9, elu 3.7 / 2.7 / 1.2 / 0.3; the
 # others 2.0-23x at every size (tanh 4.2-5.9, sigmoid 2.0-4.8, softplus 2.5-7.0, silu 4.6-9.2,
-# gelu_tanh 16-23, polynomial 4.0-14). The elementary functions, the same way (one run, 2 threads,
+# gelu_tanh 16-23, polynomial 4.0-14). gelu (erf form; its CDF in plain arithmetic) at
+# 2^12 / 2^14 / 2^16 / 2^18 / 2^20, the same way, load 0.8-1.2, 2026-12-04: 4.1 / 2.0 / 1.6 / 1.5 / 1.5.
+# The elementary functions, the same way (one run, 2 threads,
 # load ~0.9, 2026-12-03; x in [0.5, 1.5], pow with exponent 1.5): log 4.6 / 1.9 / 1.2 / 0.8,
 # log1p 2.2 / 1.3 / 0.8 / 1.2, expm1 2.3 / 1.3 / 0.7 / 0.8, pow 4.1 / 1.1 / 0.6 / 1.0,
 # erf 3.6 / 0.9 / 0.3 / 0.5, atan 3.1 / 1.1 / 0.7 / 0.9, tan 1.9 / 0.5 / 0.3 / 0.6,
 # sinh 2.2 / 1.8 / 1.7 / 0.9; at every size: cosh 1.4-2.0, sqrt 1.7-11, rsqrt 1.7-6.3,
 # reciprocal 4.5-9.1, square 5.4-13, abs 3.2-10.
 CPU_ELEMENTWISE_KERNEL_BELOW: dict[str, int] = {
-    "exp": 1 << 14, "gelu": 1 << 14, "identity": 1 << 15,
+    "exp": 1 << 14, "identity": 1 << 15,
     "relu": 1 << 18, "leaky_relu": 1 << 18, "elu": 1 << 17,
     "log": 1 << 18, "log1p": 1 << 15, "expm1": 1 << 15, "pow": 1 << 15, "erf": 1 << 13, "atan": 1 << 15,
     "tan": 1 << 13, "sinh": 1 << 18,
