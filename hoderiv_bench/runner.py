@@ -17,8 +17,10 @@ each method
    over rounds of the per-call time, with the interquartile range over rounds.
 
 ``torch.compile`` goes last: the fastest correct eager baseline (nested or
-func) is compiled (``torch._dynamo.reset()`` first, so one workload's graphs do
-not count against the next one's recompile limit), checked and timed; if it
+func) is compiled (``torch._dynamo.reset()`` first, as at the start of every
+workload, so one workload's graphs do not count against the next one's
+recompile limit; never between a workload's compiled methods, which would
+throw away their graphs before they are timed), checked and timed; if it
 fails to compile or run, the next baseline is tried, and failures are reported
 as ``failed: reason``. The compile time (first call) is recorded separately.
 The optional torch-jet methods (``jet``, ``jet-compile``; workloads.OPTIONAL_METHODS)
@@ -231,6 +233,7 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], min_run_time: float, rou
     numbers: dict[str, int] = {}
     for name, timer in timers.items():
         try:
+            _block(timer, 1)  # untimed: a first call that compiles or warms up must not size the blocks
             once = _block(timer, 1)
         except Exception as error:  # noqa: BLE001
             failures[name] = error.with_traceback(None)  # the traceback's frames would keep tensors alive
@@ -396,6 +399,8 @@ def run_workload(workload: Workload, options: Options) -> WorkloadResult:
 
 def _run_workload(workload: Workload, options: Options, started: float) -> WorkloadResult:
     out = WorkloadResult(workload, tolerance=TOLERANCES.get(options.dtype, 1e-3))
+    if options.compile:  # the earlier workloads' graphs: not against this one's recompile limit
+        torch._dynamo.reset()
     try:
         case = build_case(workload, options.device, options.dtype)
         reference = case.reference()
