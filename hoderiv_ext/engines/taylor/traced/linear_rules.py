@@ -152,7 +152,7 @@ def _addmm(slots: Slots, bias: object, a: object, b: object, *, beta: object = 1
         if slots.fold_bias:  # the one consumer is a fused activation: it adds the bias itself
             return FullJet(product.data, bias)
         data = product.data  # the GEMM's fresh output (mm saves its inputs, not its output): add in place
-        data[:, 0] += bias
+        data[:, 0].add_(bias)
         return FullJet(data)
     return _plus_constant(slots, product, bias)
 

@@ -47,7 +47,7 @@ def compose(taylor: Sequence[Tensor], coefficients: Tensor) -> Tensor:
         product = coefficients[:, :, :length] * s(j + 1)
         if higher is not None:
             for i in range(1, length):  # c_i times the orders 1 .. length - i of H_{j+1}
-                product[:, :, i:] += coefficients[:, :, i - 1:i] * higher[:, :, :length - i]
+                product[:, :, i:].add_(coefficients[:, :, i - 1:i] * higher[:, :, :length - i])
         higher = product
     assert higher is not None
     return higher
@@ -59,5 +59,5 @@ def cauchy(u0: Tensor, u: Tensor, w0: Tensor, w: Tensor, op: Bilinear) -> Tensor
     order = u.shape[2]
     out = op(u0.unsqueeze(1), w) + op(u, w0.unsqueeze(1))
     for i in range(1, order):  # c_i(u) c_{k-i}(w) for k = i + 1 .. K
-        out[:, :, i:] += op(u[:, :, i - 1:i], w[:, :, :order - i])
+        out[:, :, i:].add_(op(u[:, :, i - 1:i], w[:, :, :order - i]))
     return out

@@ -125,8 +125,8 @@ def _add_residual_in_place(slots: Slots, primal: tuple[int, ...], data: Tensor) 
         if residual.value.dtype != data.dtype or residual.value.device != data.device:
             return
         tangents = residual.tangent_tensor(slots)
-        data[:, :1] += residual.value
-        data[:, 1:1 + slots.t] += tangents
+        data[:, :1].add_(residual.value)
+        data[:, 1:1 + slots.t].add_(tangents)
     else:
         source = residual.settled().data  # type: ignore[union-attr]
         if source.dtype != data.dtype or source.device != data.device:
