@@ -90,6 +90,7 @@ from hoderiv_ext.engines.taylor.plan import TaylorPlan, build_plan
 from hoderiv_ext.engines.taylor.slots import layout_for
 from hoderiv_ext.engines.taylor.traced.capture import TracedProgram, program_for
 from hoderiv_ext.engines.taylor.traced.jets import SamplesMix
+from hoderiv_ext.engines.taylor.traced.mixed import dry_run_mixed
 from hoderiv_ext.engines.taylor.traced.run import dry_run
 from hoderiv_ext.ops.library import build_info, extension_loaded, has_kernels_for
 
@@ -98,6 +99,13 @@ BACKENDS: tuple[str, ...] = ("auto", "kernel", "autograd")
 KERNEL_DTYPES = (torch.float32, torch.float64)
 
 MIXED_MODE_SLOT_RATIO = 2.0
+# A traced program's mixed mode runs the graph a second time on plain values for its adjoints, and a
+# training step differentiates that reverse sweep once more: it pays from about twice the plans' ratio.
+# Measured (CPU, 1 thread, N = 1024, width 32, residual and hard-BC models, 2026-12-04), time of forward
+# Taylor mode over mixed mode, training step / eager call, at forward slots / (2 + d): full Hessian d = 4
+# (2.5) 0.65-0.69x / 0.73-1.39x, d = 8 (4.5) 1.74-1.76x / 2.4-3.8x, d = 16 (8.5) 3.2-3.4x / 3.8-5.4x;
+# 4 of 8 rows (4.1; k rows carry k d pair slots) 0.79-0.87x / 1.15-1.28x.
+TRACED_MIXED_SLOT_RATIO = 4.2
 # Elementwise on CPU, backend="auto": the kernels serve a function below this many elements,
 # autograd from there on (torch's vectorised exp/erf/... beat the kernels' scalar libm calls on
 # large tensors). Functions not listed: the kernels at every size. sin and cos (vectorised
@@ -236,7 +244,7 @@ def choose_engine(
     if plan is None and not kernels:
         program, traced_obstacles, checked_modules = _traced(f, x, request, check_independence)
         if program is not None:
-            return EngineChoice("taylor", "traced", None, program=program)
+            return EngineChoice("taylor", traced_algorithm(program, request, x.shape[1]), None, program=program)
         obstacles = [f"{obstacles[0]}, and {traced_obstacles}"]
     if obstacles:
         reason = "; ".join(obstacles)
@@ -313,7 +321,7 @@ def _traced(f: object, x: Tensor, request: HessianRequest | None, check_independ
         modules = tuple(reachable_modules(f))
         check_no_batch_statistics(list(modules))
     try:
-        program = program_for(f, x, dry_run)
+        program = program_for(f, x, _dry_runs)
     except NotServed as error:
         return None, f"it cannot be traced ({error.reason})", modules
     if isinstance(program.refusal, SamplesMix):
@@ -335,6 +343,26 @@ def _traced(f: object, x: Tensor, request: HessianRequest | None, check_independ
         except NotServed as error:
             return None, f"its trace is not served ({error.reason})", modules
     return program, "", modules
+
+
+def _dry_runs(program: TracedProgram, x: Tensor) -> None:
+    """A new program's dry runs: forward Taylor mode's every branch, then mixed mode's."""
+    dry_run(program, x)
+    dry_run_mixed(program, x)
+
+
+def traced_algorithm(program: TracedProgram, request: HessianRequest, d: int) -> str:
+    """"traced_mixed" (forward tangents and one reverse sweep, :mod:`~hoderiv_ext.engines.taylor.traced.mixed`)
+    or "traced" (forward Taylor mode) for a traced program: mixed mode for a full Hessian or Hessian rows
+    when its dry run served the program and forward Taylor mode would carry more than
+    TRACED_MIXED_SLOT_RATIO times its 2 + d slots, outside inference mode and torch.compile (it runs a
+    reverse sweep)."""
+    if request.kind not in ("full", "rows") or program.mixed_refusal is not None:
+        return "traced"
+    if torch.is_inference_mode_enabled() or torch.compiler.is_compiling():
+        return "traced"
+    forward_slots = 1 + d + layout_for(request, d).num_second
+    return "traced_mixed" if forward_slots > TRACED_MIXED_SLOT_RATIO * (2 + d) else "traced"
 
 
 def _outputs_independent(f: object, x: Tensor) -> bool:

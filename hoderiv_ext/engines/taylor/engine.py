@@ -15,11 +15,13 @@ from hoderiv_ext.engines.taylor.mixed import run_mixed
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.reverse import run_reverse
 from hoderiv_ext.engines.taylor.traced.capture import TracedProgram
+from hoderiv_ext.engines.taylor.traced.mixed import run_traced_mixed
 from hoderiv_ext.engines.taylor.traced.run import run_traced
 from hoderiv_ext.engines.taylor.univariate import run_univariate
 
 ALGORITHMS: tuple[str, ...] = ("forward", "mixed", "forward_over_reverse", "reverse", "univariate",
-                               "bilaplacian", "collapsed_reverse", "traced")
+                               "bilaplacian", "collapsed_reverse", "traced", "traced_mixed")
+TRACED_ALGORITHMS = ("traced", "traced_mixed")
 _RUNNERS = {
     "forward": run_forward,
     "mixed": run_mixed,
@@ -43,16 +45,19 @@ def run(
     "univariate" (its randomized estimate). The choice is made
     by :func:`hoderiv_ext.engines.select.taylor_algorithm`; "traced" (forward
     Taylor mode over a traced program, ``plan`` a
-    :class:`~hoderiv_ext.engines.taylor.traced.capture.TracedProgram`).
+    :class:`~hoderiv_ext.engines.taylor.traced.capture.TracedProgram`) or
+    "traced_mixed" (its mixed mode, :mod:`~hoderiv_ext.engines.taylor.traced.mixed`).
     ``directions``: sigma of a weighted or randomized Laplacian (forward
     Taylor mode only).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if isinstance(plan, TracedProgram) != (algorithm == "traced"):
-        raise ValueError("algorithm='traced' runs a traced program, the others a plan")
+    if isinstance(plan, TracedProgram) != (algorithm in TRACED_ALGORITHMS):
+        raise ValueError(f"algorithm in {TRACED_ALGORITHMS} runs a traced program, the others a plan")
     if isinstance(plan, TracedProgram):
         with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+            if algorithm == "traced_mixed":
+                return run_traced_mixed(plan, x, request)
             return run_traced(plan, x, request, directions)
     if algorithm not in ("forward", "univariate", "bilaplacian") and plan.output_width(x.shape[1]) != 1:  # one reverse sweep
         raise ValueError(f"algorithm={algorithm!r} serves scalar-output networks only")

@@ -64,6 +64,9 @@ class TracedProgram:
 
     ``univariate_order``: the highest order K of univariate jets the program serves (found by the dry
     run; 0: none), ``univariate_refusal``: why not higher (None when it serves every order up to 8).
+    ``mixed_refusal``: why mixed mode (:mod:`~hoderiv_ext.engines.taylor.traced.mixed`) does not serve
+    the program's Hessians, None when it does (found by its dry run); ``adjoint_graphs``: mixed mode's
+    graphs, built once.
     """
 
     name: str
@@ -74,6 +77,8 @@ class TracedProgram:
     signature: tuple = field(default=(), repr=False)
     univariate_order: int = 0
     univariate_refusal: Exception | None = None
+    mixed_refusal: Exception | None = field(default_factory=lambda: NotServed("no mixed-mode dry run"), repr=False)
+    adjoint_graphs: dict = field(default_factory=dict, repr=False)
 
     def check_univariate_order(self, order: int) -> None:
         """Raise NotServed unless the program serves univariate jets of ``order`` (found by its dry run)."""
@@ -206,10 +211,12 @@ def clear_trace_cache() -> None:
 
 def trace_cache_info() -> list[dict[str, object]]:
     """One entry per cached program: the function's name, input width, dtype, device, nodes, trace seconds,
-    and the reason it is refused (None when served)."""
+    the reason it is refused (None when served) and the reason its Hessians are not served by mixed mode
+    (``mixed_refused``; None when they are, for requests where mixed mode is the faster algorithm)."""
     return [{"function": program.name, "width": key[1], "dtype": key[2], "device": key[3], "nodes": program.nodes,
              "trace_seconds": program.trace_seconds,
-             "refused": None if program.refusal is None else str(program.refusal)}
+             "refused": None if program.refusal is None else str(program.refusal),
+             "mixed_refused": None if program.mixed_refusal is None else str(program.mixed_refusal)}
             for key, (_, program) in list(_CACHE.items())]
 
 

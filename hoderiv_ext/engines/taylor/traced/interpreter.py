@@ -232,7 +232,10 @@ class Interpreter:
                 slots.residual = None if step.residual is None else env[step.residual.index]
                 slots.residual_added = False
                 args, kwargs = _step_args(step, env)
-                env.append(self._call(slots, step.target, args, kwargs, step, [env[i] for i in step.refs]))
+                values = [env[i] for i in step.refs]
+                if slots.curvatures is not None:  # a mixed-mode sweep records the step's curvature term
+                    slots.curvatures.observe(slots, position, step.target, args, kwargs, values, step.where)
+                env.append(self._call(slots, step.target, args, kwargs, step, values))
                 if slots.residual_added:
                     summed.add(position)
                 slots.residual = None

@@ -109,6 +109,8 @@ class Slots:
         # connection h + phi(v)); the rule sets ``residual_added`` when its kernel added it.
         self.residual: object = None
         self.residual_added = False
+        # A mixed-mode sweep's CurvatureRecorder (traced/mixed.py): shown every step before its rule runs.
+        self.curvatures: object = None
         self._hessian_index: Tensor | None = None
 
     def pair_tangents(self, tangents: Tensor) -> tuple[Tensor, Tensor]:
