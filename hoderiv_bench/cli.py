@@ -72,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     suite_group = parser.add_mutually_exclusive_group()
     suite_group.add_argument("--suite", choices=tuple(SUITES), default=None,
                              help="quick (default), full (the grid for a GPU, as --full), architectures: "
-                                  "the laplacian and training families on residual, fourier, siren and hardbc "
+                                  "the laplacian, training and hessian families on residual, fourier, siren and hardbc "
                                   "models next to the plain MLP, widths 64 and 128, d = 2 and 8, depth 4, "
                                   "N = 4096, or operators: the weighted, partial and randomized (hutchinson) "
                                   "Laplacians, the bi-Laplacian and order-4 directional derivatives on tanh "

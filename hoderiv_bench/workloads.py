@@ -35,8 +35,8 @@ from a fixed seed.
 Architectures (the ``architecture`` field; see hoderiv_bench.architectures):
 every workload above is the plain Sequential MLP, architecture ``mlp``, and
 keeps its name. The architecture suite (``--suite architectures``) runs the
-laplacian and training families on MLP-like models that are not a plain
-Sequential, each a per-sample function (N, d) -> (N, 1):
+laplacian, training and hessian (full Hessian) families on MLP-like models that
+are not a plain Sequential, each a per-sample function (N, d) -> (N, 1):
 
   residual     h = Linear(d, w)(x); depth blocks h = h + tanh(Linear(w, w)(h)); Linear(w, 1)
   fourier      fixed random Fourier features cat([sin(x B), cos(x B)]), B (d, w/2) a buffer,
@@ -50,8 +50,8 @@ d = 2 and 8, depth 4, N = 4096 (``--batch``/``--dims``/``--widths``/``--depths``
 replace these axes; the grid is their product). Their names carry the
 architecture: ``laplacian/residual/tanh d=8 w=64 L=4 N=4096``; ``-w residual``
 (an architecture), ``-w siren`` or any name glob selects them. The Taylor
-engine serves only plain Sequential MLPs today: for the others the kernel
-method is reported "not served" with the engine's reason until it serves them.
+engine traces these models (docs/traced.md); a model it cannot serve is
+reported "not served" for the kernel method, with the engine's reason.
 
 The operator suite (``--suite operators``, 10 workloads, about 25 s on a 2-core CPU) runs
 each operator family on a tanh MLP d -> 32 x 2 -> 1 at N = 128 and 512, with d = 8 for
@@ -126,7 +126,7 @@ OPTIONAL_PACKAGE_METHODS = (KERNEL_COMPILE,)
 OPTIONAL_METHODS = OPTIONAL_PACKAGE_METHODS + JET_METHODS
 # Methods that are torch.compile'd: run only when the compile baseline is on; memory is not metered on CPU.
 COMPILED_METHODS = frozenset({COMPILED_JET, KERNEL_COMPILE})
-ARCHITECTURE_FAMILIES = ("laplacian", "training")
+ARCHITECTURE_FAMILIES = ("laplacian", "training", "hessian")
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "silu": nn.SiLU, "sin": Sine}
 REQUESTS: dict[str, Callable[[int], object]] = {

@@ -1,7 +1,7 @@
 """The architecture axis of the bench (hoderiv_bench/architectures.py, workloads.py, jet_methods.py).
 
 Each model kind builds deterministically and is a per-sample (N, d) -> (N, 1) function; every
-method of its laplacian and training workloads agrees with the float64 reference (checked by the
+method of its laplacian, training and hessian workloads agrees with the float64 reference (checked by the
 runner); the kernel path is either served (and agrees) or reported "not served" with the engine's
 reason, never a crash; the --suite architectures grid and the filters select the new workloads
 without renaming the old ones; torch-jet is an optional baseline that is absent without it.
@@ -100,9 +100,10 @@ def test_the_models_are_what_the_brief_says() -> None:
 
 
 @pytest.mark.parametrize("architecture", NEW_ARCHITECTURES)
-@pytest.mark.parametrize("family", ["laplacian", "training"])
-def test_every_method_agrees_with_the_reference(architecture, family) -> None:
-    result = run_workload(tiny(family, architecture, d=3), tiny_options())
+@pytest.mark.parametrize("family, d", [("laplacian", 3), ("training", 3), ("hessian", 3),
+                                       ("hessian", 8)])  # d = 8: the traced full Hessian in mixed mode
+def test_every_method_agrees_with_the_reference(architecture, family, d) -> None:
+    result = run_workload(tiny(family, architecture, d=d), tiny_options())
     assert result.status == "ok", result.reason
     for name in ("autograd", "nested", "func"):
         method = result.methods[name]
@@ -148,14 +149,15 @@ def test_the_float64_reference_also_holds_in_float64() -> None:
 
 def test_the_architecture_suite_is_every_architecture_at_the_requested_sizes() -> None:
     grid = suite(ARCHITECTURE_SUITE)
-    assert len(grid) == len(ARCHITECTURES) * 2 * 2 * 2 and len(grid) == len(set(grid))
-    assert {w.family for w in grid} == {"laplacian", "training"}
+    assert len(grid) == len(ARCHITECTURES) * 3 * 2 * 2 and len(grid) == len(set(grid))
+    assert {w.family for w in grid} == {"laplacian", "training", "hessian"}
     assert {w.architecture for w in grid} == set(ARCHITECTURES)
     assert {w.width for w in grid} == {64, 128} and {w.d for w in grid} == {2, 8} and {w.batch for w in grid} == {4096}
     assert {w.function for w in grid if w.architecture != "mlp"} == set(ARCHITECTURE_FUNCTIONS.values())
     names = {w.name for w in grid}
     assert {"laplacian/residual/tanh d=8 w=64 L=4 N=4096", "training/siren/sin d=2 w=128 L=4 N=4096",
-            "laplacian/tanh d=2 w=64 L=4 N=4096", "training/hardbc/tanh d=8 w=128 L=4 N=4096"} <= names
+            "laplacian/tanh d=2 w=64 L=4 N=4096", "training/hardbc/tanh d=8 w=128 L=4 N=4096",
+            "hessian/fourier/tanh d=8 w=64 L=4 N=4096"} <= names
     assert {w.params()["architecture"] for w in grid} == set(ARCHITECTURES)
 
 
@@ -179,7 +181,7 @@ def test_filters_select_architectures_by_name_family_and_glob() -> None:
     chosen, _ = select(grid, ["mlp"])
     assert chosen and {w.architecture for w in chosen} == {"mlp"}
     chosen, _ = select(grid, ["training", "w=64"])
-    assert {w.family for w in chosen} == {"laplacian", "training"}
+    assert {w.family for w in chosen} == {"laplacian", "training", "hessian"}
     assert all(w.family == "training" or w.width == 64 for w in chosen)
     assert select(suite(QUICK), ["residual"])[1] == ["residual"]
 
@@ -189,7 +191,7 @@ def test_size_overrides_replace_the_architecture_axes() -> None:
     assert isinstance(sizes, ArchitectureSizes)
     assert sizes.batches == (8, 16) and sizes.dims == (3,) and sizes.widths == (4,) and sizes.depths == (4,)
     grid = suite(sizes)
-    assert len(grid) == len(ARCHITECTURES) * 2 * 2
+    assert len(grid) == len(ARCHITECTURES) * 3 * 2  # families x batches
     assert {(w.batch, w.d, w.width, w.depth) for w in grid} == {(8, 3, 4, 4), (16, 3, 4, 4)}
 
 
@@ -197,7 +199,7 @@ def test_list_and_option_errors_of_the_architecture_suite(capsys) -> None:
     assert main(["bench", "--suite", "architectures", "--list", "-w", "residual", "--batch", "8"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines and all("/residual/tanh " in line and line.endswith("N=8") for line in lines)
-    assert len(lines) == 2 * 2 * 2
+    assert len(lines) == 3 * 2 * 2  # families x dims x widths
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "--suite", "architectures", "--full"])
     assert exit_info.value.code == 2 and "not allowed with" in capsys.readouterr().err
