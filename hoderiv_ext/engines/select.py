@@ -359,7 +359,7 @@ def traced_algorithm(program: TracedProgram, request: HessianRequest, d: int) ->
     reverse sweep)."""
     if request.kind not in ("full", "rows") or program.mixed_refusal is not None:
         return "traced"
-    if torch.is_inference_mode_enabled() or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or torch.is_inference_mode_enabled():  # dynamo cannot trace the second
         return "traced"
     forward_slots = 1 + d + layout_for(request, d).num_second
     return "traced_mixed" if forward_slots > TRACED_MIXED_SLOT_RATIO * (2 + d) else "traced"

@@ -230,6 +230,29 @@ def test_a_compiled_traced_training_step_matches_eager():
     torch.testing.assert_close(compiled(x), loss(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("hessian", ["full", [0, 2, 3, 4, 5, 7]], ids=["full", "rows"])
+def test_a_traced_hessian_served_eagerly_in_mixed_mode_is_one_graph_under_compile(hessian):
+    """Eagerly a traced full Hessian at d = 8 (or 6 of 8 rows) runs mixed mode, whose reverse sweep dynamo
+    cannot capture; under torch.compile the selection picks forward Taylor mode without a graph break."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    f = lambda x: x[:, :1] * (1 - x[:, :1]) * net(x)  # noqa: E731
+    x = torch.randn(16, 8)
+    field = "hessian" if hessian == "full" else "hessian_rows"
+    eager = derivatives(f, x, hessian=hessian, backend="kernel")
+    assert eager.algorithm == "traced_mixed"
+
+    def loss(x_in: torch.Tensor) -> torch.Tensor:
+        return getattr(derivatives(f, x_in, hessian=hessian, backend="kernel"), field).pow(2).sum()
+
+    explained = torch._dynamo.explain(loss)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    torch._dynamo.reset()
+    got = torch.compile(loss, fullgraph=True, backend="aot_eager")(x)
+    torch.testing.assert_close(got, getattr(eager, field).pow(2).sum(), rtol=1e-5, atol=1e-5)
+
+
 def test_a_traced_function_not_traced_yet_says_how_to_compile_it():
     from hoderiv_ext import clear_trace_cache
 
