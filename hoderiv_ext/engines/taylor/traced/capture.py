@@ -249,14 +249,15 @@ def program_for(f: object, x: Tensor, dry_run: "object") -> TracedProgram:
         except (SamplesMix, NotServed) as error:
             program.refusal = error
         except Exception as error:  # noqa: BLE001 - a rule's failure is a refusal, said with its cause
-            program.refusal = NotServed(f"the traced program failed: {type(error).__name__}: {_first_line(error)}")
+            program.refusal = NotServed(f"the traced program failed: {type(error).__name__}: {first_line(error)}")
     _CACHE[key] = (_references(objects, key), program)
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
     return program
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message ("" when it has none): what a refusal quotes."""
     text = str(error).strip().splitlines()
     return text[0] if text else ""
 
@@ -280,7 +281,7 @@ def _trace(f: object, x: Tensor) -> TracedProgram:
     except (SamplesMix, NotServed) as error:
         return TracedProgram(name, None, time.perf_counter() - start, error)
     except Exception as error:  # noqa: BLE001 - any trace failure: not served, with the failure named
-        reason = f"tracing f failed ({type(error).__name__}: {_first_line(error)})"
+        reason = f"tracing f failed ({type(error).__name__}: {first_line(error)})"
         return TracedProgram(name, None, time.perf_counter() - start, NotServed(reason))
     return TracedProgram(name, interpreter, time.perf_counter() - start, None, len(graph_module.graph.nodes))
 

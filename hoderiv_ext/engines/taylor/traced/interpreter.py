@@ -52,12 +52,12 @@ class BatchSize(int):
     """N read from a tensor computed from x: a shape, never a number in the result (that mixes samples)."""
 
 
-def _leaves(value: object) -> list[object]:
+def arg_leaves(value: object) -> list[object]:
     """The leaves of a node's arguments (nested tuples, lists and dicts): cheaper than torch's pytree."""
     if isinstance(value, (tuple, list)):
-        return [leaf for item in value for leaf in _leaves(item)]
+        return [leaf for item in value for leaf in arg_leaves(item)]
     if isinstance(value, dict):
-        return [leaf for item in value.values() for leaf in _leaves(item)]
+        return [leaf for item in value.values() for leaf in arg_leaves(item)]
     return [value]
 
 
@@ -178,7 +178,7 @@ def _load(value: Any, env: list[Any]) -> Any:
 def _references(args: tuple, kwargs: dict) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...] | None]:
     """(every Slot's index in the arguments, in order; the (position, index) of each when they are all
     top-level positional arguments, else None)."""
-    refs = [leaf.index for leaf in _leaves((args, kwargs)) if isinstance(leaf, Slot)]
+    refs = [leaf.index for leaf in arg_leaves((args, kwargs)) if isinstance(leaf, Slot)]
     top = tuple((position, arg.index) for position, arg in enumerate(args) if isinstance(arg, Slot))
     return tuple(refs), (top if len(top) == len(refs) else None)
 
@@ -257,7 +257,7 @@ class Interpreter:
             if isinstance(result, int) and any(isinstance(arg, BatchSize) for arg in args):
                 return BatchSize(result)
             return result
-        leaves = _leaves(values) if any(isinstance(value, (tuple, list, dict)) for value in values) else values
+        leaves = arg_leaves(values) if any(isinstance(value, (tuple, list, dict)) for value in values) else values
         if name not in SHAPE_OPS and any(isinstance(leaf, BatchSize) for leaf in leaves):
             raise SamplesMix(f"f uses the batch size as a number ({op_name(target)} at {step.where}): its results "
                              "change with the number of samples")

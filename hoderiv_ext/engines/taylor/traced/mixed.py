@@ -40,7 +40,8 @@ from hoderiv_ext.core.functions import ATEN_FUNCTIONS
 from hoderiv_ext.core.requests import HessianRequest, parse_hessian_request
 from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.engines.taylor.traced import linear_rules, shape_rules
-from hoderiv_ext.engines.taylor.traced.interpreter import op_name
+from hoderiv_ext.engines.taylor.traced.capture import first_line
+from hoderiv_ext.engines.taylor.traced.interpreter import arg_leaves, op_name
 from hoderiv_ext.engines.taylor.traced.jets import SeedJet, Slots, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import RULES, plain, value_of
 from hoderiv_ext.engines.taylor.traced.run import output_jet, run_traced
@@ -87,7 +88,7 @@ class CurvatureRecorder:
     def observe(self, slots: Slots, position: int, target: object, args: tuple, kwargs: dict,
                 values: list[object], where: str) -> None:
         """Record the curvature term of a nonlinear step, or refuse the op (NotServed)."""
-        jets = [leaf for leaf in _leaves(values) if is_jet(leaf)]
+        jets = [leaf for leaf in arg_leaves(values) if is_jet(leaf)]
         if not jets or target in _LINEAR_OPS:
             return
         if len(jets) == 1 and (target in _BILINEAR_OPS or (target is aten.div.Tensor and is_jet(args[0]))):
@@ -118,15 +119,6 @@ class CurvatureRecorder:
         z = value_of(jet)  # type: ignore[arg-type]
         second = elementwise_ops.elementwise_derivatives(z, name, params, 2)[2]
         self.terms.append(Curvature(position, "unary", _tangents(slots, jet), second=second))
-
-
-def _leaves(values: object) -> list[object]:
-    """The values, with lists, tuples and dicts opened (a cat's pieces, an op's keyword arguments)."""
-    if isinstance(values, (list, tuple)):
-        return [leaf for value in values for leaf in _leaves(value)]
-    if isinstance(values, dict):
-        return _leaves(list(values.values()))
-    return [values]
 
 
 def _tangents(slots: Slots, jet: object) -> Tensor:
@@ -221,9 +213,10 @@ def _contract(term: Curvature, adjoint: Tensor, rows: list[int] | None, n: int, 
         right = term.other.reshape(term.other.shape[0], d, m)
     left = left_tangents if rows is None else left_tangents[:, rows]
     result = (left * weight) @ right.transpose(1, 2)  # (N, k, d)
-    if term.kind == "product":
-        right_rows = right if rows is None else right[:, rows]
-        result = result + (right_rows * weight) @ left_tangents.transpose(1, 2)
+    if term.kind == "product":  # + T_b diag(w) T_a^T: the transpose of the first term for the full Hessian
+        if rows is None:
+            return result + result.transpose(1, 2)
+        result = result + (right[:, rows] * weight) @ left_tangents.transpose(1, 2)
     return result
 
 
@@ -242,9 +235,8 @@ def dry_run_mixed(program: object, x: Tensor) -> None:
         program.mixed_refusal = error  # type: ignore[attr-defined]
         return
     except Exception as error:  # noqa: BLE001 - a failure is a refusal, said with its cause
-        text = str(error).strip().splitlines()
         program.mixed_refusal = NotServed(  # type: ignore[attr-defined]
-            f"mixed mode failed: {type(error).__name__}: {text[0] if text else ''}")
+            f"mixed mode failed: {type(error).__name__}: {first_line(error)}")
         return
     assert forward is not None
     tolerance = 1e-4 if x.dtype == torch.float32 else 1e-9

@@ -24,7 +24,7 @@ from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.core.validation import check_output
 from hoderiv_ext.engines.taylor.bilaplacian import bilaplacian_layout
 from hoderiv_ext.engines.taylor.slots import layout_for, second_from_slots
-from hoderiv_ext.engines.taylor.traced.capture import UNIVARIATE_MAX_ORDER, TracedProgram
+from hoderiv_ext.engines.taylor.traced.capture import UNIVARIATE_MAX_ORDER, TracedProgram, first_line
 from hoderiv_ext.engines.taylor.traced.jets import (BadOutput, OrderNotServed, SamplesMix, SeedJet, Slots, as_full,
                                                     is_jet)
 from hoderiv_ext.engines.taylor.traced.rules import constant_jet, value_of
@@ -166,7 +166,6 @@ def _dry_run_univariate(program: TracedProgram, sample: Tensor) -> tuple[int, Ex
         except (SamplesMix, NotServed) as error:
             return 0, error
         except Exception as error:  # noqa: BLE001 - a rule's failure is a refusal, said with its cause
-            text = str(error).strip().splitlines()
             return 0, NotServed(f"the traced program failed on univariate jets: {type(error).__name__}: "
-                                f"{text[0] if text else ''}")
+                                f"{first_line(error)}")
     return 0, refusal
