@@ -110,8 +110,9 @@ METHODS: dict[str, Method] = {
 
 class Sine(nn.Module):
     """sin(w0 x) as an activation module (torch has none; w0 = 1 by default, 30 on a SIREN's first
-    layer). With w0 = 1 its forward is one op, so a Sequential of them runs the Taylor engine's plan
-    (hoderiv_ext.engines.taylor.traced_activation); sin(w0 x) runs the traced path."""
+    layer). The Taylor engine recognises its forward by its trace as the kernel function "sin" or
+    "scaled_sin" (hoderiv_ext.engines.taylor.traced_activation), so a Sequential of them and Linear
+    layers runs the plan."""
 
     def __init__(self, w0: float = 1.0) -> None:
         super().__init__()

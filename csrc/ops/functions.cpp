@@ -64,6 +64,9 @@ void check_params(const char* op, const FunctionEntry& entry, c10::ArrayRef<doub
     TORCH_CHECK(std::isfinite(params[0]) && params[0] != 0.0, op, ": softplus parameter beta must be finite and non-zero, got ",
                 params[0]);
   }
+  if (entry.function == math::Function::kScaledSin) {
+    TORCH_CHECK(std::isfinite(params[0]), op, ": scaled_sin parameter frequency must be finite, got ", params[0]);
+  }
   if (entry.function == math::Function::kPow) {
     TORCH_CHECK(std::isfinite(params[0]), op, ": pow parameter exponent must be finite, got ", params[0]);
   }

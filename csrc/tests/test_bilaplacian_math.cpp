@@ -156,6 +156,7 @@ int main() {
   };
   const std::vector<Activation> activations = {{"tanh", Function::kTanh, {}},
                                                {"sin", Function::kSin, {}},
+                                               {"scaled_sin", Function::kScaledSin, {3.0, 0.0}},
                                                {"softplus", Function::kSoftplus, {2.0, 20.0}},
                                                {"gelu", Function::kGeluErf, {}}};
   for (const Case& cs : cases) {

@@ -52,6 +52,8 @@ std::vector<Case> cases() {
        [](long double x) { return x * 2.0L > 20.0L ? x : std::log1p(std::exp(2.0L * x)) / 2.0L; }, {10.0L}},
       {"sin", Function::kSin, {}, [](long double x) { return std::sin(x); }, {}},
       {"cos", Function::kCos, {}, [](long double x) { return std::cos(x); }, {}},
+      {"scaled_sin", Function::kScaledSin, {3.0, 0.0}, [](long double x) { return std::sin(3.0L * x); }, {}},
+      {"scaled_sin -0.5", Function::kScaledSin, {-0.5, 0.0}, [](long double x) { return std::sin(-0.5L * x); }, {}},
       {"exp", Function::kExp, {}, [](long double x) { return std::exp(x); }, {}},
       {"silu", Function::kSiLU, {}, [](long double x) { return x * sigmoid_ld(x); }, {}},
       {"gelu", Function::kGeluErf, {},

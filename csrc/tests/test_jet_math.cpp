@@ -115,6 +115,7 @@ struct Activation {
 std::vector<Activation> activations() {
   return {{"tanh", Function::kTanh, {}},
           {"sin", Function::kSin, {}},
+          {"scaled_sin", Function::kScaledSin, {3.0, 0.0}},
           {"softplus", Function::kSoftplus, {2.0, 20.0}},
           {"gelu", Function::kGeluErf, {}},
           {"elu", Function::kELU, {0.7, 0.0}}};

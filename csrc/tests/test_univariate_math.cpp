@@ -183,6 +183,7 @@ int main() {
   const std::vector<Activation> activations = {{"identity", Function::kIdentity, {}},
                                                {"tanh", Function::kTanh, {}},
                                                {"sin", Function::kSin, {}},
+                                               {"scaled_sin", Function::kScaledSin, {3.0, 0.0}},
                                                {"exp", Function::kExp, {}},
                                                {"softplus", Function::kSoftplus, {2.0, 20.0}},
                                                {"gelu", Function::kGeluErf, {}},

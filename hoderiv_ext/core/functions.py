@@ -5,7 +5,8 @@ A function can be given as
     "gelu", "gelu_tanh", "relu", "leaky_relu", "elu", "identity", "log",
     "log1p", "expm1", "sqrt", "rsqrt", "reciprocal", "square", "pow"
     (parameter ``exponent``: x ** exponent), "erf", "atan", "tan", "sinh",
-    "cosh", "abs";
+    "cosh", "abs", "scaled_sin" (parameter ``frequency``: sin(frequency * x),
+    a SIREN activation);
   * an activation module instance with its parameters: nn.Tanh(),
     nn.Softplus(beta=2, threshold=10), nn.GELU(approximate="tanh"),
     nn.LeakyReLU(0.2), nn.ELU(alpha=0.5), nn.SiLU(), nn.ReLU(), nn.Identity();
@@ -72,6 +73,14 @@ def _pow(exponent: float = 2.0) -> KernelFunction:
     return KernelFunction("pow", (exponent,), lambda x: torch.pow(x, exponent))
 
 
+def _scaled_sin(frequency: float = 1.0) -> KernelFunction:
+    """sin(w x) for a scalar frequency w (a SIREN layer's omega_0): phi^(k)(x) = w^k sin(w x + k pi / 2)."""
+    frequency = float(frequency)
+    if not math.isfinite(frequency):
+        raise ValueError(f"scaled_sin: frequency must be finite, got {frequency}")
+    return KernelFunction("scaled_sin", (frequency,), lambda x: torch.sin(frequency * x))
+
+
 def _plain(name: str, torch_function: Callable[[Tensor], Tensor]) -> Callable[[], KernelFunction]:
     return lambda: KernelFunction(name, (), torch_function)
 
@@ -104,6 +113,7 @@ _BY_NAME: dict[str, Callable[..., KernelFunction]] = {
     "sinh": _plain("sinh", torch.sinh),
     "cosh": _plain("cosh", torch.cosh),
     "abs": _plain("abs", torch.abs),
+    "scaled_sin": _scaled_sin,
 }
 
 

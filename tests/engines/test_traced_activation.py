@@ -1,8 +1,9 @@
 """User-defined activation modules recognised by their trace (engines/taylor/traced_activation.py).
 
-A Sequential of Linear layers and modules whose forward is ONE op of the function table runs the plan (the
-fused sweep, the algorithms of plain networks), with the same results as the autograd engine; anything else
-stays on the traced path; what the recognition read is part of the plan cache's snapshot.
+A Sequential of Linear layers and modules whose forward is ONE op of the function table, or SIREN's
+sin(w0 x), runs the plan (the fused sweep, the algorithms of plain networks), with the same results as the
+autograd engine; anything else stays on the traced path; what the recognition read is part of the plan
+cache's snapshot.
 """
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ class Swish(nn.Module):  # two ops: not one function of the table
         return x * torch.sigmoid(x)
 
 
+class ScaledOutput(nn.Module):  # two ops, the scale after the function: not a function of the table
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * torch.sin(x)
+
+
+class SineOfSum(nn.Module):  # sin(x + 1): the first op is not a product with a number
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x + 1.0)
+
+
+class ScaledTanh(nn.Module):  # tanh(2 x): only the sine has a scaled form in the table
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(2.0 * x)
+
+
+class IntegerFrequency(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x * 30)
+
+
 class LearnedSine(nn.Module):  # a parameter: not recognised
     def __init__(self) -> None:
         super().__init__()
@@ -65,8 +86,12 @@ class Branching(nn.Module):  # a branch on the values: the fake-tensor trace fai
 
 
 RECOGNISED = {"sine": (Sine, ("sin", ())), "softplus": (Softplus2, ("softplus", (2.0, 20.0))),
-              "cube": (Cube, ("pow", (3.0,))), "gelu_tanh": (GeluTanh, ("gelu_tanh", ()))}
-NOT_RECOGNISED = {"sin(30 x)": lambda: Sine(30.0), "swish": Swish, "learned": LearnedSine, "branch": Branching}
+              "cube": (Cube, ("pow", (3.0,))), "gelu_tanh": (GeluTanh, ("gelu_tanh", ())),
+              "sin(30 x)": (lambda: Sine(30.0), ("scaled_sin", (30.0,))),
+              "sin(-0.5 x)": (lambda: Sine(-0.5), ("scaled_sin", (-0.5,))),
+              "sin(x * 30)": (IntegerFrequency, ("scaled_sin", (30.0,)))}
+NOT_RECOGNISED = {"2 sin(x)": ScaledOutput, "sin(x + 1)": SineOfSum, "tanh(2 x)": ScaledTanh, "swish": Swish,
+                  "learned": LearnedSine, "branch": Branching}
 REQUESTS = ["laplacian", "full", [0, 2], "diagonal", None]
 
 
@@ -131,13 +156,15 @@ def test_changing_what_the_trace_read_builds_the_plan_again():
     net = _net(Sine)
     x = torch.randn(8, 3, dtype=torch.float64)
     assert derivatives(net, x, hessian="laplacian", backend="kernel").algorithm == "forward"
-    net[1].w0 = 30.0  # its forward is now sin(30 x): two ops
+    assert build_plan(net).steps[1].function.name == "sin"
+    net[1].w0 = 3.0  # its forward is now sin(3 x)
     changed = derivatives(net, x, hessian="laplacian", backend="kernel")
-    assert changed.algorithm == "traced"
+    assert changed.algorithm == "forward"
+    assert (build_plan(net).steps[1].function.name, build_plan(net).steps[1].function.params) == ("scaled_sin", (3.0,))
     torch.testing.assert_close(changed.laplacian,
                                derivatives(net, x, hessian="laplacian", backend="autograd").laplacian)
     net[1].w0 = 1.0
-    assert derivatives(net, x, hessian="laplacian", backend="kernel").algorithm == "forward"
+    assert build_plan(net).steps[1].function.name == "sin"
 
 
 def test_a_class_forward_replaced_builds_the_plan_again(monkeypatch):

@@ -50,15 +50,17 @@ class LoopedMLP(nn.Module):
         return self.layers[-1](h)
 
 
-class Sine(nn.Module):
-    """SIREN activation sin(w0 x)."""
+class SineLayer(nn.Module):
+    """A SIREN layer as the SIREN paper's code writes it: sin(w0 linear(x)), the Linear a child (a Sequential of
+    Linear and sin(w0 x) modules runs as a plan instead: tests/engines/test_traced_activation.py)."""
 
-    def __init__(self, w0: float = 3.0) -> None:
+    def __init__(self, inputs: int, outputs: int, w0: float = 3.0) -> None:
         super().__init__()
         self.w0 = w0
+        self.linear = nn.Linear(inputs, outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sin(self.w0 * x)
+        return torch.sin(self.w0 * self.linear(x))
 
 
 class Residual(nn.Module):
@@ -169,7 +171,7 @@ def looped_mlp(d: int, dtype: torch.dtype, device: torch.device | str) -> Functi
 
 def siren(d: int, dtype: torch.dtype, device: torch.device | str) -> Function:
     torch.manual_seed(2)
-    net = nn.Sequential(nn.Linear(d, WIDTH), Sine(3.0), nn.Linear(WIDTH, WIDTH), Sine(3.0), nn.Linear(WIDTH, 1))
+    net = nn.Sequential(SineLayer(d, WIDTH), SineLayer(WIDTH, WIDTH), nn.Linear(WIDTH, 1))
     return net.to(dtype=dtype, device=device)
 
 

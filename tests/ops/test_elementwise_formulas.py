@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from hoderiv_ext import Polynomial, elementwise_derivatives
+from hoderiv_ext.core.functions import by_name
 
 from conftest import DEVICES, into_domain
 
 
 SMOOTH = ["tanh", "sigmoid", "softplus", "sin", "cos", "exp", "silu", "gelu", "gelu_tanh", "elu", "log", "log1p",
-          "expm1", "sqrt", "rsqrt", "reciprocal", "square", "pow", "erf", "atan", "tan", "sinh", "cosh", "abs"]
+          "expm1", "sqrt", "rsqrt", "reciprocal", "square", "pow", "erf", "atan", "tan", "sinh", "cosh", "abs",
+          "scaled_sin"]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -45,7 +47,8 @@ def test_polynomial_gradcheck_in_x_and_coefficients(device):
     assert torch.autograd.gradgradcheck(stacked, (x, coefficients))
 
 
-@pytest.mark.parametrize("fn", ["tanh", "gelu", Polynomial([0.5, -1.0, 2.0, 0.0, 3.0, 1.0])], ids=str)
+@pytest.mark.parametrize("fn", ["tanh", "gelu", Polynomial([0.5, -1.0, 2.0, 0.0, 3.0, 1.0]),
+                                by_name("scaled_sin", frequency=3.0)], ids=str)
 def test_differentiable_to_high_order(fn):
     """d/dx of the kernel's y^(k) is y^(k+1); a result of order m differentiates 8 - m more times."""
     x = torch.linspace(-2, 2, 11, dtype=torch.float64, requires_grad=True)

@@ -27,7 +27,7 @@ from conftest import DEVICES, DTYPES, into_domain, tolerances
 FUNCTIONS = [
     "identity", "tanh", "sigmoid", "softplus", "sin", "cos", "exp", "silu", "gelu", "gelu_tanh", "relu",
     "leaky_relu", "elu", "log", "log1p", "expm1", "sqrt", "rsqrt", "reciprocal", "square", "pow", "erf", "atan",
-    "tan", "sinh", "cosh", "abs",
+    "tan", "sinh", "cosh", "abs", "scaled_sin",
 ]
 MODULES = [
     nn.Softplus(beta=2.0, threshold=5.0), nn.GELU(approximate="tanh"), nn.GELU(), nn.LeakyReLU(0.3),
@@ -106,6 +106,40 @@ def test_pow_matches_autograd_for_every_kind_of_exponent(exponent, points, order
         derivatives = elementwise_derivatives(by_name("pow", exponent=exponent), x, order, backend="kernel")
         for k in range(int(exponent) + 1, order + 1):
             assert bool((derivatives[k] == 0).all()), (exponent, k)
+
+
+# sin(w x), SIREN's activation: w^k sin(w x + k pi / 2). The float64 reference rounds w x in float64, the
+# kernel in x's dtype: the points keep |w x| <= 30, where float32's rounding of the argument stays far
+# below the tolerance.
+FREQUENCIES = [(30.0, [-1.0, -0.37, -0.01, 0.0, 0.013, 0.25, 0.5, 1.0]), (3.0, GRID[3:-3]), (-0.5, GRID),
+               (0.0, GRID), (1.0, GRID)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("order", [2, 5, 8])
+@pytest.mark.parametrize(("frequency", "points"), FREQUENCIES, ids=[str(w) for w, _ in FREQUENCIES])
+def test_scaled_sin_matches_autograd_for_every_frequency(frequency, points, order, dtype, device):
+    x = torch.tensor(points, dtype=dtype, device=device)
+    _compare(by_name("scaled_sin", frequency=frequency), x, order)
+
+
+def test_scaled_sin_at_order_one_is_the_frequency_times_the_cosine():
+    for dtype in (torch.float32, torch.float64):
+        x = torch.linspace(-2, 2, 101, dtype=dtype) + 1e-3
+        value, first = elementwise_derivatives(by_name("scaled_sin", frequency=30.0), x, 1, backend="kernel")
+        sine, cosine = elementwise_derivatives("sin", 30.0 * x, 1, backend="kernel")
+        assert torch.equal(value, sine)  # the argument rounded as torch rounds 30 * x
+        torch.testing.assert_close(first, 30.0 * cosine, rtol=2 * torch.finfo(dtype).eps, atol=0)
+        eps = torch.finfo(dtype).eps  # the kernels' sine is within an ulp or two of torch's
+        torch.testing.assert_close(value, torch.sin(30.0 * x), rtol=0, atol=2 * eps)
+
+
+def test_scaled_sin_refuses_a_frequency_that_is_not_finite():
+    with pytest.raises(ValueError, match="frequency must be finite"):
+        by_name("scaled_sin", frequency=float("inf"))
+    with pytest.raises(RuntimeError, match="scaled_sin parameter frequency must be finite"):
+        torch.ops.hoderiv_ext.elementwise_derivatives(torch.zeros(2), "scaled_sin", [float("nan")], 1)
 
 
 # (function, points, order): where torch's autograd gives infinities, NaN or masked zeros, the kernels give

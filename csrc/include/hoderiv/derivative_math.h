@@ -732,6 +732,22 @@ HODERIV_UNROLL
       }
       break;
     }
+    case Function::kScaledSin: {
+      // sin(w (x + h)) = sin(w x + w h): the coefficients of sin at w x times
+      // w^k. The argument is rounded as torch rounds sin(w * x); w^k is built
+      // one factor at a time with the factorial (w^k / k!, no w^k on its own).
+      const T w = T(params.p0);
+      T s, co;
+      sin_and_cos(w * x, s, co);
+      const T cycle[4] = {s, co, -s, -co};
+      T scale = T(1);
+HODERIV_UNROLL
+      for (int k = 0; k <= K; ++k) {
+        if (k > 0) scale = scale * w / T(k);
+        c[k] = cycle[k & 3] * scale;
+      }
+      break;
+    }
     case Function::kExp: {
       const T e = std::exp(x);
       T inverse_factorial = T(1);

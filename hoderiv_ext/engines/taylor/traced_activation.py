@@ -6,9 +6,11 @@ them and Linear layers runs the plan's fused sweep instead of the traced interpr
 forward is traced once with fake tensors (``make_fx``, so a branch on the values fails the trace
 instead of being baked in) on a (2, 3) input; it is recognised when the graph is its input, one op of
 :data:`hoderiv_ext.core.functions.ATEN_FUNCTIONS` applied to it (any other arguments constants) and
-that op's result as the output. Anything else -- two ops (``torch.sin(30 * x)``, ``x * sigmoid(x)``),
-parameters, buffers, children, a trace failure -- is not recognised and the module goes to the
-traced path as before.
+that op's result as the output. One two-op form is recognised too, SIREN's ``torch.sin(w0 * x)`` for a
+number ``w0``: the table's ``scaled_sin`` with frequency w0 (its kernel rounds w0 * x as torch does, then
+takes the sine). Anything else -- other two-op forms (``x * sigmoid(x)``, ``2 * torch.tanh(x)``),
+parameters, buffers, children, a trace failure -- is not recognised and the module goes to the traced
+path as before.
 
 What the recognition read is part of the plan cache's snapshot (:func:`recognition_state`): the
 class's forward and the module's scalar attributes (``self.w0``, ``self.training``), so changing any
@@ -22,10 +24,10 @@ from __future__ import annotations
 import weakref
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from hoderiv_ext.core.functions import KernelFunction, function_of_aten_op
+from hoderiv_ext.core.functions import KernelFunction, by_name, function_of_aten_op
 from hoderiv_ext.engines.taylor.module_scalars import SCALARS, module_scalars
 
 # module -> (recognition_state, (name, params) or None), for the eager calls and the compiled lookup
@@ -87,6 +89,8 @@ def _recognise(module: nn.Module) -> tuple[str, tuple[float, ...]] | None:
         return None
     graph.eliminate_dead_code()
     nodes = list(graph.nodes)
+    if [node.op for node in nodes] == ["placeholder", "call_function", "call_function", "output"]:
+        return _scaled_sine(*nodes)
     if len(nodes) != 3 or [node.op for node in nodes] != ["placeholder", "call_function", "output"]:
         return None
     placeholder, call, output = nodes
@@ -95,3 +99,19 @@ def _recognise(module: nn.Module) -> tuple[str, tuple[float, ...]] | None:
     if not all(isinstance(value, SCALARS) for value in (*call.args[1:], *call.kwargs.values())):
         return None  # a node (another value computed in forward) or a tensor constant
     return function_of_aten_op(call.target, call.args[1:], dict(call.kwargs))
+
+
+def _scaled_sine(placeholder: fx.Node, scale: fx.Node, sine: fx.Node,
+                 output: fx.Node) -> tuple[str, tuple[float, ...]] | None:
+    """("scaled_sin", (w0,)) for the graph of ``torch.sin(w0 * x)`` with a number w0, else None."""
+    if scale.target is not torch.ops.aten.mul.Tensor or len(scale.args) != 2 or scale.kwargs:
+        return None
+    if scale.args[0] is not placeholder or isinstance(scale.args[1], bool) or not isinstance(scale.args[1], (int, float)):
+        return None
+    if sine.target is not torch.ops.aten.sin.default or sine.args != (scale,) or output.args[0] is not sine:
+        return None
+    try:
+        found = by_name("scaled_sin", frequency=float(scale.args[1]))
+    except ValueError:  # an infinite or NaN w0: not a function of the table
+        return None
+    return found.name, found.params
