@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from hoderiv_ext import Laplacian
 from hoderiv_ext.core.requests import parse_hessian_request
 from hoderiv_ext.engines.taylor import engine as taylor_engine
 from hoderiv_ext.engines.taylor.plan import build_plan
@@ -14,7 +15,7 @@ from conftest import DEVICES, REQUESTS, two_affine_blocks
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("hessian", REQUESTS, ids=str)
+@pytest.mark.parametrize("hessian", [*REQUESTS, Laplacian(dims=[2, 0])], ids=str)
 @pytest.mark.parametrize("activation", [nn.Tanh, nn.SiLU, lambda: nn.Softplus(beta=2.0)], ids=["tanh", "silu", "softplus"])
 def test_mixed_mode_matches_forward_taylor_mode(activation, hessian, device):
     torch.manual_seed(1)

@@ -58,6 +58,10 @@ def _contract(
     reduce = torch.compiler.is_compiling() and d <= COMPILED_REDUCTION_MAX_D
     for recorded, curvature in zip(inputs, curvatures):
         tangents = recorded.tangents  # (N, d, m) or (d, m)
+        if tangents.dim() == 2:  # the first layer's tangents, the same for every sample
+            term = _shared_term(tangents, curvature, request)
+            total = term if total is None else total + term
+            continue
         scaled = tangents * curvature.unsqueeze(1)  # (N, d, m)
         if request.kind in ("full", "rows"):
             left = scaled if request.kind == "full" else scaled[:, list(request.rows)]  # (N, k, m)
@@ -77,3 +81,22 @@ def _contract(
         shapes = {"full": (n, d, d), "rows": (n, len(request.rows), d), "diagonal": (n, d), "laplacian": (n,)}
         total = x.new_zeros(shapes[request.kind])
     return total
+
+
+def _shared_term(tangents: Tensor, curvature: Tensor, request: HessianRequest) -> Tensor:
+    """T diag(c) T^T for tangents T (d, m) shared by every sample and curvatures c (N, m), restricted to the request.
+
+    Entry (i, j) is sum_u c_u T_iu T_ju: ONE matrix product of c with the products of T's rows,
+    (N, m) @ (m, k d), instead of the per-sample tangents (N, d, m) made and multiplied sample by sample.
+    """
+    n, (d, m) = curvature.shape[0], tangents.shape
+    if request.kind in ("full", "rows"):
+        left = tangents if request.kind == "full" else tangents[list(request.rows)]  # (k, m)
+        products = (left.unsqueeze(1) * tangents.unsqueeze(0)).reshape(-1, m)  # (k d, m)
+        return (curvature @ products.t()).view(n, left.shape[0], d)
+    squares = tangents * tangents  # (d, m)
+    if request.kind == "diagonal":
+        return curvature @ squares.t()  # (N, d)
+    if request.dims is not None:  # partial laplacian
+        squares = squares[list(request.dims)]
+    return curvature @ squares.sum(0)  # (N,)

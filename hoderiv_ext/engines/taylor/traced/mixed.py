@@ -212,12 +212,25 @@ def _contract(term: Curvature, adjoint: Tensor, rows: list[int] | None, n: int, 
         assert term.other is not None
         right = term.other.reshape(term.other.shape[0], d, m)
     left = left_tangents if rows is None else left_tangents[:, rows]
-    result = (left * weight) @ right.transpose(1, 2)  # (N, k, d)
+    result = _weighted_products(left, weight, right)  # (N, k, d)
     if term.kind == "product":  # + T_b diag(w) T_a^T: the transpose of the first term for the full Hessian
         if rows is None:
             return result + result.transpose(1, 2)
-        result = result + (right[:, rows] * weight) @ left_tangents.transpose(1, 2)
+        result = result + _weighted_products(right[:, rows], weight, left_tangents)
     return result
+
+
+def _weighted_products(left: Tensor, weight: Tensor, right: Tensor) -> Tensor:
+    """(N, k, d): entry (i, j) is sum_u left_iu w_u right_ju, for left (B, k, m), weight (N, 1, m), right (B, d, m).
+
+    Tangents of the affine prefix are the same for every sample (B = 1): then ONE matrix product of the
+    weights with the products of their rows, (N, m) @ (m, k d), instead of a product per sample.
+    """
+    if left.shape[0] == 1 and right.shape[0] == 1:
+        (k, m), d, n = left.shape[1:], right.shape[1], weight.shape[0]
+        products = (left[0].unsqueeze(1) * right[0].unsqueeze(0)).reshape(k * d, m)
+        return (weight.reshape(n, m) @ products.t()).view(n, k, d)
+    return (left * weight) @ right.transpose(1, 2)
 
 
 def dry_run_mixed(program: object, x: Tensor) -> None:
