@@ -105,7 +105,9 @@ class CarriedJet:
     def activation(self, step: ActivationStep) -> None:
         name, params = step.function.name, step.function.params
         if self.mode == "tangents":
-            tangents = self.tangents if self.tangents is not None else self.shared_tangents(self.value)
+            # The shared tangents are W^T, a transposed view: made contiguous (t, m), so that the product below
+            # is laid out as (N, t, m) and the next Linear reads it without a copy.
+            tangents = self.tangents if self.tangents is not None else self.shared_tangents(self.value).contiguous()
             phi = elementwise_ops.elementwise_derivatives(self.value, name, params, 2)  # phi, phi', phi''
             if self.record:
                 self.inputs.append(ActivationInput(self.value, tangents, phi[1], phi[2]))
