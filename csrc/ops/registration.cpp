@@ -76,6 +76,7 @@ bool register_ops() {
     register_jet_cpu(*state.cpu);
     register_bilaplacian_cpu(*state.cpu);
     register_univariate_cpu(*state.cpu);
+    register_weighted_gram_cpu(*state.cpu);
 #ifdef HODERIV_WITH_CUDA
     state.cuda = std::make_unique<torch::Library>(torch::Library::IMPL, kNamespace, c10::DispatchKey::CUDA,
                                                   __FILE__, __LINE__);
@@ -91,6 +92,7 @@ bool register_ops() {
     state.composite = std::make_unique<torch::Library>(
         torch::Library::IMPL, kNamespace, c10::DispatchKey::CompositeExplicitAutograd, __FILE__, __LINE__);
     register_network_jet(*state.composite);
+    register_weighted_gram(*state.composite);
     state.registered_here = true;
   } catch (const std::exception& error) {
     state.error = error.what();

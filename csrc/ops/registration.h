@@ -22,6 +22,7 @@ void register_elementwise_cpu(torch::Library& library);  // csrc/cpu/elementwise
 void register_jet_cpu(torch::Library& library);          // csrc/cpu/jet_cpu.cpp
 void register_bilaplacian_cpu(torch::Library& library);  // csrc/cpu/bilaplacian_cpu.cpp
 void register_univariate_cpu(torch::Library& library);   // csrc/cpu/univariate_cpu.cpp
+void register_weighted_gram_cpu(torch::Library& library);  // csrc/cpu/weighted_gram_cpu.cpp
 #ifdef HODERIV_WITH_CUDA
 void register_elementwise_cuda(torch::Library& library);  // csrc/cuda/elementwise_cuda.cu
 void register_jet_cuda(torch::Library& library);          // csrc/cuda/jet_cuda.cu
@@ -38,6 +39,9 @@ void register_autograd(torch::Library& library);
 // autograd kernel, the sweep as one autograd node (csrc/ops/network_jet_autograd.cpp).
 void register_network_jet(torch::Library& library);
 void register_network_jet_autograd(torch::Library& library);
+// weighted_gram's kernel for the devices without one of their own (CompositeExplicitAutograd, ATen ops;
+// csrc/ops/weighted_gram.cpp).
+void register_weighted_gram(torch::Library& library);
 
 // True when this library registered the ops; false when another library had
 // registered the namespace first (or registration failed: see

@@ -37,6 +37,10 @@
 //   network_jet: forward Taylor mode through a plain network's steps (space-
 //       separated "linear" / function names), returning the last jet and the
 //       value with the last bias added.
+// Mixed mode's per-sample Hessian terms (ops/weighted_gram.h):
+//   weighted_gram(left (N, k, m), weight (N, m), right (N, d, m)) -> (N, k, d),
+//       out[n, i, j] = sum_u left[n, i, u] weight[n, u] right[n, j, u]; its
+//       autograd formula is registered by the Python package (formulas.py).
 // The backward ops are ops of their own. Autograd: the forward ops
 // elementwise_derivatives, jet_activation, jet_activation_first,
 // jet_bilaplacian_extra and jet_univariate have C++
@@ -71,6 +75,7 @@ c10::ArrayRef<const char*> op_schemas() {
       "int num_tangents, int order) -> Tensor",
       "network_jet(Tensor x, Tensor[] weights, Tensor?[] biases, str steps, float[] params, int[] param_counts, "
       "int num_tangents, int[] pair_i, int[] pair_j, int[] collapsed) -> (Tensor, Tensor)",
+      "weighted_gram(Tensor left, Tensor weight, Tensor right) -> Tensor",
   };
   return kSchemas;
 }

@@ -8,6 +8,7 @@ csrc/ops/autograd.cpp, registered with the ops by the extension; the others are 
   elementwise    wrappers of the elementwise derivative ops
   jet            wrappers of the Taylor activation-step ops (the bi-Laplacian's extra slots, univariate jets)
   jet_composite  the activation step in torch ops (the double backward; the tests' twin)
+  gram           weighted_gram: mixed mode's per-sample Hessian terms T_a diag(w) T_b^T
   fake           fake kernels for torch.compile / FakeTensor
   formulas       autograd formulas of the backward ops and the polynomial ops
   register       registers the fake kernels and those formulas with the dispatcher (at import)

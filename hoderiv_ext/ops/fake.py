@@ -134,6 +134,17 @@ def jet_univariate_backward(grad, jet, bias, function, params, num_tangents, ord
     return jet.new_empty(jet.shape)
 
 
+def weighted_gram(left: Tensor, weight: Tensor, right: Tensor) -> Tensor:
+    check_same_device("weighted_gram", left=left, weight=weight, right=right)
+    torch._check(left.dim() == 3 and right.dim() == 3 and weight.dim() == 2,
+                 lambda: "hoderiv_ext.weighted_gram: left must be (N, k, m), weight (N, m), right (N, d, m)")
+    torch._check(weight.shape[0] == left.shape[0] and right.shape[0] == left.shape[0],
+                 lambda: "hoderiv_ext.weighted_gram: left, weight and right must have one batch size N")
+    torch._check(weight.shape[1] == left.shape[2] and right.shape[2] == left.shape[2],
+                 lambda: "hoderiv_ext.weighted_gram: left, weight and right must have one unit count m")
+    return left.new_empty((left.shape[0], left.shape[1], right.shape[1]))
+
+
 FAKE_KERNELS = {
     "elementwise_derivatives": elementwise_derivatives,
     "elementwise_derivatives_backward": elementwise_derivatives_backward,
@@ -147,4 +158,5 @@ FAKE_KERNELS = {
     "jet_bilaplacian_extra_backward": jet_bilaplacian_extra_backward,
     "jet_univariate": jet_univariate,
     "jet_univariate_backward": jet_univariate_backward,
+    "weighted_gram": weighted_gram,
 }

@@ -7,8 +7,9 @@ Where each op's autograd formula lives:
   jet_bilaplacian_extra, jet_univariate
                                              autograd, so its result is differentiable through
                                              the formulas here
-  the backward ops, polynomial_derivatives   here, registered with torch.library.register_autograd
-  and polynomial_derivatives_backward        (ops/register.py)
+  the backward ops, polynomial_derivatives,  here, registered with torch.library.register_autograd
+  polynomial_derivatives_backward and        (ops/register.py)
+  weighted_gram
 
 Math (phi an elementwise function, d_k = phi^(k)(x)):
   elementwise_derivatives(x, order)          -> stack(d_0 .. d_order)
@@ -256,6 +257,26 @@ def backward_univariate_backward(ctx: Any, grad_grad_jet: Tensor) -> tuple:
     return *grads, None, None, None, None
 
 
+def setup_weighted_gram(ctx: Any, inputs: tuple, output: Tensor) -> None:
+    ctx.save_for_backward(*inputs)
+
+
+def backward_weighted_gram(ctx: Any, grad: Tensor) -> tuple:
+    """out = sum_u a_iu w_u b_ju:  d/da_iu = w_u (G b)_iu,  d/db_ju = w_u (G^T a)_ju,  d/dw_u = sum_i a_iu (G b)_iu,
+    in torch ops (differentiable again)."""
+    left, weight, right = ctx.saved_tensors
+    grad_left = grad_weight = grad_right = None
+    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+        grad_times_right = grad @ right  # (N, k, m)
+        if ctx.needs_input_grad[0]:
+            grad_left = grad_times_right * weight.unsqueeze(1)
+        if ctx.needs_input_grad[1]:
+            grad_weight = (left * grad_times_right).sum(1)
+    if ctx.needs_input_grad[2]:
+        grad_right = (grad.transpose(1, 2) @ left) * weight.unsqueeze(1)
+    return grad_left, grad_weight, grad_right
+
+
 FORMULAS: dict[str, tuple[Callable, Callable]] = {
     "elementwise_derivatives_backward": (backward_elementwise_backward, setup_elementwise_backward),
     "polynomial_derivatives": (backward_polynomial, setup_polynomial),
@@ -264,4 +285,5 @@ FORMULAS: dict[str, tuple[Callable, Callable]] = {
     "jet_activation_first_backward": (backward_first_backward, setup_first_backward),
     "jet_bilaplacian_extra_backward": (backward_bilaplacian_extra_backward, setup_bilaplacian_extra_backward),
     "jet_univariate_backward": (backward_univariate_backward, setup_univariate_backward),
+    "weighted_gram": (backward_weighted_gram, setup_weighted_gram),
 }

@@ -24,7 +24,7 @@ CPP_AUTOGRAD_OPS = ("elementwise_derivatives", "jet_activation", "jet_activation
                     "jet_univariate")
 PYTHON_FORMULA_OPS = ("elementwise_derivatives_backward", "polynomial_derivatives", "polynomial_derivatives_backward",
                       "jet_activation_backward", "jet_activation_first_backward", "jet_bilaplacian_extra_backward",
-                      "jet_univariate_backward")
+                      "jet_univariate_backward", "weighted_gram")
 LAYOUT = JetLayout(2, pairs=((0, 1), (1, 1)), collapsed=(0, 1))
 FUNCTION, PARAMS = "softplus", [1.5, 20.0]
 

@@ -48,7 +48,7 @@ def test_cuda_kernels_compiled_when_ci_asks_for_them():
     assert info["cuda_kernels"] and info["cuda_archs"], info
     # Every op has its CUDA implementation registered with the dispatcher.
     for qualified in _package_ops():
-        if qualified.split("::")[1] in COMPOSITE_OPS:
+        if qualified.split("::")[1] in COMPOSITE_OPS | CPU_AND_COMPOSITE_OPS:
             continue
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CUDA"), qualified
 
@@ -57,11 +57,13 @@ EXPECTED_OPS = {
     "elementwise_derivatives", "elementwise_derivatives_backward", "polynomial_derivatives",
     "polynomial_derivatives_backward", "jet_activation", "jet_activation_backward", "jet_activation_first",
     "jet_activation_first_backward", "jet_bilaplacian_extra", "jet_bilaplacian_extra_backward",
-    "jet_univariate", "jet_univariate_backward", "network_jet",
+    "jet_univariate", "jet_univariate_backward", "network_jet", "weighted_gram",
 }
 # Ops whose kernel below autograd is CompositeExplicitAutograd (they call the other ops through the dispatcher:
 # every backend and Meta), with an Autograd kernel of their own.
 COMPOSITE_OPS = {"network_jet"}
+# Ops with a CPU kernel of their own and a CompositeExplicitAutograd kernel (ATen ops) for every other device.
+CPU_AND_COMPOSITE_OPS = {"weighted_gram"}
 
 
 def _package_ops() -> list[str]:
@@ -74,7 +76,9 @@ def test_every_op_has_cpu_kernel_and_fake_and_autograd():
     for qualified in _package_ops():
         name = qualified
         composite = qualified.split("::")[1] in COMPOSITE_OPS
-        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CompositeExplicitAutograd") == composite, name
+        with_composite = composite or qualified.split("::")[1] in CPU_AND_COMPOSITE_OPS
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CompositeExplicitAutograd") == \
+            with_composite, name
         assert not torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "CompositeImplicitAutograd"), name
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qualified, "Autograd"), name
         if composite:  # one kernel for every backend and Meta

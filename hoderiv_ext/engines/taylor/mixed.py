@@ -11,9 +11,12 @@ Rows, diagonal and Laplacian are slices / row sums of the same terms. Cost
 per layer: 1 + d forward GEMM columns + one reverse GEMM + N m d^2 for the
 contraction, against 1 + d + d(d+1)/2 GEMM columns for forward Taylor mode:
 far cheaper for the full Hessian as d grows. Scalar outputs only (o outputs
-would need o reverse sweeps). Under torch.compile, for d <= 8, the per-sample
-products are a broadcast product summed over units (inductor fuses it into
-one loop) instead of a batched matrix product (COMPILED_REDUCTION_MAX_D).
+would need o reverse sweeps). The per-sample products T diag(c) T^T are one
+op, ``weighted_gram`` (:mod:`hoderiv_ext.ops.gram`); under torch.compile, for
+d <= 8, a broadcast product summed over units (inductor fuses it into one
+loop; COMPILED_REDUCTION_MAX_D), above that a batched matrix product. The
+first layer's tangents are the same for every sample: its term is one matrix
+product (:func:`_shared_term`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.sweep import ActivationInput, forward_sweep, reverse_sweep
+from hoderiv_ext.ops.gram import weighted_gram
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -62,14 +66,18 @@ def _contract(
             term = _shared_term(tangents, curvature, request)
             total = term if total is None else total + term
             continue
-        scaled = tangents * curvature.unsqueeze(1)  # (N, d, m)
         if request.kind in ("full", "rows"):
-            left = scaled if request.kind == "full" else scaled[:, list(request.rows)]  # (N, k, m)
-            if reduce and tangents.dim() == 3:  # one fused loop over (N, k, d, m), nothing materialised
-                term = (left.unsqueeze(2) * tangents.unsqueeze(1)).sum(-1)  # (N, k, d)
+            rows = tangents if request.kind == "full" else tangents[:, list(request.rows)]  # (N, k, m)
+            if not torch.compiler.is_compiling():  # one pass, no per-sample matrix products (ops/gram.py)
+                term = weighted_gram(rows, curvature, tangents)  # (N, k, d)
+            elif reduce:  # one fused loop over (N, k, d, m), nothing materialised
+                term = ((rows * curvature.unsqueeze(1)).unsqueeze(2) * tangents.unsqueeze(1)).sum(-1)
             else:
-                term = left @ tangents.transpose(-1, -2)  # (N, k, d)
-        elif request.kind == "diagonal":
+                term = (rows * curvature.unsqueeze(1)) @ tangents.transpose(-1, -2)
+            total = term if total is None else total + term
+            continue
+        scaled = tangents * curvature.unsqueeze(1)  # (N, d, m)
+        if request.kind == "diagonal":
             term = (scaled * tangents).sum(2)  # (N, d)
         elif request.dims is None:  # laplacian
             term = (scaled * tangents).sum((1, 2))  # (N,)

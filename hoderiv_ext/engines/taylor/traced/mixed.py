@@ -46,6 +46,7 @@ from hoderiv_ext.engines.taylor.traced.jets import SeedJet, Slots, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import RULES, plain, value_of
 from hoderiv_ext.engines.taylor.traced.run import output_jet, run_traced
 from hoderiv_ext.ops import elementwise as elementwise_ops
+from hoderiv_ext.ops.gram import weighted_gram
 from hoderiv_ext.ops.layout import JetLayout
 
 aten = torch.ops.aten
@@ -224,13 +225,14 @@ def _weighted_products(left: Tensor, weight: Tensor, right: Tensor) -> Tensor:
     """(N, k, d): entry (i, j) is sum_u left_iu w_u right_ju, for left (B, k, m), weight (N, 1, m), right (B, d, m).
 
     Tangents of the affine prefix are the same for every sample (B = 1): then ONE matrix product of the
-    weights with the products of their rows, (N, m) @ (m, k d), instead of a product per sample.
+    weights with the products of their rows, (N, m) @ (m, k d); otherwise the op ``weighted_gram``
+    (:mod:`hoderiv_ext.ops.gram`), one pass instead of a scaled copy and a matrix product per sample.
     """
+    (k, m), d, n = left.shape[1:], right.shape[1], weight.shape[0]
     if left.shape[0] == 1 and right.shape[0] == 1:
-        (k, m), d, n = left.shape[1:], right.shape[1], weight.shape[0]
         products = (left[0].unsqueeze(1) * right[0].unsqueeze(0)).reshape(k * d, m)
         return (weight.reshape(n, m) @ products.t()).view(n, k, d)
-    return (left * weight) @ right.transpose(1, 2)
+    return weighted_gram(left.expand(n, k, m), weight.reshape(n, m), right.expand(n, d, m))
 
 
 def dry_run_mixed(program: object, x: Tensor) -> None:
