@@ -94,6 +94,9 @@ def test_the_same_tensor_on_both_sides(k, m, device):
     torch.testing.assert_close(got, reference(tangents, weight, tangents), rtol=1e-12, atol=1e-12)
     if device == "cpu" and m >= 4 * k:  # the one-pass kernel mirrors the upper triangle: exactly symmetric
         assert torch.equal(got, got.transpose(1, 2))
+        # also for two views of one tensor (a traced jet's tangents, expanded to the batch as mixed mode does)
+        views = weighted_gram(tangents.expand(6, k, m), weight, tangents.view(6, k, m))
+        assert torch.equal(views, views.transpose(1, 2)) and torch.equal(views, got)
 
 
 def test_the_same_tensor_on_both_sides_is_differentiable():

@@ -232,7 +232,8 @@ def _weighted_products(left: Tensor, weight: Tensor, right: Tensor) -> Tensor:
     if left.shape[0] == 1 and right.shape[0] == 1:
         products = (left[0].unsqueeze(1) * right[0].unsqueeze(0)).reshape(k * d, m)
         return (weight.reshape(n, m) @ products.t()).view(n, k, d)
-    return weighted_gram(left.expand(n, k, m), weight.reshape(n, m), right.expand(n, d, m))
+    return weighted_gram(left.expand(n, k, m), weight.reshape(n, m), right.expand(n, d, m))  # T diag(w) T^T:
+    # left and right are views of one tensor, which the op's kernel sees (its symmetric half)
 
 
 def dry_run_mixed(program: object, x: Tensor) -> None:
