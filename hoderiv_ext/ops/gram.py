@@ -20,3 +20,12 @@ from torch import Tensor
 def weighted_gram(left: Tensor, weight: Tensor, right: Tensor) -> Tensor:
     """(N, k, d): sum over units u of left[n, i, u] * weight[n, u] * right[n, j, u] (module docstring)."""
     return torch.ops.hoderiv_ext.weighted_gram.default(left, weight, right)
+
+
+def shared_weighted_gram(left: Tensor, weight: Tensor, right: Tensor) -> Tensor:
+    """:func:`weighted_gram` for ``left`` (k, m) and ``right`` (d, m) the same for every sample (a first layer's
+    W^T, a traced program's affine prefix), ``weight`` (N, m): ONE matrix product of the weights with the
+    products of their rows, (N, m) @ (m, k d), instead of a product per sample."""
+    (k, m), d = left.shape, right.shape[0]
+    products = (left.unsqueeze(1) * right.unsqueeze(0)).reshape(k * d, m)
+    return (weight @ products.t()).view(weight.shape[0], k, d)

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hoderiv_ext.ops.gram import weighted_gram
+from hoderiv_ext.ops.gram import shared_weighted_gram, weighted_gram
 
 from conftest import DEVICES, tolerances
 
@@ -50,6 +50,21 @@ def test_strided_and_expanded_operands(device):
     for left, right in ((tangents, tangents), (rows, shared), (shared, tangents)):
         torch.testing.assert_close(weighted_gram(left, weight, right), reference(left, weight, right),
                                    rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_tangents_shared_by_every_sample(device):
+    # A first layer's W^T or a traced affine prefix: both shared is one matrix product; one shared is expanded.
+    shared_left = torch.randn(1, 3, 24, dtype=torch.float64, device=device)
+    shared_right = torch.randn(1, 5, 24, dtype=torch.float64, device=device)
+    per_sample = torch.randn(7, 5, 24, dtype=torch.float64, device=device)
+    weight = torch.randn(7, 24, dtype=torch.float64, device=device)
+    for left, right in ((shared_left, shared_right), (shared_left, shared_left)):
+        got = shared_weighted_gram(left[0], weight, right[0])
+        assert got.shape == (7, left.shape[1], right.shape[1])
+        torch.testing.assert_close(got, reference(left, weight, right), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(weighted_gram(shared_left.expand(7, 3, 24), weight, per_sample),
+                               reference(shared_left, weight, per_sample), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -28,7 +28,7 @@ from hoderiv_ext.core.requests import HessianRequest
 from hoderiv_ext.core.results import Canonical
 from hoderiv_ext.engines.taylor.plan import TaylorPlan
 from hoderiv_ext.engines.taylor.sweep import ActivationInput, forward_sweep, reverse_sweep
-from hoderiv_ext.ops.gram import weighted_gram
+from hoderiv_ext.ops.gram import shared_weighted_gram, weighted_gram
 from hoderiv_ext.ops.layout import JetLayout
 
 
@@ -59,7 +59,6 @@ def _contract(
 ) -> Tensor:
     """sum_l T_l diag(c_l) T_l^T restricted to the request: (N, d, d), (N, k, d), (N, d) or (N,)."""
     total: Tensor | None = None
-    reduce = torch.compiler.is_compiling() and d <= COMPILED_REDUCTION_MAX_D
     for recorded, curvature in zip(inputs, curvatures):
         tangents = recorded.tangents  # (N, d, m) or (d, m)
         if tangents.dim() == 2:  # the first layer's tangents, the same for every sample
@@ -70,7 +69,7 @@ def _contract(
             rows = tangents if request.kind == "full" else tangents[:, list(request.rows)]  # (N, k, m)
             if not torch.compiler.is_compiling():  # one pass, no per-sample matrix products (ops/gram.py)
                 term = weighted_gram(rows, curvature, tangents)  # (N, k, d)
-            elif reduce:  # one fused loop over (N, k, d, m), nothing materialised
+            elif d <= COMPILED_REDUCTION_MAX_D:  # one fused loop over (N, k, d, m), nothing materialised
                 term = ((rows * curvature.unsqueeze(1)).unsqueeze(2) * tangents.unsqueeze(1)).sum(-1)
             else:
                 term = (rows * curvature.unsqueeze(1)) @ tangents.transpose(-1, -2)
@@ -94,14 +93,13 @@ def _contract(
 def _shared_term(tangents: Tensor, curvature: Tensor, request: HessianRequest) -> Tensor:
     """T diag(c) T^T for tangents T (d, m) shared by every sample and curvatures c (N, m), restricted to the request.
 
-    Entry (i, j) is sum_u c_u T_iu T_ju: ONE matrix product of c with the products of T's rows,
-    (N, m) @ (m, k d), instead of the per-sample tangents (N, d, m) made and multiplied sample by sample.
+    Entry (i, j) is sum_u c_u T_iu T_ju: ONE matrix product of c with products of T's rows
+    (:func:`~hoderiv_ext.ops.gram.shared_weighted_gram`; squares for the diagonal and the
+    Laplacian), instead of the per-sample tangents (N, d, m) made and multiplied sample by sample.
     """
-    n, (d, m) = curvature.shape[0], tangents.shape
     if request.kind in ("full", "rows"):
         left = tangents if request.kind == "full" else tangents[list(request.rows)]  # (k, m)
-        products = (left.unsqueeze(1) * tangents.unsqueeze(0)).reshape(-1, m)  # (k d, m)
-        return (curvature @ products.t()).view(n, left.shape[0], d)
+        return shared_weighted_gram(left, curvature, tangents)  # (N, k, d)
     squares = tangents * tangents  # (d, m)
     if request.kind == "diagonal":
         return curvature @ squares.t()  # (N, d)

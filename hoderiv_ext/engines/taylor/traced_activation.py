@@ -106,12 +106,13 @@ def _scaled_sine(placeholder: fx.Node, scale: fx.Node, sine: fx.Node,
     """("scaled_sin", (w0,)) for the graph of ``torch.sin(w0 * x)`` with a number w0, else None."""
     if scale.target is not torch.ops.aten.mul.Tensor or len(scale.args) != 2 or scale.kwargs:
         return None
-    if scale.args[0] is not placeholder or isinstance(scale.args[1], bool) or not isinstance(scale.args[1], (int, float)):
+    factor = scale.args[1]
+    if scale.args[0] is not placeholder or isinstance(factor, bool) or not isinstance(factor, (int, float)):
         return None
     if sine.target is not torch.ops.aten.sin.default or sine.args != (scale,) or output.args[0] is not sine:
         return None
     try:
-        found = by_name("scaled_sin", frequency=float(scale.args[1]))
+        found = by_name("scaled_sin", frequency=float(factor))
     except ValueError:  # an infinite or NaN w0: not a function of the table
         return None
     return found.name, found.params

@@ -46,7 +46,7 @@ from hoderiv_ext.engines.taylor.traced.jets import SeedJet, Slots, is_jet
 from hoderiv_ext.engines.taylor.traced.rules import RULES, plain, value_of
 from hoderiv_ext.engines.taylor.traced.run import output_jet, run_traced
 from hoderiv_ext.ops import elementwise as elementwise_ops
-from hoderiv_ext.ops.gram import weighted_gram
+from hoderiv_ext.ops.gram import shared_weighted_gram, weighted_gram
 from hoderiv_ext.ops.layout import JetLayout
 
 aten = torch.ops.aten
@@ -203,11 +203,11 @@ def _adjoints(program: object, x: Tensor, positions: tuple[int, ...], create_gra
 def _contract(term: Curvature, adjoint: Tensor, rows: list[int] | None, n: int, d: int) -> Tensor:
     """The term's (N, k, d) share of the Hessian (rows: the requested rows on the left)."""
     m = math.prod(adjoint.shape[1:])
-    weight = adjoint.reshape(n, 1, m)
+    weight = adjoint.reshape(n, m)
     left_tangents = term.tangents.reshape(term.tangents.shape[0], d, m)
     if term.kind == "unary":
         assert term.second is not None
-        weight = weight * term.second.reshape(n, 1, m)
+        weight = weight * term.second.reshape(n, m)
         right = left_tangents
     else:
         assert term.other is not None
@@ -222,18 +222,13 @@ def _contract(term: Curvature, adjoint: Tensor, rows: list[int] | None, n: int, 
 
 
 def _weighted_products(left: Tensor, weight: Tensor, right: Tensor) -> Tensor:
-    """(N, k, d): entry (i, j) is sum_u left_iu w_u right_ju, for left (B, k, m), weight (N, 1, m), right (B, d, m).
-
-    Tangents of the affine prefix are the same for every sample (B = 1): then ONE matrix product of the
-    weights with the products of their rows, (N, m) @ (m, k d); otherwise the op ``weighted_gram``
-    (:mod:`hoderiv_ext.ops.gram`), one pass instead of a scaled copy and a matrix product per sample.
-    """
+    """(N, k, d): sum_u left_iu w_u right_ju for left (B, k, m), weight (N, m), right (B, d, m), B = N or 1 (the
+    affine prefix's tangents, the same for every sample: then one matrix product, ops/gram.py)."""
     (k, m), d, n = left.shape[1:], right.shape[1], weight.shape[0]
     if left.shape[0] == 1 and right.shape[0] == 1:
-        products = (left[0].unsqueeze(1) * right[0].unsqueeze(0)).reshape(k * d, m)
-        return (weight.reshape(n, m) @ products.t()).view(n, k, d)
-    return weighted_gram(left.expand(n, k, m), weight.reshape(n, m), right.expand(n, d, m))  # T diag(w) T^T:
-    # left and right are views of one tensor, which the op's kernel sees (its symmetric half)
+        return shared_weighted_gram(left[0], weight, right[0])
+    # Two views of one tensor stay views of one tensor: the op's kernel computes half of T diag(w) T^T.
+    return weighted_gram(left.expand(n, k, m), weight, right.expand(n, d, m))
 
 
 def dry_run_mixed(program: object, x: Tensor) -> None:
