@@ -95,33 +95,29 @@ POWERS = [
 ]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("order", [2, 5, 8])
-@pytest.mark.parametrize(("exponent", "points"), POWERS, ids=[str(p) for p, _ in POWERS])
-def test_pow_matches_autograd_for_every_kind_of_exponent(exponent, points, order, dtype, device):
-    x = torch.tensor(points, dtype=dtype, device=device)
-    _compare(by_name("pow", exponent=exponent), x, order)
-    if exponent == int(exponent) and exponent >= 0:  # a polynomial: zero past its degree, also at 0
-        derivatives = elementwise_derivatives(by_name("pow", exponent=exponent), x, order, backend="kernel")
-        for k in range(int(exponent) + 1, order + 1):
-            assert bool((derivatives[k] == 0).all()), (exponent, k)
-
-
 # sin(w x), SIREN's activation: w^k sin(w x + k pi / 2). The float64 reference rounds w x in float64, the
 # kernel in x's dtype: the points keep |w x| <= 30, where float32's rounding of the argument stays far
 # below the tolerance.
 FREQUENCIES = [(30.0, [-1.0, -0.37, -0.01, 0.0, 0.013, 0.25, 0.5, 1.0]), (3.0, GRID[3:-3]), (-0.5, GRID),
                (0.0, GRID), (1.0, GRID)]
+# The functions of the table with a parameter, at each parameter value with its points.
+WITH_A_PARAMETER = ([pytest.param(by_name("pow", exponent=p), points, id=f"pow{p}") for p, points in POWERS]
+                    + [pytest.param(by_name("scaled_sin", frequency=w), points, id=f"scaled_sin{w}")
+                       for w, points in FREQUENCIES])
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("order", [2, 5, 8])
-@pytest.mark.parametrize(("frequency", "points"), FREQUENCIES, ids=[str(w) for w, _ in FREQUENCIES])
-def test_scaled_sin_matches_autograd_for_every_frequency(frequency, points, order, dtype, device):
+@pytest.mark.parametrize(("function", "points"), WITH_A_PARAMETER)
+def test_functions_with_a_parameter_match_autograd(function, points, order, dtype, device):
     x = torch.tensor(points, dtype=dtype, device=device)
-    _compare(by_name("scaled_sin", frequency=frequency), x, order)
+    _compare(function, x, order)
+    exponent = function.params[0]
+    if function.name == "pow" and exponent == int(exponent) and exponent >= 0:  # a polynomial: zero past its
+        derivatives = elementwise_derivatives(function, x, order, backend="kernel")  # degree, also at 0
+        for k in range(int(exponent) + 1, order + 1):
+            assert bool((derivatives[k] == 0).all()), (exponent, k)
 
 
 def test_scaled_sin_at_order_one_is_the_frequency_times_the_cosine():
